@@ -1,0 +1,78 @@
+"""Reading images of any size and mode, and turning them into the array a model takes."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import XcamError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+NORMALIZATIONS = ("imagenet", "none", "caffe", "MEAN,STD")
+
+
+def load_image(path) -> np.ndarray:
+    """Read any image OpenCV can decode (grayscale, RGB, RGBA, palette, 16-bit) as uint8 RGB (H, W, 3)."""
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise XcamError(f"cannot read image {str(path)!r}: {exc.strerror or exc}") from None
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if img is None:
+        raise XcamError(f"cannot read image {str(path)!r}: not an image file OpenCV can decode")
+    if img.dtype == np.uint16:
+        img = (img // 257).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        img = cv2.normalize(img.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if img.ndim == 2 or img.shape[2] == 1:
+        return cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def parse_normalization(spec: str):
+    """'imagenet', 'none', 'caffe' or 'MEAN,STD' (one value each, or three each: 'm1,m2,m3,s1,s2,s3')."""
+    if spec in ("imagenet", "none", "caffe"):
+        return spec
+    try:
+        values = [float(v) for v in spec.split(",")]
+    except ValueError:
+        values = []
+    if len(values) == 2:
+        return ((values[0],) * 3, (values[1],) * 3)
+    if len(values) == 6 and all(s > 0 for s in values[3:]):
+        return (tuple(values[:3]), tuple(values[3:]))
+    raise XcamError(f"unknown normalization {spec!r}; valid: imagenet, none, caffe, or MEAN,STD "
+                    "(e.g. 0.5,0.5 or 0.485,0.456,0.406,0.229,0.224,0.225)")
+
+
+def preprocess(images, size: tuple[int, int], normalize="imagenet", channels: int = 3) -> np.ndarray:
+    """uint8 RGB images -> float32 (N, H, W, channels), resized and normalized; channels-last.
+
+    ``channels=1`` gives the grayscale image (ITU-R BT.601 luma) for single-channel models.
+    """
+    norm = parse_normalization(normalize) if isinstance(normalize, str) else normalize
+    height, width = size
+    batch = []
+    for img in images:
+        h, w = img.shape[:2]
+        interp = cv2.INTER_AREA if h > height and w > width else cv2.INTER_LINEAR
+        x = cv2.resize(img, (width, height), interpolation=interp).astype(np.float32)
+        if norm == "caffe":
+            x = x[:, :, ::-1] - np.array(CAFFE_BGR_MEAN, dtype=np.float32)
+        else:
+            x = x / 255.0
+            if norm == "imagenet":
+                x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
+            elif norm != "none":
+                x = (x - np.array(norm[0], np.float32)) / np.array(norm[1], np.float32)
+        if channels == 1:
+            x = (x @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+        elif channels != 3:
+            raise XcamError(f"the model takes {channels}-channel input; xcam feeds 1- or 3-channel images")
+        batch.append(x)
+    return np.ascontiguousarray(np.stack(batch).astype(np.float32))

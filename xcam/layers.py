@@ -1,0 +1,75 @@
+"""Layer listings and the default layer choice, from records an adapter makes in one dummy forward."""
+
+from dataclasses import dataclass
+
+from .errors import XcamError, nearest
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    name: str                   # as the user types it: "features.10", "vgg16/block5_conv3"
+    kind: str                   # the layer's class name
+    shape: tuple | None         # output shape, channels first (N, C, h, w) for spatial layers; None if not a tensor
+    calls: int = 1              # how often it ran in one forward (a CAM needs exactly one)
+    is_pool: bool = False       # pooling, dropout or identity: a CAM on it repeats its input's map
+    same_as: str | None = None  # an earlier-finished layer whose output tensor this one returns unchanged
+
+    @property
+    def spatial(self) -> bool:
+        return self.shape is not None and len(self.shape) == 4 and self.shape[2] * self.shape[3] > 1
+
+    @property
+    def cam_ready(self) -> bool:
+        return self.spatial and self.calls == 1
+
+
+def default_layer(records: list[LayerRecord]) -> LayerRecord:
+    """The last layer (in the order layers finish) with a spatial output, skipping pooling layers and
+    containers that only hand a pooling layer's output on (AlexNet -> features.11, ResNet -> layer4,
+    Keras VGG16 -> block5_conv3)."""
+    by_name = {r.name: r for r in records}
+    for rec in reversed(records):
+        if not rec.cam_ready or rec.is_pool:
+            continue
+        if rec.same_as and by_name.get(rec.same_as, rec).is_pool:
+            continue
+        return rec
+    raise XcamError("the model has no layer with a spatial (N, C, h, w) output, so no CAM can be made")
+
+
+def check_layer(records: list[LayerRecord], name: str) -> LayerRecord:
+    """The record for ``name``, or a one-line error naming the nearest layers / why it cannot be used."""
+    for rec in records:
+        if rec.name == name:
+            if not rec.spatial:
+                raise XcamError(f"layer {name!r} outputs shape {rec.shape}, not a spatial map (N, C, h, w); "
+                                f"layers a CAM can use: {', '.join(spatial_names(records)[-5:])}")
+            if rec.calls != 1:
+                raise XcamError(f"layer {name!r} runs {rec.calls} times in one forward pass; "
+                                "pick a layer that runs once")
+            return rec
+    raise unknown_layer(name, [r.name for r in records])
+
+
+def spatial_names(records) -> list[str]:
+    return [r.name for r in records if r.cam_ready]
+
+
+def unknown_layer(name: str, names) -> XcamError:
+    close = nearest(str(name), names)
+    hint = f"; nearest: {', '.join(close)}" if close else ""
+    return XcamError(f"unknown layer {name!r}{hint} (list them with `xcam layers --model ...`)")
+
+
+def format_table(records: list[LayerRecord], picked: str | None = None) -> str:
+    """A text table: name, type, output shape, and '*' for the layers a CAM can use."""
+    width = max([len(r.name) for r in records] + [5])
+    kw = max([len(r.kind) for r in records] + [4])
+    lines = [f"{'layer':<{width}}  {'type':<{kw}}  {'output':<22}  cam"]
+    for r in records:
+        shape = "x".join(str(s) for s in r.shape[1:]) if r.shape else "-"
+        mark = "*" if r.cam_ready else ""
+        if r.name == picked:
+            mark += " (default)"
+        lines.append(f"{r.name:<{width}}  {r.kind:<{kw}}  {shape:<22}  {mark}")
+    return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""Pictures: heat-map overlays, colormaps and feature-map grids (uint8 RGB)."""
+
+import cv2
+import numpy as np
+
+from .errors import XcamError
+
+COLORMAPS = {
+    "jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "viridis": cv2.COLORMAP_VIRIDIS,
+    "inferno": cv2.COLORMAP_INFERNO, "magma": cv2.COLORMAP_MAGMA, "hot": cv2.COLORMAP_HOT,
+    "plasma": cv2.COLORMAP_PLASMA, "gray": None,
+}
+
+
+def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
+    """An (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, uint8 or float in [0, 1], as uint8 RGB."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise XcamError(f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {img.shape}")
+    img = img[:, :, :3]
+    if img.dtype != np.uint8:
+        img = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0) * 255.0 + 0.5
+    return np.ascontiguousarray(img.astype(np.uint8))
+
+
+def colorize(heatmap: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """A (H, W) map in [0, 1] as a uint8 RGB picture through a named colormap."""
+    if colormap not in COLORMAPS:
+        raise XcamError(f"unknown colormap {colormap!r}; valid: {', '.join(COLORMAPS)}")
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.ndim != 2:
+        raise XcamError(f"heatmap must be (H, W), got shape {heat.shape}")
+    if not np.isfinite(heat).all():
+        raise XcamError("heatmap holds NaN or infinite values")
+    levels = np.clip(heat * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if COLORMAPS[colormap] is None:
+        return np.repeat(levels[:, :, None], 3, axis=2)
+    return cv2.cvtColor(cv2.applyColorMap(levels, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
+    """out = (1 - alpha) * image + alpha * colormap(heatmap), uint8 RGB; the map is resized to the image."""
+    if not 0.0 <= alpha <= 1.0:
+        raise XcamError(f"alpha must be in [0, 1], got {alpha}")
+    rgb = to_uint8_rgb(image)
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.shape != rgb.shape[:2]:
+        heat = cv2.resize(heat, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    color = colorize(heat, colormap).astype(np.float32)
+    mixed = (1.0 - alpha) * rgb.astype(np.float32) + alpha * color
+    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+
+
+def feature_grid(activations: np.ndarray, per_row: int = 16, tile: int | None = None, pad: int = 1,
+                 colormap: str = "gray") -> np.ndarray:
+    """Every channel of one layer for one image, (C, h, w), as a uint8 RGB grid of ``per_row`` tiles a row.
+
+    Each channel is min-max scaled on its own (a constant channel shows black). ``tile`` is the side of each
+    tile in pixels (default: the map's size, at least 32, nearest-neighbour so cells stay visible).
+    """
+    acts = np.asarray(activations, dtype=np.float32)
+    if acts.ndim != 3:
+        raise XcamError(f"feature_grid takes one image's activations (C, h, w), got shape {acts.shape}")
+    if per_row < 1:
+        raise XcamError(f"per_row must be >= 1, got {per_row}")
+    from .ops import normalize_minmax
+
+    c, h, w = acts.shape
+    scaled = normalize_minmax(acts)
+    side = tile or max(32, h)
+    tw = max(1, round(side * w / max(h, w)))
+    th = max(1, round(side * h / max(h, w)))
+    cols = min(per_row, c)
+    rows = -(-c // cols)
+    grid = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad, 3), 255, dtype=np.uint8)
+    for k in range(c):
+        r, q = divmod(k, cols)
+        cell = cv2.resize(scaled[k], (tw, th), interpolation=cv2.INTER_NEAREST)
+        y, x = pad + r * (th + pad), pad + q * (tw + pad)
+        grid[y:y + th, x:x + tw] = colorize(cell, colormap)
+    return grid

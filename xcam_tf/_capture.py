@@ -1,0 +1,213 @@
+"""Fetch activations, gradients and logits from a Keras 3 model. Mechanics only: every formula is in xcam/.
+
+How: while a compiled (``tf.function``) step is traced, the target layer's ``call`` is wrapped so that its
+output is kept and watched by a ``GradientTape(watch_accessed_variables=False)``: the tape records only what
+follows the layer, and ``tape.gradient`` goes back to that output alone. This reaches layers inside
+Sequential, functional and nested models alike. A final softmax is traced as the identity, so scores are
+logits. The step is cached per model, layer and input shape, so repeated calls do not retrace; the wraps
+are removed in ``finally`` and the model's layers are left as they were.
+"""
+
+import contextlib
+from collections import OrderedDict
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from xcam.capture import Capture
+from xcam.errors import XcamError
+from xcam.layers import unknown_layer
+from xcam.targets import TOP1, check_class_range, requested_classes, requested_targets, resolve_targets
+
+_STEPS: OrderedDict = OrderedDict()  # (id(model), layer, shape, rank, gradients) -> compiled step; LRU
+_MAX_STEPS = 8  # a step holds its model: keep only the few most recent
+
+
+def walk(model, prefix=""):
+    """(path, layer) for every layer, nested models included ("vgg16/block5_conv3")."""
+    for layer in getattr(model, "layers", []):
+        path = f"{prefix}{layer.name}"
+        yield path, layer
+        if isinstance(layer, keras.Model) or hasattr(layer, "layers"):
+            yield from walk(layer, path + "/")
+
+
+def resolve_layer(model, layer) -> tuple[str, keras.layers.Layer]:
+    """(path, layer) for a path ("vgg16/block5_conv3"), a unique plain name inside nested models, or a layer."""
+    paths = list(walk(model))
+    if isinstance(layer, keras.layers.Layer):
+        for path, obj in paths:
+            if obj is layer:
+                return path, obj
+        raise XcamError(f"the given layer {layer.name!r} is not part of the model")
+    for path, obj in paths:
+        if path == layer:
+            return path, obj
+    matches = [(p, o) for p, o in paths if p.rsplit("/", 1)[-1] == layer]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise XcamError(f"layer name {layer!r} is ambiguous: {', '.join(p for p, _ in matches)}")
+    raise unknown_layer(layer, [p for p, _ in paths])
+
+
+def final_layer(model):
+    """The layer that produces the model's output (descending into a nested last model)."""
+    layers = getattr(model, "layers", [])
+    if not layers:
+        return None
+    last = layers[-1]
+    return final_layer(last) if hasattr(last, "layers") and last.layers else last
+
+
+@contextlib.contextmanager
+def wrapped(layer, keep: dict, tape_box: dict, final):
+    """Wrap the target layer's call (keep and watch its output) and make a final softmax the identity."""
+    original = layer.call
+
+    def call(*args, **kwargs):
+        out = original(*args, **kwargs)
+        if keep.get("out") is not None:
+            raise XcamError(f"layer {layer.name!r} runs more than once in one forward pass; "
+                            "pick a layer that runs once")
+        if tape_box.get("tape") is not None:
+            tape_box["tape"].watch(out)
+        keep["out"] = out
+        return out
+
+    saved = []
+    try:
+        object.__setattr__(layer, "call", call)
+        if final is not None and _is_softmax(getattr(final, "activation", None)):
+            saved.append((final, "activation", final.activation))
+            object.__setattr__(final, "activation", keras.activations.linear)
+        elif final is not None and isinstance(final, keras.layers.Softmax):
+            saved.append((final, "call", None))
+            object.__setattr__(final, "call", lambda x, *a, **k: x)
+        yield
+    finally:
+        object.__delattr__(layer, "call")
+        for obj, attr, value in saved:
+            if attr == "call":
+                object.__delattr__(obj, "call")
+            else:
+                object.__setattr__(obj, attr, value)
+
+
+def _is_softmax(fn) -> bool:
+    return fn is not None and getattr(fn, "__name__", "") == "softmax"
+
+
+def _step(model, path, layer, shape, classes_per_sample: int, gradients: bool):
+    """The compiled capture step for this model, layer, input shape and class count (0: one per sample)."""
+    target_rank = 2 if classes_per_sample else 1
+    key = (id(model), path, tuple(shape), classes_per_sample, gradients)
+    if key in _STEPS and _STEPS[key][0] is model:
+        _STEPS.move_to_end(key)
+        return _STEPS[key][1]
+    keep: dict = {}
+    tape_box: dict = {}
+
+    @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.float32),
+                                  tf.TensorSpec((None, classes_per_sample)[:target_rank], tf.int32)])
+    def step(x, targets):
+        keep.clear()
+        with tf.GradientTape(watch_accessed_variables=False, persistent=target_rank == 2) as tape:
+            tape_box["tape"] = tape if gradients else None
+            logits = model(x, training=False)
+            act = keep["out"]
+            top1 = tf.argmax(logits, axis=1, output_type=tf.int32)
+            if target_rank == 1:
+                chosen = tf.where(targets == TOP1, top1, targets)
+                score = tf.reduce_sum(logits * tf.one_hot(chosen, tf.shape(logits)[1], dtype=logits.dtype))
+        tape_box.clear()
+        if not gradients:
+            return act, tf.zeros((0,)), logits
+        if target_rank == 1:
+            return act, tape.gradient(score, act), logits
+        onehots = tf.one_hot(targets, tf.shape(logits)[1], dtype=logits.dtype)  # (N, K, classes)
+        grads = [tape.gradient(logits, act, output_gradients=onehots[:, j]) for j in range(classes_per_sample)]
+        return act, tf.stack(grads, axis=1), logits
+
+    _STEPS[key] = (model, (step, keep, tape_box))
+    while len(_STEPS) > _MAX_STEPS:
+        _STEPS.popitem(last=False)
+    return _STEPS[key][1]
+
+
+def as_batch(inputs) -> tf.Tensor:
+    x = tf.convert_to_tensor(inputs, dtype=tf.float32)
+    if x.shape.rank != 4:
+        raise XcamError(f"inputs must be a batch (N, H, W, C), got shape {tuple(x.shape)}")
+    return x
+
+
+def _check_logits(logits: np.ndarray) -> None:
+    if logits.ndim != 2:
+        raise XcamError(f"the model returns shape {logits.shape}; xcam explains classifiers returning logits (N, K)")
+    if logits.shape[1] > 1 and (logits >= 0).all() and np.allclose(logits.sum(1), 1.0, atol=1e-4):
+        raise XcamError("the model's outputs are probabilities (each row sums to 1) and no final softmax layer "
+                        "was found to skip: give a model whose last layer returns logits")
+
+
+def _head_weights(model, channels: int, num_classes: int) -> np.ndarray:
+    dense = [obj for _, obj in walk(model) if isinstance(obj, keras.layers.Dense)]
+    if not dense:
+        raise XcamError("method 'cam' needs a final dense layer after global average pooling; the model has none")
+    w = np.asarray(dense[-1].kernel.numpy()).T
+    if w.shape != (num_classes, channels):
+        raise XcamError(f"method 'cam' needs global average pooling then one dense layer from the explained "
+                        f"layer's {channels} channels to the {num_classes} classes; the last Dense maps "
+                        f"{w.shape[1]} -> {w.shape[0]} (use gradcam for this model)")
+    return w.astype(np.float32)
+
+
+def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool = True, head: bool = False,
+            labels=None) -> Capture:
+    """Activations and gradients as (N, C, h, w) NumPy arrays (channels first), and the logits (N, K)."""
+    path, obj = resolve_layer(model, layer)
+    x = as_batch(inputs)
+    n = int(x.shape[0])
+    if classes is not None:
+        wanted = requested_classes(classes)
+        request = np.broadcast_to(wanted, (n, wanted.size)).astype(np.int32)
+    else:
+        wanted = requested_targets(targets, n)
+        request = np.clip(wanted, TOP1, None).astype(np.int32)
+    step, keep, tape_box = _step(model, path, obj, x.shape[1:], request.shape[1] if request.ndim == 2 else 0,
+                                 gradients)
+    if classes is not None:  # a class index past the model's range would be silently zero in one_hot
+        num = _num_classes(model)
+        if num is not None:
+            check_class_range(wanted, num, labels)
+    try:
+        with wrapped(obj, keep, tape_box, final_layer(model)):
+            act, grads, logits = step(x, tf.constant(request))
+    except tf.errors.InvalidArgumentError as exc:
+        raise XcamError(f"the model could not run on inputs of shape {tuple(x.shape)}: "
+                        f"{exc.message.splitlines()[0]}") from None
+    finally:
+        keep.clear()
+    scores = logits.numpy().astype(np.float32)
+    _check_logits(scores)
+    if act.shape.rank != 4:
+        raise XcamError(f"layer {path!r} outputs shape {tuple(act.shape)}, not a spatial map (N, h, w, C)")
+    if classes is not None:
+        check_class_range(wanted, scores.shape[1], labels)
+        chosen = request.astype(np.int64)
+    else:
+        chosen = resolve_targets(wanted, scores, labels)
+    acts = np.moveaxis(act.numpy(), -1, -3)  # NHWC -> NCHW, a view
+    g = None
+    if gradients:
+        g = np.moveaxis(grads.numpy(), -1, -3)
+    head_w = _head_weights(model, acts.shape[1], scores.shape[1]) if head else None
+    return Capture(activations=acts, gradients=g, scores=scores, targets=chosen, layer=path, head_weights=head_w)
+
+
+def _num_classes(model):
+    try:
+        return int(model.outputs[0].shape[-1])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None

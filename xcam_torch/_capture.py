@@ -1,0 +1,165 @@
+"""Fetch activations, gradients and logits from a PyTorch model. Mechanics only: every formula is in xcam/.
+
+How: a forward hook on the target module keeps its output and hands the rest of the network a copy, so an
+in-place op after the layer (AlexNet's ReLU(inplace=True)) cannot change what was kept. Layers before the
+target run without autograd; the graph starts at the kept output, and ``torch.autograd.grad`` goes back to
+it alone: no full backward, no ``.grad`` written into parameters. Hooks are removed and train/eval modes
+restored in ``finally``.
+"""
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import nn
+
+from xcam.capture import Capture
+from xcam.errors import XcamError
+from xcam.layers import unknown_layer
+from xcam.targets import check_class_range, requested_classes, requested_targets, resolve_targets
+
+_SOFTMAX = (nn.Softmax, nn.LogSoftmax)
+
+
+def resolve_module(model: nn.Module, layer) -> tuple[str, nn.Module]:
+    """(name, module) for a dotted name ("features.10") or a module object of ``model``."""
+    if isinstance(layer, nn.Module):
+        for name, module in model.named_modules():
+            if module is layer:
+                return name, module
+        raise XcamError(f"the given {type(layer).__name__} module is not part of the model")
+    modules = dict(model.named_modules())
+    if layer in modules and layer != "":
+        return layer, modules[layer]
+    raise unknown_layer(layer, [n for n in modules if n])
+
+
+@contextlib.contextmanager
+def preserved(model: nn.Module):
+    """Run with the model in eval mode and grad mode off; restore every module's mode and grad mode after."""
+    modes = [(m, m.training) for m in model.modules()]
+    grad_mode = torch.is_grad_enabled()
+    try:
+        model.eval()
+        torch.set_grad_enabled(False)
+        yield
+    finally:
+        torch.set_grad_enabled(grad_mode)
+        for module, training in modes:
+            module.training = training
+
+
+def as_batch(model: nn.Module, inputs) -> torch.Tensor:
+    """The inputs as a float tensor on the model's device and dtype, (N, C, H, W)."""
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    x = torch.as_tensor(inputs) if not isinstance(inputs, torch.Tensor) else inputs
+    if x.ndim != 4:
+        raise XcamError(f"inputs must be a batch (N, C, H, W), got shape {tuple(x.shape)}")
+    return x.to(device=device, dtype=dtype)
+
+
+class _Keeper:
+    """The forward hook: keeps the layer's output (and starts the graph there when gradients are wanted)."""
+
+    def __init__(self, name: str, track: bool):
+        self.name, self.track, self.kept, self.calls = name, track, None, 0
+
+    def __call__(self, module, args, output):
+        self.calls += 1
+        if self.calls > 1:
+            raise XcamError(f"layer {self.name!r} runs more than once in one forward pass; "
+                            "pick a layer that runs once")
+        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise XcamError(f"layer {self.name!r} outputs {shape}, not a spatial map (N, C, h, w)")
+        self.kept = output.detach()
+        if self.track:
+            torch.set_grad_enabled(True)  # the graph starts here; restored by `preserved`
+            self.kept.requires_grad_(True)
+        return self.kept.clone()  # later in-place ops change the copy, never the kept tensor
+
+
+def _logits(model: nn.Module, x: torch.Tensor, softmax_io: dict) -> torch.Tensor:
+    out = model(x)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise XcamError(f"the model returns {shape}; xcam explains classifiers returning logits (N, K)")
+    for module_out, module_in in softmax_io.values():
+        if module_out is out:  # a final nn.Softmax: explain the logits it was given
+            return module_in
+    detached = out.detach()
+    if out.shape[1] > 1 and bool((detached >= 0).all()) and torch.allclose(
+            detached.sum(1), torch.ones(1, dtype=detached.dtype, device=detached.device), atol=1e-4):
+        raise XcamError("the model's outputs are probabilities (each row sums to 1): xcam differentiates the "
+                        "pre-softmax logits, so remove the softmax from the model's forward")
+    return out
+
+
+def _head_weights(model: nn.Module, channels: int, num_classes: int) -> np.ndarray:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise XcamError("method 'cam' needs a final linear layer after global average pooling; "
+                        "the model has no nn.Linear")
+    w = linears[-1].weight.detach()
+    if tuple(w.shape) != (num_classes, channels):
+        raise XcamError(f"method 'cam' needs global average pooling then one linear layer from the explained "
+                        f"layer's {channels} channels to the {num_classes} classes; the last nn.Linear maps "
+                        f"{w.shape[1]} -> {w.shape[0]} (use gradcam for this model)")
+    return w.float().cpu().numpy()
+
+
+def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
+            head: bool = False, labels=None) -> Capture:
+    """Activations (N, C, h, w), gradients of the target logits and the logits (N, K), as NumPy.
+
+    targets: None (top-1 per sample), an int, or one int per sample. classes: several classes for every
+    sample instead (gradients become (N, K, C, h, w)).
+    """
+    name, module = resolve_module(model, layer)
+    x = as_batch(model, inputs)
+    wanted = requested_classes(classes) if classes is not None else requested_targets(targets, x.shape[0])
+    keeper = _Keeper(name, gradients)
+    softmax_io: dict = {}
+    handles = [module.register_forward_hook(keeper)]
+    for i, sm in enumerate(m for m in model.modules() if isinstance(m, _SOFTMAX)):
+        handles.append(sm.register_forward_hook(
+            lambda mod, args, out, i=i: softmax_io.__setitem__(i, (out, args[0]))))
+    try:
+        with preserved(model):
+            logits = _logits(model, x, softmax_io)
+            if keeper.kept is None:
+                raise XcamError(f"layer {name!r} did not run in the forward pass")
+            scores = logits.detach().float().cpu().numpy()
+            if classes is not None:
+                check_class_range(wanted, scores.shape[1], labels)
+                chosen = np.broadcast_to(wanted, (x.shape[0], wanted.size)).copy()
+            else:
+                chosen = resolve_targets(wanted, scores, labels)
+            grads = _gradients(logits, keeper.kept, chosen) if gradients else None
+        acts = keeper.kept.detach()
+        head_w = _head_weights(model, acts.shape[1], scores.shape[1]) if head else None
+        return Capture(activations=acts.float().cpu().numpy(), gradients=grads, scores=scores,
+                       targets=chosen, layer=name, head_weights=head_w)
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _gradients(logits: torch.Tensor, kept: torch.Tensor, chosen: np.ndarray) -> np.ndarray:
+    """d logit[n, chosen[n]] / d kept, one backward for the batch; (N, K, ...) for several classes."""
+    index = torch.as_tensor(chosen, device=logits.device)
+    if chosen.ndim == 1:
+        score = logits.gather(1, index[:, None]).sum()
+        (grad,) = torch.autograd.grad(score, kept)
+        return grad.float().cpu().numpy()
+    k = chosen.shape[1]
+    onehots = torch.zeros((k, *logits.shape), dtype=logits.dtype, device=logits.device)
+    onehots.scatter_(2, index.T[:, :, None], 1.0)
+    try:
+        (grad,) = torch.autograd.grad(logits, kept, grad_outputs=onehots, is_grads_batched=True)
+    except RuntimeError:  # an op without a batching rule: one backward per class
+        grad = torch.stack([torch.autograd.grad(logits, kept, grad_outputs=onehots[j], retain_graph=j < k - 1)[0]
+                            for j in range(k)])
+    return grad.transpose(0, 1).float().cpu().numpy()
