@@ -1,0 +1,43 @@
+"""Overlay, colormaps and feature grids: pixel values, not just shapes."""
+
+import numpy as np
+import pytest
+
+import xcam
+from xcam import XcamError
+
+
+def test_jet_endpoints_and_overlay_mix():
+    # OpenCV's JET: 0 -> dark blue (0, 0, 128), 1 -> dark red (128, 0, 0)
+    np.testing.assert_array_equal(xcam.colorize(np.array([[0.0, 1.0]])), [[[0, 0, 128], [128, 0, 0]]])
+    img = np.full((2, 2, 3), 100, np.uint8)
+    out = xcam.overlay(img, np.ones((2, 2)), alpha=0.5)
+    assert out.dtype == np.uint8
+    np.testing.assert_array_equal(out[0, 0], [114, 50, 50])  # 0.5*100 + 0.5*(128, 0, 0)
+    np.testing.assert_array_equal(xcam.overlay(img, np.zeros((2, 2)), alpha=0.0), img)
+
+
+def test_overlay_resizes_map_and_accepts_float_and_gray_images():
+    gray = np.full((4, 6), 0.5, np.float32)
+    out = xcam.overlay(gray, np.zeros((2, 3)), alpha=1.0, colormap="gray")
+    assert out.shape == (4, 6, 3) and (out == 0).all()
+
+
+def test_overlay_rejects_bad_input():
+    with pytest.raises(XcamError, match="alpha must be in"):
+        xcam.overlay(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2)), alpha=2)
+    with pytest.raises(XcamError, match="unknown colormap 'nope'; valid: jet"):
+        xcam.overlay(np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2)), colormap="nope")
+    with pytest.raises(XcamError, match="NaN"):
+        xcam.colorize(np.array([[np.nan]]))
+
+
+def test_feature_grid_layout_and_per_channel_scaling():
+    acts = np.zeros((20, 2, 2), np.float32)
+    acts[0] = [[0, 1], [2, 3]]   # scaled to 0, 85, 170, 255
+    acts[17] = 7.0               # constant -> black
+    grid = xcam.feature_grid(acts, per_row=16, tile=2, pad=1)
+    assert grid.shape == (2 * 3 + 1, 16 * 3 + 1, 3)   # 2 rows of 16 tiles of 2 px, 1 px padding
+    np.testing.assert_array_equal(grid[1:3, 1:3, 0], [[0, 85], [170, 255]])
+    np.testing.assert_array_equal(grid[4:6, 4:6, 0], 0)        # channel 17: row 1, col 1
+    np.testing.assert_array_equal(grid[4:6, 7 * 3 + 1:7 * 3 + 3], 255)  # past the last channel: padding white

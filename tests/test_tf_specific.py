@@ -1,0 +1,77 @@
+"""Keras specifics: softmax heads, nested models, paths, compiled capture without retracing."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+
+import xcam_tf  # noqa: E402
+from xcam import XcamError  # noqa: E402
+
+pytestmark = pytest.mark.tf
+
+
+def tiny(activation=None, seed=0):
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv1")(inp)
+    x = keras.layers.Conv2D(3, 3, padding="same", name="conv2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, keras.layers.Dense(2, activation=activation, name="fc")(x), name="tiny")
+
+
+X = np.random.RandomState(0).randn(2, 8, 8, 3).astype(np.float32)
+
+
+def test_softmax_head_is_explained_on_logits():
+    soft = tiny("softmax")
+    lin = tiny(None)
+    lin.set_weights(soft.get_weights())
+    cap = xcam_tf.capture(soft, X, "conv2", 1)
+    np.testing.assert_allclose(cap.scores, np.asarray(lin(X)), atol=1e-5)
+    np.testing.assert_allclose(xcam_tf.cam(soft, X, "conv2", targets=1), xcam_tf.cam(lin, X, "conv2", targets=1),
+                               atol=1e-6)
+    assert soft.get_layer("fc").activation.__name__ == "softmax"  # restored
+    np.testing.assert_allclose(np.asarray(soft(X)).sum(1), 1.0, atol=1e-5)
+
+
+def test_final_softmax_layer_is_skipped():
+    base = tiny(None)
+    model = keras.Sequential([keras.Input((8, 8, 3)), base, keras.layers.Softmax(name="probs")])
+    np.testing.assert_allclose(xcam_tf.capture(model, X, "tiny/conv2", 0).scores, np.asarray(base(X)), atol=1e-5)
+
+
+def test_nested_model_by_path_and_by_unique_name():
+    inner = tiny(None)
+    outer = keras.Sequential([keras.Input((8, 8, 3)), inner], name="outer")
+    by_path = xcam_tf.cam(outer, X, "tiny/conv2", targets=[0, 1])
+    np.testing.assert_allclose(by_path, xcam_tf.cam(outer, X, "conv2", targets=[0, 1]))
+    np.testing.assert_allclose(by_path, xcam_tf.cam(inner, X, "conv2", targets=[0, 1]), atol=1e-6)
+    np.testing.assert_allclose(by_path, xcam_tf.cam(outer, X, inner.get_layer("conv2"), targets=[0, 1]))
+
+
+def test_sequential_model():
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 3, name="c"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)])
+    assert xcam_tf.cam(model, X, "c").shape == (2, 8, 8)
+
+
+def test_compiled_step_is_not_retraced_for_the_same_shape():
+    model = tiny(None)
+    xcam_tf.cam(model, X, "conv2", targets=[0, 1])
+    from xcam_tf._capture import _STEPS
+    (step, _, _), = [v[1] for k, v in _STEPS.items() if v[0] is model]
+    before = step.experimental_get_tracing_count()
+    for targets in (None, 1, [1, 0]):
+        xcam_tf.cam(model, X + 1, "conv2", targets=targets)
+    assert step.experimental_get_tracing_count() == before
+
+
+def test_probabilities_without_a_softmax_layer_are_reported():
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(3, 3, name="c")(inp))
+    x = keras.layers.Dense(2)(x)
+    model = keras.Model(inp, keras.layers.Lambda(lambda t: keras.ops.softmax(t))(x))
+    with pytest.raises(XcamError, match="outputs are probabilities"):
+        xcam_tf.cam(model, X, "c")
