@@ -38,10 +38,12 @@ def requested_classes(classes) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def check_class_range(indices: np.ndarray, num_classes: int, labels: Sequence[str] | None = None) -> None:
-    """Raise a one-line XcamError if any requested class is outside [0, num_classes)."""
+def check_class_range(indices: np.ndarray, num_classes: int, labels: Sequence[str] | None = None,
+                      allow_top1: bool = False) -> None:
+    """Raise a one-line XcamError if any requested class is outside [0, num_classes) (TOP1 passes if allowed)."""
     wanted = np.asarray(indices)
-    bad = wanted[(wanted != TOP1) & ((wanted < 0) | (wanted >= num_classes))]
+    outside = (wanted < 0) | (wanted >= num_classes)
+    bad = wanted[outside & (wanted != TOP1)] if allow_top1 else wanted[outside]
     if bad.size:
         names = ""
         if labels:
@@ -53,7 +55,7 @@ def check_class_range(indices: np.ndarray, num_classes: int, labels: Sequence[st
 
 def resolve_targets(requested: np.ndarray, logits: np.ndarray, labels=None) -> np.ndarray:
     """Check the requested classes against the logits (N, K) and fill in TOP1 with each sample's argmax."""
-    check_class_range(requested, logits.shape[1], labels)
+    check_class_range(requested, logits.shape[1], labels, allow_top1=True)
     top1 = np.asarray(logits).argmax(axis=1)
     if requested.ndim == 2:
         return np.where(requested == TOP1, top1[:, None], requested).astype(np.int64)

@@ -1,0 +1,132 @@
+"""The command line: ``xcam explain``, ``xcam demo``, ``xcam layers``, ``xcam methods``.
+
+Bad input ends with one line on stderr (``xcam: error: ...``) and exit code 2; an image that cannot be read
+is reported, the others are still explained, and the exit code is 1.
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+from .backend import FRAMEWORKS, available, infer_framework, load_backend
+from .errors import XcamError
+from .images import NORMALIZATIONS
+from .methods import get_method, methods
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xcam", description="Class activation maps for PyTorch and Keras CNNs.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def model_args(s):
+        s.add_argument("--model", required=True, help="model file: .pt/.pth (PyTorch), .keras/.h5 (Keras)")
+        s.add_argument("--framework", choices=FRAMEWORKS, help="default: from the model file")
+        s.add_argument("--trust-model", action="store_true",
+                       help="allow loading a whole pickled model (this runs code from the file)")
+        s.add_argument("--arch", help="torchvision architecture for a PyTorch state dict (alexnet, vgg16, ...)")
+        s.add_argument("--num-classes", type=int, help="classes of --arch (default: from the state dict)")
+        s.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's, or 224)")
+
+    e = sub.add_parser("explain", help="explain images with a model: overlays, maps, feature grids, report")
+    model_args(e)
+    e.add_argument("--images", nargs="+", required=True, help="image files (any size or mode)")
+    e.add_argument("--layer", help="layer name (default: the last layer with a spatial output)")
+    e.add_argument("--methods", nargs="+", default=["gradcam", "layercam"], metavar="METHOD",
+                   help=f"any of: {', '.join(methods())} (default: gradcam layercam)")
+    e.add_argument("--classes", nargs="+", default=["top1"],
+                   help="class indices or label names to explain for every image, 'all', or 'top1' (default)")
+    e.add_argument("--labels", help="class names, 'cat,dog' or a file with one name a line")
+    e.add_argument("--normalize", default="imagenet", help=f"input normalization: {', '.join(NORMALIZATIONS)}")
+    _output_args(e, "xcam-out")
+
+    d = sub.add_parser("demo", help="the lab on a bundled ImageNet EfficientNet-Lite0 with a cat/dog head")
+    d.add_argument("--framework", choices=[*FRAMEWORKS, "both"], help="default: torch if installed, else tf")
+    d.add_argument("--methods", nargs="+", default=["gradcam", "layercam"], metavar="METHOD")
+    _output_args(d, "xcam-demo")
+
+    ls = sub.add_parser("layers", help="list a model's layers, output shapes, and which a CAM can use")
+    model_args(ls)
+    sub.add_parser("methods", help="list the methods with their papers")
+    return p
+
+
+def _output_args(s, default_out):
+    s.add_argument("--out", default=default_out, help=f"output directory (default: {default_out})")
+    s.add_argument("--overwrite", action="store_true", help="replace the output directory if it exists")
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--quiet", action="store_true", help="no progress or notes on stderr")
+
+
+def _load(args):
+    framework = args.framework or infer_framework(args.model)
+    backend = load_backend(framework)
+    model = backend.load_model(args.model, trust_model=args.trust_model, arch=args.arch,
+                               num_classes=args.num_classes)
+    return backend, model
+
+
+def _explain(args) -> int:
+    from .explain import Job, parse_labels, run
+
+    for m in args.methods:
+        get_method(m)
+    labels = parse_labels(args.labels)
+    if Path(args.out).exists() and not args.overwrite:
+        raise XcamError(f"output directory {args.out!r} exists; pass --overwrite to replace it")
+    backend, model = _load(args)
+    job = Job(backend=backend, model=model, model_name=str(args.model), images=args.images, out=Path(args.out),
+              methods=args.methods, classes=args.classes, labels=labels, layer=args.layer,
+              input_size=args.input_size, normalize=args.normalize, overwrite=args.overwrite,
+              batch_size=args.batch_size, log=None if args.quiet else sys.stderr)
+    return run(job)
+
+
+def _demo(args) -> int:
+    from .demo import run_demo
+
+    frameworks = list(FRAMEWORKS) if args.framework == "both" else \
+        [args.framework or ("torch" if available("torch") else "tf")]
+    return run_demo(frameworks, Path(args.out), args.methods, overwrite=args.overwrite,
+                    batch_size=args.batch_size, log=None if args.quiet else sys.stderr)
+
+
+def _layers(args) -> int:
+    from .layers import default_layer, format_table
+
+    backend, model = _load(args)
+    channels, hw = backend.input_spec(model, args.input_size)
+    records = backend.layer_records(model, channels, hw)
+    print(format_table(records, default_layer(records).name))
+    print(f"\n* = usable by a CAM (spatial output, runs once); input {channels}x{hw[0]}x{hw[1]}")
+    return 0
+
+
+def _methods(_args) -> int:
+    for name in methods():
+        m = get_method(name)
+        kind = "gradients" if m.needs_gradients else "head weights" if m.needs_head else "forwards"
+        print(f"{name:<12} {m.title:<12} needs {kind:<13} {m.paper}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"explain": _explain, "demo": _demo, "layers": _layers, "methods": _methods}[args.command](args)
+    except XcamError as exc:
+        print(f"xcam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xcam: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # never a bare traceback for the user; XCAM_DEBUG=1 shows it
+        if os.environ.get("XCAM_DEBUG"):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"xcam: error: unexpected {type(exc).__name__}: {first} (set XCAM_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 2
+
+

@@ -1,0 +1,108 @@
+"""What the CLI needs from PyTorch: load a model file, describe its input, capture a batch."""
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xcam.errors import XcamError
+
+from ._capture import capture as _capture
+from ._layers import input_channels, layer_records as _records
+
+NAME = "torch"
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _is_torchscript(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
+
+
+def _state_dict(obj):
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                return obj[key]
+        if all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return obj
+    return None
+
+
+def _from_state_dict(path, state, arch, num_classes):
+    import torchvision
+
+    if not arch:
+        raise XcamError(f"{str(path)!r} holds a state dict (weights only): name the network with --arch "
+                        "(e.g. alexnet, vgg16, resnet50) and, if it is not 1000, --num-classes")
+    if num_classes is None:
+        last = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
+        num_classes = int(last[-1].shape[0]) if last else 1000
+    try:
+        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    except ValueError:
+        names = ", ".join(sorted(torchvision.models.list_models(module=torchvision.models))[:12])
+        raise XcamError(f"unknown --arch {arch!r}; torchvision classifiers include: {names}, ...") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise XcamError(f"the weights in {str(path)!r} do not fit {arch} with {num_classes} classes: {first}") \
+            from None
+    return model
+
+
+def load_model(path, *, trust_model=False, arch=None, num_classes=None):
+    """A model from a file: TorchScript, a whole pickled model (only with trust_model), or a state dict + arch."""
+    path = Path(path)
+    if not path.is_file():
+        raise XcamError(f"cannot read model {str(path)!r}: no such file")
+    dev = device()
+    try:
+        if _is_torchscript(path):
+            return torch.jit.load(str(path), map_location=dev).eval()
+        try:
+            obj = torch.load(path, map_location=dev, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            if not trust_model:
+                raise XcamError(f"{str(path)!r} holds a whole pickled model, and loading it runs code from the "
+                                "file: pass --trust-model if you trust its source (or save a state dict and use "
+                                "--arch)") from None
+            obj = torch.load(path, map_location=dev, weights_only=False)
+            del exc
+    except XcamError:
+        raise
+    except Exception as exc:
+        raise XcamError(f"cannot read model {str(path)!r}: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else 'unreadable'}") from None
+    if isinstance(obj, torch.nn.Module):
+        return obj.to(dev)
+    state = _state_dict(obj)
+    if state is None:
+        raise XcamError(f"{str(path)!r} holds a {type(obj).__name__}, not a model or a state dict")
+    return _from_state_dict(path, state, arch, num_classes).to(dev).eval()
+
+
+def input_spec(model, size):
+    """(channels, (H, W)) the model is fed: channels from its first convolution, size as given or 224."""
+    side = size or 224
+    return input_channels(model), (side, side)
+
+
+def layer_records(model, channels, hw):
+    return _records(model, (channels, *hw))
+
+
+def to_inputs(batch_nhwc: np.ndarray):
+    return torch.from_numpy(np.ascontiguousarray(batch_nhwc.transpose(0, 3, 1, 2)))
+
+
+def capture(model, batch_nhwc, layer, **kwargs):
+    return _capture(model, to_inputs(batch_nhwc), layer, **kwargs)
