@@ -179,7 +179,8 @@ def _explain_all(job, methods, layer, channels, hw, norm, loaded, keys, tmp):
             top = int(probs[i].argmax())
             entry = {"key": key, "image": path, "predicted": labels[top], "predicted_index": top,
                      "probabilities": {labels[c]: round(float(probs[i, c]), 6) for c in range(len(labels))},
-                     "features": f"{key}/features.png", "maps": {}}
+                     "features": f"{key}/features.png",
+                     "channels": int(cap.activations.shape[1]), "maps": {}}
             for m in methods:
                 entry["maps"][m.name] = {}
                 for j, col in enumerate(columns):

@@ -2,6 +2,7 @@
 
 import base64
 import html
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,7 +23,8 @@ table{border-collapse:collapse}
 th,td{border:1px solid #ccc;padding:6px;text-align:center;vertical-align:top}
 th{background:#f3f3f3}
 img{display:block;margin:auto;max-width:260px}
-img.grid{max-width:360px}
+img.grid{width:360px;max-width:none}
+.scroll{max-height:300px;overflow-y:auto}
 .meta{color:#555;font-size:90%}
 .err{color:#b00}
 """
@@ -37,9 +39,10 @@ def render_html(summary: dict, pictures: dict) -> str:
     for entry in summary["images"]:
         pics = pictures[entry["key"]]
         probs = "<br>".join(f"{esc(k)}: {v:.3f}" for k, v in entry["probabilities"].items())
-        cells = [f"<td><img src='{png_data_uri(pics['original'])}'><div class='meta'>{esc(entry['image'])}"
+        cells = [f"<td><img src='{png_data_uri(pics['original'])}'><div class='meta'>{esc(Path(entry['image']).name)}"
                  f"<br>predicted: <b>{esc(entry['predicted'])}</b><br>{probs}</div></td>",
-                 f"<td><img class='grid' src='{png_data_uri(pics['features'], 720)}'></td>"]
+                 f"<td><div class='scroll'><img class='grid' src='{png_data_uri(pics['features'], 4096)}'></div>"
+                 f"<div class='meta'>{entry['channels']} channels</div></td>"]
         for m, col in columns:
             label = entry["maps"][m][col]["class"]
             p = entry["probabilities"].get(label)

@@ -71,6 +71,8 @@ def load_model(path, *, trust_model=False, arch=None, num_classes=None):
         try:
             obj = torch.load(path, map_location=dev, weights_only=True)
         except pickle.UnpicklingError as exc:
+            if "global" not in str(exc).lower():  # not a refused class: the file is not a pickle at all
+                raise
             if not trust_model:
                 raise XcamError(f"{str(path)!r} holds a whole pickled model, and loading it runs code from the "
                                 "file: pass --trust-model if you trust its source (or save a state dict and use "

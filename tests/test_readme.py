@@ -1,0 +1,24 @@
+"""The README's methods table is the registry, and CI runs the README's test command."""
+
+from pathlib import Path
+
+import xcam
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_methods_table_lists_exactly_the_registry():
+    table = README.split("<!-- methods-table -->")[1].split("<!-- /methods-table -->")[0]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    names = [row.split("`")[1] for row in rows]
+    assert names == xcam.methods()
+    for row, name in zip(rows, names):
+        m = xcam.get_method(name)
+        assert m.title in row and m.paper in row
+
+
+def test_ci_runs_the_readme_test_command():
+    block = README.split("<!-- test-command -->")[1].split("<!-- /test-command -->")[0]
+    assert "pytest" in block and "pip install" in block
+    assert "test-command" in (ROOT / ".ci" / "run").read_text()
