@@ -93,4 +93,4 @@ def test_registry_lists_methods_and_suggests_names():
 @pytest.mark.parametrize("name", xcam.methods())
 def test_every_method_documents_its_formula_and_paper(name):
     m = xcam.get_method(name)
-    assert m.paper and m.title and m.weights.__doc__ and "=" in m.weights.__doc__
+    assert m.paper and m.title and m.fn.__doc__ and "=" in m.fn.__doc__

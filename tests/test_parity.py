@@ -32,15 +32,68 @@ def test_ported_alexnet_gives_the_same_logits(alexnets):
         np.testing.assert_allclose(np.asarray(kmodel(xk)), tmodel(x).numpy(), atol=1e-5)
 
 
-@pytest.mark.parametrize("method", [m for m in xcam.methods() if not xcam.get_method(m).needs_head])
+PIXEL = set(xcam.methods("pixel"))
+
+
+def assert_maps_agree(method, tmaps, kmaps):
+    if method in PIXEL:
+        # a gradient at the input crosses every ReLU kink of the network: where a pre-activation sits within
+        # float32 rounding of the kink, the two frameworks can take different sides for that one path.
+        # Measured: saliency max 8.5e-3 on one pixel (demo model); smoothgrad max 2.2e-2 (random AlexNet).
+        np.testing.assert_allclose(tmaps, kmaps, atol=3e-2)
+        assert np.abs(tmaps - kmaps).mean() < 1e-3
+    else:
+        np.testing.assert_allclose(tmaps, kmaps, atol=1e-4)
+
+
+FAST_OPTIONS = {"smoothgrad": {"samples": 3}}
+# Ablation-CAM on random weights sums near-equal terms of opposite sign (every logit drop is ~1e-4 of a ~1e-2
+# logit), so float32 rounding decides the map; it is compared on the trained demo model below instead.
+ALEXNET_METHODS = [m for m in xcam.methods() if not xcam.get_method(m).needs_head and m != "ablationcam"]
+
+
+@pytest.mark.parametrize("method", ALEXNET_METHODS)
 @pytest.mark.parametrize("layer", ["features.10", "features.8"])
 def test_alexnet_maps_agree_across_frameworks(alexnets, method, layer):
     tmodel, kmodel, x, xk = alexnets
-    tmaps = xcam_torch.cam(tmodel, x, layer, method, classes=[0, 1])
-    kmaps = xcam_tf.cam(kmodel, xk, layer.replace(".", "_"), method, classes=[0, 1])
+    if method in ("scorecam", "smoothgrad") and layer == "features.8":
+        pytest.skip("layer-independent or slow: checked at features.10")
+    opts = FAST_OPTIONS.get(method)
+    tmaps = xcam_torch.cam(tmodel, x, layer, method, classes=[0, 1], options=opts)
+    kmaps = xcam_tf.cam(kmodel, xk, layer.replace(".", "_"), method, classes=[0, 1], options=opts)
     assert tmaps.shape == kmaps.shape == (2, 2, 224, 224)
     assert tmaps.max() == 1.0  # not a trivial all-zero comparison
+    assert_maps_agree(method, tmaps, kmaps)
+
+
+def test_fused_layers_agree_across_frameworks(alexnets):
+    tmodel, kmodel, x, xk = alexnets
+    tmaps = xcam_torch.cam(tmodel, x, ["features.3", "features.10"], "layercam", targets=[0, 1])
+    kmaps = xcam_tf.cam(kmodel, xk, ["features_3", "features_10"], "layercam", targets=[0, 1])
     np.testing.assert_allclose(tmaps, kmaps, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def demo_models():
+    from xcam.images import load_image, preprocess
+    from xcam.zoo import demo_images
+    from xcam_tf.zoo import cat_dog_model as keras_model
+    from xcam_torch.zoo import cat_dog_model as torch_model
+
+    x = preprocess([load_image(p) for p in demo_images()], (224, 224))
+    return torch_model(), keras_model(), torch.from_numpy(x).permute(0, 3, 1, 2), x
+
+
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", [m for m in xcam.methods() if m not in ("cam", "scorecam", "smoothgrad")])
+def test_demo_model_maps_agree_across_frameworks(demo_models, method):
+    tmodel, kmodel, x, xk = demo_models
+    tmaps = xcam_torch.cam(tmodel, x, "backbone.head_act", method, classes=[0, 1])
+    kmaps = xcam_tf.cam(kmodel, xk, "head_act", method, classes=[0, 1])
+    assert tmaps.max() == 1.0
+    assert_maps_agree(method, tmaps, kmaps)
 
 
 @pytest.mark.parametrize("method", [m for m in xcam.methods() if xcam.get_method(m).needs_head])

@@ -21,7 +21,7 @@ from xcam.layers import unknown_layer
 from xcam.targets import TOP1, check_class_range, requested_classes, requested_targets, resolve_targets
 
 _STEPS: OrderedDict = OrderedDict()  # (id(model), layer, shape, rank, gradients) -> compiled step; LRU
-_MAX_STEPS = 8  # a step holds its model: keep only the few most recent
+_MAX_STEPS = 16  # a step holds its model: keep only the few most recent
 
 
 def walk(model, prefix=""):
@@ -62,23 +62,29 @@ def final_layer(model):
 
 
 @contextlib.contextmanager
-def wrapped(layer, keep: dict, tape_box: dict, final):
-    """Wrap the target layer's call (keep and watch its output) and make a final softmax the identity."""
-    original = layer.call
-
-    def call(*args, **kwargs):
-        out = original(*args, **kwargs)
-        if keep.get("out") is not None:
-            raise XcamError(f"layer {layer.name!r} runs more than once in one forward pass; "
-                            "pick a layer that runs once")
-        if tape_box.get("tape") is not None:
-            tape_box["tape"].watch(out)
-        keep["out"] = out
-        return out
-
+def wrapped(layers, keep: dict, tape_box: dict, final, replace=None):
+    """Wrap the target layers' calls (keep and watch their outputs; or ``replace`` the first one's output)
+    and make a final softmax the identity. Everything is undone on exit."""
     saved = []
+
+    def wrap(index, layer):
+        original = layer.call
+
+        def call(*args, **kwargs):
+            out = original(*args, **kwargs) if replace is None else replace
+            if index in keep:
+                raise XcamError(f"layer {layer.name!r} runs more than once in one forward pass; "
+                                "pick a layer that runs once")
+            if tape_box.get("tape") is not None:
+                tape_box["tape"].watch(out)
+            keep[index] = out
+            return out
+        return call
+
     try:
-        object.__setattr__(layer, "call", call)
+        for index, layer in enumerate(layers):
+            object.__setattr__(layer, "call", wrap(index, layer))
+            saved.append((layer, "call", None))
         if final is not None and _is_softmax(getattr(final, "activation", None)):
             saved.append((final, "activation", final.activation))
             object.__setattr__(final, "activation", keras.activations.linear)
@@ -87,8 +93,7 @@ def wrapped(layer, keep: dict, tape_box: dict, final):
             object.__setattr__(final, "call", lambda x, *a, **k: x)
         yield
     finally:
-        object.__delattr__(layer, "call")
-        for obj, attr, value in saved:
+        for obj, attr, value in reversed(saved):
             if attr == "call":
                 object.__delattr__(obj, "call")
             else:
@@ -99,41 +104,50 @@ def _is_softmax(fn) -> bool:
     return fn is not None and getattr(fn, "__name__", "") == "softmax"
 
 
-def _step(model, path, layer, shape, classes_per_sample: int, gradients: bool):
-    """The compiled capture step for this model, layer, input shape and class count (0: one per sample)."""
-    target_rank = 2 if classes_per_sample else 1
-    key = (id(model), path, tuple(shape), classes_per_sample, gradients)
+def _cached(key, model, build):
     if key in _STEPS and _STEPS[key][0] is model:
         _STEPS.move_to_end(key)
         return _STEPS[key][1]
-    keep: dict = {}
-    tape_box: dict = {}
-
-    @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.float32),
-                                  tf.TensorSpec((None, classes_per_sample)[:target_rank], tf.int32)])
-    def step(x, targets):
-        keep.clear()
-        with tf.GradientTape(watch_accessed_variables=False, persistent=target_rank == 2) as tape:
-            tape_box["tape"] = tape if gradients else None
-            logits = model(x, training=False)
-            act = keep["out"]
-            top1 = tf.argmax(logits, axis=1, output_type=tf.int32)
-            if target_rank == 1:
-                chosen = tf.where(targets == TOP1, top1, targets)
-                score = tf.reduce_sum(logits * tf.one_hot(chosen, tf.shape(logits)[1], dtype=logits.dtype))
-        tape_box.clear()
-        if not gradients:
-            return act, tf.zeros((0,)), logits
-        if target_rank == 1:
-            return act, tape.gradient(score, act), logits
-        onehots = tf.one_hot(targets, tf.shape(logits)[1], dtype=logits.dtype)  # (N, K, classes)
-        grads = [tape.gradient(logits, act, output_gradients=onehots[:, j]) for j in range(classes_per_sample)]
-        return act, tf.stack(grads, axis=1), logits
-
-    _STEPS[key] = (model, (step, keep, tape_box))
+    _STEPS[key] = (model, build())
     while len(_STEPS) > _MAX_STEPS:
         _STEPS.popitem(last=False)
     return _STEPS[key][1]
+
+
+def _step(model, paths, shape, classes_per_sample: int, gradients: bool):
+    """The compiled capture step for this model, layers, input shape and class count (0: one per sample)."""
+    target_rank = 2 if classes_per_sample else 1
+    count = len(paths)
+
+    def build():
+        keep: dict = {}
+        tape_box: dict = {}
+
+        @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.float32),
+                                      tf.TensorSpec((None, classes_per_sample)[:target_rank], tf.int32)])
+        def step(x, targets):
+            keep.clear()
+            with tf.GradientTape(watch_accessed_variables=False, persistent=target_rank == 2) as tape:
+                tape_box["tape"] = tape if gradients else None
+                logits = model(x, training=False)
+                acts = [keep[i] for i in range(count)]
+                top1 = tf.argmax(logits, axis=1, output_type=tf.int32)
+                if target_rank == 1:
+                    chosen = tf.where(targets == TOP1, top1, targets)
+                    score = tf.reduce_sum(logits * tf.one_hot(chosen, tf.shape(logits)[1], dtype=logits.dtype))
+            tape_box.clear()
+            if not gradients:
+                return acts, [tf.zeros((0,))] * count, logits
+            if target_rank == 1:
+                return acts, tape.gradient(score, acts), logits
+            onehots = tf.one_hot(targets, tf.shape(logits)[1], dtype=logits.dtype)  # (N, K, classes)
+            per_class = [tape.gradient(logits, acts, output_gradients=onehots[:, j])
+                         for j in range(classes_per_sample)]
+            return acts, [tf.stack([pc[i] for pc in per_class], axis=1) for i in range(count)], logits
+
+        return step, keep, tape_box
+
+    return _cached((id(model), tuple(paths), tuple(shape), classes_per_sample, gradients), model, build)
 
 
 def as_batch(inputs) -> tf.Tensor:
@@ -164,9 +178,15 @@ def _head_weights(model, channels: int, num_classes: int) -> np.ndarray:
 
 
 def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool = True, head: bool = False,
-            labels=None) -> Capture:
-    """Activations and gradients as (N, C, h, w) NumPy arrays (channels first), and the logits (N, K)."""
-    path, obj = resolve_layer(model, layer)
+            labels=None):
+    """Activations and gradients as (N, C, h, w) NumPy arrays (channels first), and the logits (N, K).
+
+    layer: a name, path or layer, or a list of them (then a list of Captures from one forward/backward).
+    """
+    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    if not layers:
+        raise XcamError("no layer given")
+    resolved = [resolve_layer(model, one) for one in layers]
     x = as_batch(inputs)
     n = int(x.shape[0])
     if classes is not None:
@@ -175,15 +195,16 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     else:
         wanted = requested_targets(targets, n)
         request = np.clip(wanted, TOP1, None).astype(np.int32)
-    step, keep, tape_box = _step(model, path, obj, x.shape[1:], request.shape[1] if request.ndim == 2 else 0,
+    paths = [p for p, _ in resolved]
+    step, keep, tape_box = _step(model, paths, x.shape[1:], request.shape[1] if request.ndim == 2 else 0,
                                  gradients)
     if classes is not None:  # a class index past the model's range would be silently zero in one_hot
         num = _num_classes(model)
         if num is not None:
             check_class_range(wanted, num, labels)
     try:
-        with wrapped(obj, keep, tape_box, final_layer(model)):
-            act, grads, logits = step(x, tf.constant(request))
+        with wrapped([obj for _, obj in resolved], keep, tape_box, final_layer(model)):
+            acts, grads, logits = step(x, tf.constant(request))
     except tf.errors.InvalidArgumentError as exc:
         raise XcamError(f"the model could not run on inputs of shape {tuple(x.shape)}: "
                         f"{exc.message.splitlines()[0]}") from None
@@ -191,19 +212,21 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
         keep.clear()
     scores = logits.numpy().astype(np.float32)
     _check_logits(scores)
-    if act.shape.rank != 4:
-        raise XcamError(f"layer {path!r} outputs shape {tuple(act.shape)}, not a spatial map (N, h, w, C)")
     if classes is not None:
         check_class_range(wanted, scores.shape[1], labels)
         chosen = request.astype(np.int64)
     else:
         chosen = resolve_targets(wanted, scores, labels)
-    acts = np.moveaxis(act.numpy(), -1, -3)  # NHWC -> NCHW, a view
-    g = None
-    if gradients:
-        g = np.moveaxis(grads.numpy(), -1, -3)
-    head_w = _head_weights(model, acts.shape[1], scores.shape[1]) if head else None
-    return Capture(activations=acts, gradients=g, scores=scores, targets=chosen, layer=path, head_weights=head_w)
+    caps = []
+    for path, act, grad in zip(paths, acts, grads):
+        if act.shape.rank != 4:
+            raise XcamError(f"layer {path!r} outputs shape {tuple(act.shape)}, not a spatial map (N, h, w, C)")
+        a = np.moveaxis(act.numpy(), -1, -3)  # NHWC -> NCHW, a view
+        g = np.moveaxis(grad.numpy(), -1, -3) if gradients else None
+        head_w = _head_weights(model, a.shape[1], scores.shape[1]) if head else None
+        caps.append(Capture(activations=a, gradients=g, scores=scores, targets=chosen, layer=path,
+                            head_weights=head_w))
+    return caps if isinstance(layer, (list, tuple)) else caps[0]
 
 
 def _num_classes(model):

@@ -5,24 +5,37 @@
 
 import numpy as np
 
-from xcam.cam import compute_cam
+from xcam.cam import finish, fuse, raw_maps
 from xcam.methods import get_method
 
-from ._capture import capture, resolve_module
+from ._capture import as_batch, capture, resolve_module
 from ._layers import layer_records
+from ._probe import Probe
 
 __all__ = ["cam", "capture", "layer_records", "resolve_module"]
 
 
-def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None,
-        labels=None) -> np.ndarray:
+def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
+        options=None) -> np.ndarray:
     """Class activation maps for a batch: float32 (N, H, W) in [0, 1] (or (N, K, H, W) with ``classes``).
 
-    inputs: a (N, C, H, W) tensor; layer: a module name ("features.10") or the module; targets: None for
-    each sample's top-1 class, an int for all, or one int per sample; classes: several classes for every
-    sample; size: (h, w) of the maps (default: the input's H, W; the layer's own size skips resampling).
+    inputs: a (N, C, H, W) tensor; layer: a module name ("features.10") or the module, or a list of them
+    (maps fused as in LayerCAM); method: a name from ``xcam.methods()``; targets: None for each sample's
+    top-1 class, an int for all, or one int per sample; classes: several classes for every sample;
+    size: (h, w) of the maps (default: the input's H, W; the layer's own size skips resampling);
+    options: the method's options (see its docstring), e.g. {"weighting": "logit-softmax"} for scorecam.
     """
     m = get_method(method)
-    cap = capture(model, inputs, layer, targets, classes=classes, gradients=m.needs_gradients,
-                  head=m.needs_head, labels=labels)
-    return compute_cam(cap, m, size=tuple(size) if size is not None else tuple(np.shape(inputs)[-2:]))
+    x = as_batch(model, inputs)
+    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    caps = capture(model, x, layers, targets, classes=classes, gradients=m.needs_gradients, head=m.needs_head,
+                   labels=labels)
+    out_size = tuple(size) if size is not None else tuple(x.shape[-2:])
+    probe_inputs = x.detach().float().cpu().numpy() if m.needs_probe else None
+    raws = []
+    for one, cap in zip(layers, caps):
+        probe = Probe(model, resolve_module(model, one)[1], x) if m.needs_probe else None
+        raws.append(raw_maps(cap, m, inputs=probe_inputs, probe=probe, options=options))
+    if len(raws) == 1:
+        return finish(raws[0], out_size)
+    return fuse(raws, out_size)

@@ -29,9 +29,9 @@ def resolve_module(model: nn.Module, layer) -> tuple[str, nn.Module]:
                 return name, module
         raise XcamError(f"the given {type(layer).__name__} module is not part of the model")
     modules = dict(model.named_modules())
-    if layer in modules and layer != "":
+    if isinstance(layer, str) and layer in modules and layer != "":
         return layer, modules[layer]
-    raise unknown_layer(layer, [n for n in modules if n])
+    raise unknown_layer(str(layer), [n for n in modules if n])
 
 
 @contextlib.contextmanager
@@ -49,15 +49,40 @@ def preserved(model: nn.Module):
             module.training = training
 
 
-def as_batch(model: nn.Module, inputs) -> torch.Tensor:
-    """The inputs as a float tensor on the model's device and dtype, (N, C, H, W)."""
+def model_device(model: nn.Module):
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    return device, dtype
+
+
+def as_batch(model: nn.Module, inputs) -> torch.Tensor:
+    """The inputs as a float tensor on the model's device and dtype, (N, C, H, W)."""
+    device, dtype = model_device(model)
     x = torch.as_tensor(inputs) if not isinstance(inputs, torch.Tensor) else inputs
     if x.ndim != 4:
         raise XcamError(f"inputs must be a batch (N, C, H, W), got shape {tuple(x.shape)}")
     return x.to(device=device, dtype=dtype)
+
+
+@contextlib.contextmanager
+def hooked(model: nn.Module, hooks):
+    """Register (module, forward hook) pairs, plus hooks that see a final nn.Softmax; yield ``logits(x)``."""
+    softmax_io: dict = {}
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    for i, sm in enumerate(m for m in model.modules() if isinstance(m, _SOFTMAX)):
+        handles.append(sm.register_forward_hook(
+            lambda mod, args, out, i=i: softmax_io.__setitem__(i, (out, args[0]))))
+
+    def logits(x):
+        softmax_io.clear()
+        return _logits(model(x), softmax_io)
+
+    try:
+        yield logits
+    finally:
+        for h in handles:
+            h.remove()
 
 
 class _Keeper:
@@ -74,15 +99,17 @@ class _Keeper:
         if not isinstance(output, torch.Tensor) or output.ndim != 4:
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
             raise XcamError(f"layer {self.name!r} outputs {shape}, not a spatial map (N, C, h, w)")
-        self.kept = output.detach()
-        if self.track:
-            torch.set_grad_enabled(True)  # the graph starts here; restored by `preserved`
-            self.kept.requires_grad_(True)
+        if self.track and output.requires_grad and torch.is_grad_enabled():
+            self.kept = output  # an earlier kept layer started the graph: stay in it
+        else:
+            self.kept = output.detach()
+            if self.track:
+                torch.set_grad_enabled(True)  # the graph starts here; restored by `preserved`
+                self.kept.requires_grad_(True)
         return self.kept.clone()  # later in-place ops change the copy, never the kept tensor
 
 
-def _logits(model: nn.Module, x: torch.Tensor, softmax_io: dict) -> torch.Tensor:
-    out = model(x)
+def _logits(out, softmax_io: dict) -> torch.Tensor:
     if not isinstance(out, torch.Tensor) or out.ndim != 2:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise XcamError(f"the model returns {shape}; xcam explains classifiers returning logits (N, K)")
@@ -111,55 +138,54 @@ def _head_weights(model: nn.Module, channels: int, num_classes: int) -> np.ndarr
 
 
 def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
-            head: bool = False, labels=None) -> Capture:
+            head: bool = False, labels=None):
     """Activations (N, C, h, w), gradients of the target logits and the logits (N, K), as NumPy.
 
+    layer: a name or module, or a list of them (then a list of Captures, from one forward and one backward).
     targets: None (top-1 per sample), an int, or one int per sample. classes: several classes for every
     sample instead (gradients become (N, K, C, h, w)).
     """
-    name, module = resolve_module(model, layer)
+    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    if not layers:
+        raise XcamError("no layer given")
+    resolved = [resolve_module(model, one) for one in layers]
     x = as_batch(model, inputs)
     wanted = requested_classes(classes) if classes is not None else requested_targets(targets, x.shape[0])
-    keeper = _Keeper(name, gradients)
-    softmax_io: dict = {}
-    handles = [module.register_forward_hook(keeper)]
-    for i, sm in enumerate(m for m in model.modules() if isinstance(m, _SOFTMAX)):
-        handles.append(sm.register_forward_hook(
-            lambda mod, args, out, i=i: softmax_io.__setitem__(i, (out, args[0]))))
-    try:
-        with preserved(model):
-            logits = _logits(model, x, softmax_io)
+    keepers = [_Keeper(name, gradients) for name, _ in resolved]
+    with hooked(model, [(module, k) for (_, module), k in zip(resolved, keepers)]) as run, preserved(model):
+        logits = run(x)
+        for keeper in keepers:
             if keeper.kept is None:
-                raise XcamError(f"layer {name!r} did not run in the forward pass")
-            scores = logits.detach().float().cpu().numpy()
-            if classes is not None:
-                check_class_range(wanted, scores.shape[1], labels)
-                chosen = np.broadcast_to(wanted, (x.shape[0], wanted.size)).copy()
-            else:
-                chosen = resolve_targets(wanted, scores, labels)
-            grads = _gradients(logits, keeper.kept, chosen) if gradients else None
+                raise XcamError(f"layer {keeper.name!r} did not run in the forward pass")
+        scores = logits.detach().float().cpu().numpy()
+        if classes is not None:
+            check_class_range(wanted, scores.shape[1], labels)
+            chosen = np.broadcast_to(wanted, (x.shape[0], wanted.size)).copy()
+        else:
+            chosen = resolve_targets(wanted, scores, labels)
+        grads = _gradients(logits, [k.kept for k in keepers], chosen) if gradients else [None] * len(keepers)
+    caps = []
+    for keeper, g in zip(keepers, grads):
         acts = keeper.kept.detach()
         head_w = _head_weights(model, acts.shape[1], scores.shape[1]) if head else None
-        return Capture(activations=acts.float().cpu().numpy(), gradients=grads, scores=scores,
-                       targets=chosen, layer=name, head_weights=head_w)
-    finally:
-        for h in handles:
-            h.remove()
+        caps.append(Capture(activations=acts.float().cpu().numpy(), gradients=g, scores=scores, targets=chosen,
+                            layer=keeper.name, head_weights=head_w))
+    return caps if isinstance(layer, (list, tuple)) else caps[0]
 
 
-def _gradients(logits: torch.Tensor, kept: torch.Tensor, chosen: np.ndarray) -> np.ndarray:
+def _gradients(logits: torch.Tensor, kept: list, chosen: np.ndarray) -> list:
     """d logit[n, chosen[n]] / d kept, one backward for the batch; (N, K, ...) for several classes."""
     index = torch.as_tensor(chosen, device=logits.device)
     if chosen.ndim == 1:
         score = logits.gather(1, index[:, None]).sum()
-        (grad,) = torch.autograd.grad(score, kept)
-        return grad.float().cpu().numpy()
+        return [g.float().cpu().numpy() for g in torch.autograd.grad(score, kept)]
     k = chosen.shape[1]
     onehots = torch.zeros((k, *logits.shape), dtype=logits.dtype, device=logits.device)
     onehots.scatter_(2, index.T[:, :, None], 1.0)
     try:
-        (grad,) = torch.autograd.grad(logits, kept, grad_outputs=onehots, is_grads_batched=True)
+        grads = torch.autograd.grad(logits, kept, grad_outputs=onehots, is_grads_batched=True)
     except RuntimeError:  # an op without a batching rule: one backward per class
-        grad = torch.stack([torch.autograd.grad(logits, kept, grad_outputs=onehots[j], retain_graph=j < k - 1)[0]
-                            for j in range(k)])
-    return grad.transpose(0, 1).float().cpu().numpy()
+        per_class = [torch.autograd.grad(logits, kept, grad_outputs=onehots[j], retain_graph=j < k - 1)
+                     for j in range(k)]
+        grads = [torch.stack([pc[i] for pc in per_class]) for i in range(len(kept))]
+    return [g.transpose(0, 1).float().cpu().numpy() for g in grads]

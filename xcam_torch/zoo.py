@@ -46,11 +46,12 @@ class MBConv(nn.Module):
         self._bn1 = _bn(mid)
         self._project_conv = _conv(mid, cout, 1)
         self._bn2 = _bn(cout)
+        self.act0, self.act1 = nn.ReLU6(), nn.ReLU6()  # modules, not F.relu6: guided backprop can see them
         self.skip = stride == 1 and cin == cout
 
     def forward(self, x):
-        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self.act0(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = self.act1(self._bn1(self._depthwise_conv(y)))
         y = self._bn2(self._project_conv(y))
         return y + x if self.skip else y
 

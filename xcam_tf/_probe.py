@@ -1,0 +1,125 @@
+"""The probe: extra batched forwards and input gradients that perturbation and pixel methods ask for.
+It runs the model (compiled, cached per shape); masks, ablations, noise and weights are made in xcam/."""
+
+import contextlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from xcam.errors import XcamError
+
+from ._capture import _cached, final_layer, walk, wrapped
+
+
+@tf.custom_gradient
+def _positive_gradient(x):
+    """Identity forward; backward passes only positive gradients (guided backprop)."""
+    return tf.identity(x), lambda g: tf.nn.relu(g)
+
+
+def _is_relu(fn) -> bool:
+    return getattr(fn, "__name__", "") in ("relu", "relu6")
+
+
+@contextlib.contextmanager
+def guided(model):
+    """While tracing: every ReLU layer and every layer with a fused relu activation passes only positive
+    gradients backward. The layers' attributes are restored on exit."""
+    saved = []
+    try:
+        for _, layer in walk(model):
+            if isinstance(layer, keras.layers.ReLU):
+                original = layer.call
+                object.__setattr__(layer, "call", lambda *a, _f=original, **k: _positive_gradient(_f(*a, **k)))
+                saved.append((layer, "call", None))
+            elif _is_relu(getattr(layer, "activation", None)):
+                act = layer.activation
+                object.__setattr__(layer, "activation", lambda t, _f=act: _positive_gradient(_f(t)))
+                saved.append((layer, "activation", act))
+        if not saved:
+            raise XcamError("guided backprop needs ReLU layers or relu activations; this model has none")
+        yield
+    finally:
+        for obj, attr, value in reversed(saved):
+            if attr == "call":
+                object.__delattr__(obj, "call")
+            else:
+                object.__setattr__(obj, attr, value)
+
+
+class Probe:
+    def __init__(self, model, layer, inputs_nhwc, batch_size: int = 64):
+        self.model, self.layer, self.inputs, self.batch_size = model, layer, inputs_nhwc, batch_size
+        self.final = final_layer(model)
+
+    def _nhwc(self, inputs_nchw):
+        return tf.constant(np.ascontiguousarray(np.moveaxis(inputs_nchw, 1, -1)), tf.float32)
+
+    def predict(self, inputs_nchw: np.ndarray) -> np.ndarray:
+        """Logits (B, K) for a batch of inputs (B, C, H, W)."""
+        x = self._nhwc(inputs_nchw)
+        model = self.model
+
+        def build():
+            @tf.function(input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32)])
+            def forward(batch):
+                return model(batch, training=False)
+            return forward
+
+        fn = _cached((id(model), "predict", tuple(x.shape[1:])), model, build)
+        with wrapped([], {}, {}, self.final):
+            return fn(x).numpy()
+
+    def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
+        """Logits (B, K) when the layer's output for input ``sample`` is replaced by ``activations``
+        (B, C, h, w); the layers before it run once on that input (or on B copies if the network cannot
+        broadcast a batch of one)."""
+        acts = tf.constant(np.ascontiguousarray(np.moveaxis(activations, 1, -1)), tf.float32)
+        one = tf.constant(self.inputs[sample:sample + 1], tf.float32)
+        model, layer = self.model, self.layer
+
+        def build():
+            box = {}
+
+            @tf.function(input_signature=[tf.TensorSpec((None, *one.shape[1:]), tf.float32),
+                                          tf.TensorSpec((None, *acts.shape[1:]), tf.float32)])
+            def forward(x, replacement):
+                box["replacement"] = replacement
+                with wrapped([layer], {}, {}, final_layer(model), replace=replacement):
+                    return model(x, training=False)
+            return forward
+
+        fn = _cached((id(model), "from_layer", layer.name, tuple(one.shape[1:]), tuple(acts.shape[1:])),
+                     model, build)
+        try:
+            out = fn(one, acts)
+            if out.shape[0] == acts.shape[0]:
+                return out.numpy()
+        except (tf.errors.InvalidArgumentError, ValueError):
+            pass
+        return fn(tf.repeat(one, acts.shape[0], axis=0), acts).numpy()
+
+    def input_gradients(self, inputs_nchw: np.ndarray, targets: np.ndarray, use_guided: bool = False):
+        """d logit[n, targets[n]] / d input, returned channels first (B, C, H, W)."""
+        x = self._nhwc(inputs_nchw)
+        model = self.model
+
+        def build():
+            @tf.function(input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32),
+                                          tf.TensorSpec((None,), tf.int32)])
+            def grads(batch, t):
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    tape.watch(batch)
+                    with contextlib.ExitStack() as stack:
+                        stack.enter_context(wrapped([], {}, {}, final_layer(model)))
+                        if use_guided:
+                            stack.enter_context(guided(model))
+                        logits = model(batch, training=False)
+                    score = tf.reduce_sum(logits * tf.one_hot(t, tf.shape(logits)[1], dtype=logits.dtype))
+                return tape.gradient(score, batch)
+            return grads
+
+        fn = _cached((id(model), "input_grad", bool(use_guided), tuple(x.shape[1:])), model, build)
+        g = fn(x, tf.constant(np.asarray(targets), tf.int32)).numpy()
+        return np.moveaxis(g, -1, 1)

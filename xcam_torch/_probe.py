@@ -1,0 +1,68 @@
+"""The probe: extra batched forwards and input gradients that perturbation and pixel methods ask for.
+It runs the model; the masks, ablations, noise and weights are made in xcam/."""
+
+import numpy as np
+import torch
+from torch import nn
+
+from xcam.errors import XcamError
+
+from ._capture import as_batch, hooked, preserved
+
+_RELUS = (nn.ReLU, nn.ReLU6)
+
+
+class _PositiveGradient(torch.autograd.Function):
+    """Identity forward; backward passes only positive gradients (guided backprop, with the ReLU's own
+    backward supplying the [x > 0] factor)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clamp(min=0)
+
+
+class Probe:
+    def __init__(self, model: nn.Module, module: nn.Module, inputs: torch.Tensor, batch_size: int = 64):
+        self.model, self.module, self.inputs, self.batch_size = model, module, inputs, batch_size
+
+    def predict(self, inputs_nchw: np.ndarray) -> np.ndarray:
+        """Logits (B, K) for a batch of inputs (B, C, H, W)."""
+        with hooked(self.model, []) as run, preserved(self.model):
+            return run(as_batch(self.model, inputs_nchw)).float().cpu().numpy()
+
+    def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
+        """Logits (B, K) when the layer's output for input ``sample`` is replaced by ``activations``
+        (B, C, h, w). The layers before it run once, on that one input; if the network cannot broadcast
+        a batch of one against B (a concatenation with an earlier layer), the input is repeated B times."""
+        device, dtype = self.inputs.device, self.inputs.dtype
+        replacement = torch.from_numpy(np.ascontiguousarray(activations)).to(device=device, dtype=dtype)
+        one = self.inputs[sample:sample + 1]
+        hook = (self.module, lambda m, args, out: replacement)
+        with hooked(self.model, [hook]) as run, preserved(self.model):
+            try:
+                out = run(one)
+                if out.shape[0] == replacement.shape[0]:
+                    return out.float().cpu().numpy()
+            except RuntimeError:
+                pass
+            return run(one.expand(replacement.shape[0], *one.shape[1:])).float().cpu().numpy()
+
+    def input_gradients(self, inputs_nchw: np.ndarray, targets: np.ndarray, guided: bool = False) -> np.ndarray:
+        """d logit[n, targets[n]] / d input (B, C, H, W); ``guided`` passes only positive gradients through
+        every nn.ReLU / nn.ReLU6 (forward hooks for this call only: the modules are not changed)."""
+        x = as_batch(self.model, inputs_nchw).detach().requires_grad_(True)
+        hooks = [(m, lambda mod, args, out: _PositiveGradient.apply(out))
+                 for m in self.model.modules() if isinstance(m, _RELUS)] if guided else []
+        if guided and not hooks:
+            raise XcamError("guided backprop needs nn.ReLU modules; this model has none "
+                            "(functional relu calls cannot be guided without changing the model)")
+        with hooked(self.model, hooks) as run, preserved(self.model):
+            torch.set_grad_enabled(True)
+            logits = run(x)
+            index = torch.as_tensor(np.asarray(targets), device=logits.device)[:, None]
+            (grad,) = torch.autograd.grad(logits.gather(1, index).sum(), x)
+        return grad.float().cpu().numpy()
