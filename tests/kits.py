@@ -45,6 +45,22 @@ class Kit:
     def capture(self, *args, **kwargs):
         return self.module.capture(self.model, self.inputs, *args, **kwargs)
 
+    def predict(self, x_nchw: np.ndarray) -> np.ndarray:
+        """Logits straight from the framework, no xcam involved."""
+        if self.name == "torch":
+            import torch
+
+            with torch.no_grad():
+                return self.model(torch.from_numpy(np.ascontiguousarray(x_nchw))).numpy()
+        return np.asarray(self.model(np.ascontiguousarray(x_nchw.transpose(0, 2, 3, 1)), training=False))
+
+    def relu_state(self):
+        """What guided backprop must not change: each module's type and in-place flag / each layer's activation."""
+        if self.name == "torch":
+            return [(n, type(m).__name__, getattr(m, "inplace", None), len(m._forward_hooks),
+                     len(m._backward_hooks)) for n, m in self.model.named_modules()]
+        return [(layer.name, getattr(layer, "activation", None), "call" in vars(layer)) for layer in self.model.layers]
+
     @property
     def fc_weight(self) -> np.ndarray:
         if self.name == "torch":

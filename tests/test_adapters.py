@@ -127,3 +127,76 @@ def test_import_of_core_loads_no_framework():
             "print(bad); sys.exit(1 if bad else 0)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_ablationcam_closed_form_on_gap_head(fw):
+    # zeroing channel k of act2 lowers logit c by W[c, k] * mean(A_k): w_k = W[c, k] mean(A_k) / |y_c|
+    cap = fw.capture(fw.act2, targets=[0, 1])
+    w = fw.fc_weight[[0, 1]] * cap.activations.mean(axis=(2, 3))
+    w /= np.abs(cap.scores[[0, 1], [0, 1]])[:, None]
+    expected = xcam.normalize_minmax(np.maximum(np.einsum("nk,nkhw->nhw", w, cap.activations), 0))
+    np.testing.assert_allclose(fw.cam(fw.act2, "ablationcam", [0, 1]), expected, atol=1e-5)
+
+
+def test_scorecam_equals_the_straightforward_loop(fw):
+    # one forward per channel, one channel at a time, straight through the framework
+    cap = fw.capture(fw.conv2, targets=[1, 0])
+    expected = []
+    for n in range(2):
+        weights = []
+        for k in range(cap.activations.shape[1]):
+            up = xcam.resize_bilinear(cap.activations[n, k][None], (8, 8))
+            mask = xcam.normalize_minmax(up)[0]
+            logits = fw.predict(fw.x_nchw[n:n + 1] * mask)
+            weights.append(xcam.softmax(logits)[0, cap.targets[n]])
+        expected.append(np.maximum(np.einsum("k,khw->hw", weights, cap.activations[n]), 0))
+    np.testing.assert_allclose(fw.cam(fw.conv2, "scorecam", [1, 0], options={"batch_size": 2}),
+                               xcam.normalize_minmax(np.stack(expected)), atol=1e-5)
+
+
+def test_several_layers_fuse_like_separate_maps(fw):
+    caps = fw.capture(["conv1", fw.conv2], targets=1)
+    raws = [xcam.raw_maps(c, "layercam") for c in caps]
+    np.testing.assert_allclose(fw.cam(["conv1", fw.conv2], "layercam", 1), xcam.cam.fuse(raws, (8, 8)), atol=1e-6)
+    # one forward and one backward: each layer's capture equals a single-layer capture
+    np.testing.assert_allclose(caps[0].gradients, fw.capture("conv1", targets=1).gradients, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["guidedbackprop", "guidedgradcam", "saliency"])
+def test_pixel_methods_leave_the_model_as_it_was(fw, method):
+    before = fw.relu_state()
+    out = fw.cam(fw.conv2, method, [0, 1])
+    assert out.shape == (2, 8, 8) and out.max() == 1.0
+    assert fw.relu_state() == before
+    np.testing.assert_allclose(fw.predict(fw.x_nchw), fw.capture(fw.conv2).scores, atol=1e-5)
+
+
+def test_guided_backprop_and_saliency_closed_form(fw):
+    # y_c = v_c . mean_p relu(W x_p + b) with 1x1 convs: dy/dx_p = W^T (v_c [z_p > 0]) / P, and guided
+    # backprop passes only the positive part of v_c: W^T (relu(v_c) [z_p > 0]) / P
+    import torch
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 2)).eval()
+    x = fw.x_nchw
+    if fw.name == "torch":
+        model, inputs, module = net, torch.from_numpy(x), fw.module
+    else:
+        from xcam_tf.porting import build
+        from xcam_torch.porting import describe
+        model, inputs, module = build(describe(net, (3, 8, 8)), (8, 8, 3)), x.transpose(0, 2, 3, 1), fw.module
+    w = net[0].weight.detach().numpy()[:, :, 0, 0]
+    b = net[0].bias.detach().numpy()
+    v = net[4].weight.detach().numpy()
+    z = np.einsum("oc,nchw->nohw", w, x) + b[None, :, None, None]
+    on = (z > 0).astype(np.float32)
+    c = 0
+    assert (v[c] < 0).any() and (v[c] > 0).any()  # the guided and plain gradients must differ
+    plain = np.einsum("oc,o,nohw->nchw", w, v[c], on) / 64
+    guided = np.einsum("oc,o,nohw->nchw", w, np.maximum(v[c], 0), on) / 64
+    layer = "0"  # the first conv, named "0" in both (ported names keep PyTorch's)
+    np.testing.assert_allclose(module.cam(model, inputs, layer, "saliency", c),
+                               xcam.normalize_minmax(np.abs(plain).max(1)), atol=1e-5)
+    np.testing.assert_allclose(module.cam(model, inputs, layer, "guidedbackprop", c),
+                               xcam.normalize_minmax(np.abs(guided).max(1)), atol=1e-5)
