@@ -167,7 +167,8 @@ def _explain_all(job, methods, layer, channels, hw, norm, loaded, keys, tmp):
             columns = [labels[c] if 0 <= c < k else str(c) for c in classes] if classes is not None else [TOP1]
         cap = job.backend.capture(job.model, batch, layer, targets=None, classes=classes, gradients=needs_grad,
                                   head=needs_head, labels=labels)
-        maps = {m.name: compute_cam(cap, m, size=hw) for m in methods}
+        extra = job.backend.probe(job.model, batch, layer) if any(m.needs_probe for m in methods) else (None, None)
+        maps = {m.name: compute_cam(cap, m, size=hw, inputs=extra[0], probe=extra[1]) for m in methods}
         probs = cap.probabilities
         for i, (path, img) in enumerate(chunk):
             key = keys[start + i]

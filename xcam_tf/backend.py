@@ -52,3 +52,12 @@ def to_inputs(batch_nhwc: np.ndarray):
 
 def capture(model, batch_nhwc, layer, **kwargs):
     return _capture(model, batch_nhwc, layer, **kwargs)
+
+
+def probe(model, batch_nhwc, layer):
+    """(inputs channels first as NumPy, a Probe) for methods that run the model again."""
+    from ._capture import resolve_layer
+    from ._probe import Probe
+
+    return np.ascontiguousarray(batch_nhwc.transpose(0, 3, 1, 2)), Probe(model, resolve_layer(model, layer)[1],
+                                                                       batch_nhwc)

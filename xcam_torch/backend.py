@@ -108,3 +108,12 @@ def to_inputs(batch_nhwc: np.ndarray):
 
 def capture(model, batch_nhwc, layer, **kwargs):
     return _capture(model, to_inputs(batch_nhwc), layer, **kwargs)
+
+
+def probe(model, batch_nhwc, layer):
+    """(inputs channels first as NumPy, a Probe) for methods that run the model again."""
+    from ._capture import as_batch, resolve_module
+    from ._probe import Probe
+
+    x = as_batch(model, to_inputs(batch_nhwc))
+    return np.ascontiguousarray(batch_nhwc.transpose(0, 3, 1, 2)), Probe(model, resolve_module(model, layer)[1], x)

@@ -1,0 +1,37 @@
+"""One picture per method for the README: the demo model (EfficientNet-Lite0 + cat/dog head, PyTorch) on the
+cat-and-dog composite, explained for cat (left) and for dog (right).
+
+Run: python examples/method_gallery.py [OUT_DIR]   (default examples/gallery)
+"""
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+import xcam
+import xcam_torch
+from xcam.files import write_bytes
+from xcam.images import load_image, preprocess
+from xcam.zoo import DEMO_LAYER, demo_images
+from xcam_torch.zoo import cat_dog_model, efficientnet_lite0
+
+out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "gallery")
+out.mkdir(parents=True, exist_ok=True)
+model = cat_dog_model()
+image = load_image(demo_images()[2])                       # the composite: cat left, dog right
+x = torch.from_numpy(preprocess([image], (224, 224))).permute(0, 3, 1, 2)
+small = cv2.resize(image, (300, 150), interpolation=cv2.INTER_AREA)
+imagenet = efficientnet_lite0()
+for method in xcam.methods():
+    if method == "cam":  # needs one linear layer after pooling: the plain ImageNet model, Egyptian cat / shepherd
+        maps = xcam_torch.cam(imagenet, x, "head_act", method, classes=[285, 235])[0]
+    else:
+        maps = xcam_torch.cam(model, x, DEMO_LAYER["torch"], method, classes=[0, 1])[0]
+    tiles = [xcam.overlay(small, heat) for heat in maps]
+    picture = np.concatenate([tiles[0], np.full((150, 4, 3), 255, np.uint8), tiles[1]], axis=1)
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    write_bytes(out / f"{method}.jpg", buf.tobytes())
+    print(f"wrote {out / (method + '.jpg')}")
