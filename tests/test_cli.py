@@ -285,3 +285,19 @@ def test_methods_listing_and_module_entry_point():
            "'tensorflow') if m in sys.modules))"
     iso = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert iso.stdout.strip().endswith("[]"), iso.stdout + iso.stderr
+
+
+@pytest.mark.torch
+def test_filters_command(capsys, tmp_path, alexnet_file):
+    _, folder = alexnet_file
+    out = tmp_path / "f"
+    code, _, err = run_cli(capsys, "filters", "--model", folder / "alex_state.pth", "--arch", "alexnet",
+                           "--layer", "features.0", "--channels", "0", "3", "--steps", "2", "--out", out)
+    assert code == 0, err
+    from xcam.images import load_image as read
+
+    assert read(out / "kernels.png").shape == (8 * 89 + 1, 8 * 89 + 1, 3)  # 64 RGB 11x11 kernels, 8 a row
+    assert read(out / "filters.png").shape == (224, 2 * 224 + 4, 3)
+    code, _, err = run_cli(capsys, "filters", "--model", folder / "alex_state.pth", "--arch", "alexnet",
+                           "--layer", "features.1", "--out", tmp_path / "g")
+    assert code == 2 and "not a 2-D convolution" in error_line(err) and not (tmp_path / "g").exists()

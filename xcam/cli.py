@@ -46,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--methods", nargs="+", default=["gradcam", "layercam"], metavar="METHOD")
     _output_args(d, "xcam-demo")
 
+    f = sub.add_parser("filters", help="a conv layer's kernels as a grid, and inputs that excite its filters")
+    model_args(f)
+    f.add_argument("--layer", required=True, help="a convolution layer")
+    f.add_argument("--channels", nargs="+", type=int, default=list(range(8)), help="filters to visualize")
+    f.add_argument("--steps", type=int, default=30, help="gradient-ascent steps")
+    f.add_argument("--out", default="xcam-filters", help="output directory (default: xcam-filters)")
+    f.add_argument("--overwrite", action="store_true")
+
     ls = sub.add_parser("layers", help="list a model's layers, output shapes, and which a CAM can use")
     model_args(ls)
     sub.add_parser("methods", help="list the methods with their papers")
@@ -103,6 +111,40 @@ def _layers(args) -> int:
     return 0
 
 
+def _filters(args) -> int:
+    import tempfile
+
+    import numpy as np
+
+    from . import files
+    from .filters import deprocess, kernel_grid
+    from .viz import to_uint8_rgb
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise XcamError(f"output directory {args.out!r} exists; pass --overwrite to replace it")
+    backend, model = _load(args)
+    channels, hw = backend.input_spec(model, args.input_size)
+    grid = kernel_grid(backend.kernels(model, args.layer))
+    found = backend.visualize_filters(model, args.layer, args.channels, hw, channels, args.steps)
+    tiles = [deprocess(x) for x in found]
+    sep = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
+    strip = np.concatenate([t for tile in tiles for t in (tile, sep)][:-1], axis=1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    files.write_png(tmp / "kernels.png", grid)
+    files.write_png(tmp / "filters.png", to_uint8_rgb(strip))
+    files.write_json(tmp / "filters.json", {"layer": args.layer, "channels": args.channels, "steps": args.steps,
+                                            "input_size": list(hw)})
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.replace(out)
+    print(f"xcam: wrote {out / 'kernels.png'} and {out / 'filters.png'}", file=sys.stderr)
+    return 0
+
+
 def _methods(_args) -> int:
     for name in methods():
         m = get_method(name)
@@ -114,7 +156,8 @@ def _methods(_args) -> int:
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"explain": _explain, "demo": _demo, "layers": _layers, "methods": _methods}[args.command](args)
+        commands = {"explain": _explain, "demo": _demo, "layers": _layers, "methods": _methods, "filters": _filters}
+        return commands[args.command](args)
     except XcamError as exc:
         print(f"xcam: error: {exc}", file=sys.stderr)
         return 2

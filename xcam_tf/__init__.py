@@ -10,9 +10,9 @@ from xcam.methods import get_method
 
 from ._capture import as_batch, capture, resolve_layer
 from ._layers import layer_records
-from ._probe import Probe
+from ._probe import Probe, activation_gradient, kernels
 
-__all__ = ["cam", "capture", "layer_records", "resolve_layer"]
+__all__ = ["cam", "capture", "kernels", "layer_records", "resolve_layer", "visualize_filters"]
 
 
 def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
@@ -41,3 +41,25 @@ def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, s
     if len(raws) == 1:
         return finish(raws[0], out_size)
     return fuse(raws, out_size)
+
+
+def visualize_filters(model, layer, channels, size=None, input_channels=3, steps=30, step_size=1.0,
+                      seed=0) -> np.ndarray:
+    """For each channel of ``layer``, the input that maximizes its mean activation, found by gradient ascent
+    from seeded noise (``xcam.filters.ascend``); returned as float32 inputs (len(channels), C, H, W).
+    Show them with ``xcam.filters.deprocess``. size: (H, W), default the model's input size or 128 x 128."""
+    from xcam.errors import XcamError
+    from xcam.filters import ascend
+
+    from ._layers import input_shape
+
+    h, w, input_channels = (*input_shape(model)[:2], input_shape(model)[2] or input_channels)
+    if size is None:
+        size = (h or 128, w or 128)
+    elif h is not None and tuple(size) != (h, w):
+        raise XcamError(f"the model takes {h}x{w} inputs; size={tuple(size)} does not fit")
+    out = []
+    for channel in channels:
+        out.append(ascend(lambda x, c=int(channel): activation_gradient(model, layer, x, c),
+                          (1, input_channels, *size), steps=steps, step_size=step_size, seed=seed)[0])
+    return np.stack(out)

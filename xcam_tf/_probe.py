@@ -123,3 +123,51 @@ class Probe:
         fn = _cached((id(model), "input_grad", bool(use_guided), tuple(x.shape[1:])), model, build)
         g = fn(x, tf.constant(np.asarray(targets), tf.int32)).numpy()
         return np.moveaxis(g, -1, 1)
+
+
+class _Stop(Exception):
+    """Raised by a wrapped call once the layer's output exists: the rest of the forward is not needed."""
+
+
+def kernels(model, layer) -> np.ndarray:
+    """A conv layer's kernels in xcam's layout (out, in, kh, kw) (Keras stores (kh, kw, in, out))."""
+    from ._capture import resolve_layer
+
+    path, obj = resolve_layer(model, layer)
+    if isinstance(obj, keras.layers.DepthwiseConv2D):
+        k = obj.kernel.numpy()                            # (kh, kw, in, multiplier)
+        return np.ascontiguousarray(k.transpose(2, 3, 0, 1).reshape(-1, 1, *k.shape[:2]))
+    if not isinstance(obj, keras.layers.Conv2D):
+        raise XcamError(f"layer {path!r} is a {type(obj).__name__}, not a 2-D convolution with kernels")
+    return np.ascontiguousarray(obj.kernel.numpy().transpose(3, 2, 0, 1))
+
+
+def activation_gradient(model, layer, inputs_nchw: np.ndarray, channel: int) -> np.ndarray:
+    """d mean_{h,w} A[n, channel] / d input for each image n, channels first (the forward stops at the layer)."""
+    from ._capture import resolve_layer
+
+    path, obj = resolve_layer(model, layer)
+    x = tf.constant(np.ascontiguousarray(np.moveaxis(inputs_nchw, 1, -1)), tf.float32)
+    kept = {}
+    original = obj.call
+
+    def call(*args, **kwargs):
+        kept["out"] = original(*args, **kwargs)
+        raise _Stop
+
+    with tf.GradientTape(watch_accessed_variables=False) as tape:
+        tape.watch(x)
+        object.__setattr__(obj, "call", call)
+        try:
+            model(x, training=False)
+        except _Stop:
+            pass
+        finally:
+            object.__delattr__(obj, "call")
+        out = kept.get("out")
+        if out is None or out.shape.rank != 4:
+            raise XcamError(f"layer {path!r} did not give a spatial output (N, h, w, C)")
+        if not 0 <= channel < out.shape[-1]:
+            raise XcamError(f"channel {channel} is out of range: layer {path!r} has {out.shape[-1]} channels")
+        score = tf.reduce_sum(tf.reduce_mean(out[..., channel], axis=(1, 2)))
+    return np.moveaxis(tape.gradient(score, x).numpy(), -1, 1)

@@ -61,3 +61,15 @@ def probe(model, batch_nhwc, layer):
 
     return np.ascontiguousarray(batch_nhwc.transpose(0, 3, 1, 2)), Probe(model, resolve_layer(model, layer)[1],
                                                                        batch_nhwc)
+
+
+def kernels(model, layer):
+    from ._probe import kernels as _kernels
+
+    return _kernels(model, layer)
+
+
+def visualize_filters(model, layer, channels, size, input_channels, steps):
+    from . import visualize_filters as _visualize
+
+    return _visualize(model, layer, channels, size=size, input_channels=input_channels, steps=steps)

@@ -66,3 +66,44 @@ class Probe:
             index = torch.as_tensor(np.asarray(targets), device=logits.device)[:, None]
             (grad,) = torch.autograd.grad(logits.gather(1, index).sum(), x)
         return grad.float().cpu().numpy()
+
+
+class _Stop(Exception):
+    """Raised by a hook once the layer's output exists: the rest of the forward is not needed."""
+
+
+def kernels(model: nn.Module, layer) -> np.ndarray:
+    """A conv layer's weights as (out, in / groups, kh, kw) NumPy (PyTorch's own layout)."""
+    from ._capture import resolve_module
+
+    name, module = resolve_module(model, layer)
+    if not isinstance(module, nn.modules.conv._ConvNd) or module.weight.ndim != 4:
+        raise XcamError(f"layer {name!r} is a {type(module).__name__}, not a 2-D convolution with kernels")
+    return module.weight.detach().float().cpu().numpy()
+
+
+def activation_gradient(model: nn.Module, layer, inputs_nchw: np.ndarray, channel: int) -> np.ndarray:
+    """d mean_{h,w} A[n, channel] / d input for each image n (the forward stops at the layer)."""
+    from ._capture import resolve_module
+
+    name, module = resolve_module(model, layer)
+    x = as_batch(model, inputs_nchw).detach().requires_grad_(True)
+    kept = {}
+
+    def stop(mod, args, out):
+        kept["out"] = out
+        raise _Stop
+
+    with hooked(model, [(module, stop)]), preserved(model):
+        torch.set_grad_enabled(True)
+        try:
+            model(x)
+        except _Stop:
+            pass
+        out = kept.get("out")
+        if out is None or out.ndim != 4:
+            raise XcamError(f"layer {name!r} did not give a spatial output (N, C, h, w)")
+        if not 0 <= channel < out.shape[1]:
+            raise XcamError(f"channel {channel} is out of range: layer {name!r} has {out.shape[1]} channels")
+        (grad,) = torch.autograd.grad(out[:, channel].mean(dim=(1, 2)).sum(), x)
+    return grad.float().cpu().numpy()
