@@ -12,6 +12,7 @@ Models have random weights (no download); inputs are random 224x224; class 1 (2-
 """
 
 import argparse
+import contextlib
 import gc
 import os
 import statistics
@@ -51,6 +52,13 @@ def row(case, name, seconds, base=None, note=""):
     ratio = f"{seconds / base:5.2f}" if base else "     "
     ROWS.append((case, name, seconds, ratio, note))
     print(f"{case:<28} {name:<34} {seconds * 1000:10.1f} ms  x{ratio} {note}", flush=True)
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """pytorch-grad-cam's progress bars, off."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):
+        yield
 
 
 def torch_floor(model, layer_module, x, target):
@@ -119,18 +127,14 @@ def torch_perturbation(model, layer, x, runs, full):
     from pytorch_grad_cam import AblationCAM, ScoreCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     if full:
-        with ScoreCAM(model=model, target_layers=[module]) as pgc:
+        with ScoreCAM(model=model, target_layers=[module]) as pgc, quiet_stderr():
             t = median_time(lambda: pgc(input_tensor=x, targets=[ClassifierOutputTarget(1)]), runs, warm=1)
         row(case, "pytorch-grad-cam ScoreCAM", t, ours, "ratio to xcam scorecam")
     abl = median_time(lambda: xcam_torch.cam(model, x, layer, "ablationcam", 1), runs, warm=warm)
     row(case, "xcam ablationcam", abl, abl)
-    with AblationCAM(model=model, target_layers=[module]) as pgc, open(os.devnull, "w") as quiet:
+    with AblationCAM(model=model, target_layers=[module]) as pgc, quiet_stderr():
         pgc.batch_size = 64
-        err, sys.stderr = sys.stderr, quiet  # its progress bars
-        try:
-            t = median_time(lambda: pgc(input_tensor=x, targets=[ClassifierOutputTarget(1)]), runs, warm=warm)
-        finally:
-            sys.stderr = err
+        t = median_time(lambda: pgc(input_tensor=x, targets=[ClassifierOutputTarget(1)]), runs, warm=warm)
     row(case, "pytorch-grad-cam AblationCAM", t, abl, "ratio to xcam ablationcam")
 
 
@@ -189,7 +193,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a subset, under a minute")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--skip-keras", action="store_true")
+    parser.add_argument("--only", choices=["gradients", "perturbation", "keras"], help="one section")
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.device == "cpu":
@@ -199,10 +203,11 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {dev}; medians", flush=True)
     runs = 5
     alex = torchvision.models.alexnet(num_classes=2).eval().to(dev)
-    for b in ([1] if args.quick else [1, 16]):
+    wanted = {args.only} if args.only else {"gradients", "perturbation", "keras"}
+    for b in ([1] if args.quick else [1, 16]) if "gradients" in wanted else []:
         torch_gradients("alexnet", alex, "features.10", torch.randn(b, 3, 224, 224, device=dev), runs,
                         sync=sync)
-    if not args.quick:
+    if not args.quick and "gradients" in wanted:
         vgg = torchvision.models.vgg16(num_classes=2).eval().to(dev)
         for b in (1, 16):
             torch_gradients("vgg16", vgg, "features.28", torch.randn(b, 3, 224, 224, device=dev), runs, sync=sync)
@@ -212,10 +217,10 @@ def main():
             torch_gradients("resnet50", r50, "layer4", torch.randn(b, 3, 224, 224, device=dev), runs, sync=sync)
         del r50
         gc.collect()
-    if args.device == "cpu":
+    if args.device == "cpu" and "perturbation" in wanted:
         torch_perturbation(alex, "features.10", torch.randn(1, 3, 224, 224), 1 if args.quick else 5,
                            full=not args.quick)
-    if not args.skip_keras and args.device == "cpu":
+    if "keras" in wanted and args.device == "cpu":
         keras_section([1] if args.quick else [1, 8], 3 if args.quick else 5, full=not args.quick)
     print("\n| case | implementation | median ms | ratio | |\n|---|---|---|---|---|")
     for case, name, seconds, ratio, note in ROWS:

@@ -78,3 +78,11 @@ def fuse(raw: list[np.ndarray], size: tuple[int, int], gamma: float = 2.0) -> np
         ratio = np.divide(up, peak, out=np.zeros_like(up), where=peak > 0)
         scaled.append(np.tanh(gamma * ratio).reshape(*lead, *size))
     return normalize_minmax(np.maximum.reduce(scaled).reshape(-1, *size)).reshape(scaled[0].shape)
+
+
+def layer_maps(captures: list, method, size: tuple[int, int], *, inputs=None, probes=None, options=None):
+    """Maps in [0, 1] for one layer's capture, or several layers' captures fused (``fuse``); ``probes`` has one
+    adapter probe per capture for methods that run the model again."""
+    probes = probes or [None] * len(captures)
+    raws = [raw_maps(c, method, inputs=inputs, probe=p, options=options) for c, p in zip(captures, probes)]
+    return finish(raws[0], size) if len(raws) == 1 else fuse(raws, size)

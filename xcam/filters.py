@@ -68,3 +68,10 @@ def deprocess(x: np.ndarray) -> np.ndarray:
     if img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
     return (img[:, :, :3] * 255 + 0.5).astype(np.uint8)
+
+
+def visualize(gradient, channels, shape: tuple, steps: int = 30, step_size: float = 1.0, seed: int = 0):
+    """``ascend`` once per channel: ``gradient(x, channel)`` is d mean(A_channel) / dx; returns the inputs
+    (len(channels), C, H, W) float32 (show them with ``deprocess``)."""
+    return np.stack([ascend(lambda x, c=int(c): gradient(x, c), (1, *shape), steps=steps, step_size=step_size,
+                            seed=seed)[0] for c in channels])

@@ -5,7 +5,7 @@
 
 import numpy as np
 
-from xcam.cam import finish, fuse, raw_maps
+from xcam.cam import layer_maps
 from xcam.methods import get_method
 
 from ._capture import as_batch, capture, resolve_layer
@@ -34,13 +34,8 @@ def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, s
     out_size = tuple(size) if size is not None else tuple(x.shape[1:3])
     x_np = x.numpy()
     probe_inputs = np.moveaxis(x_np, -1, 1) if m.needs_probe else None
-    raws = []
-    for one, cap in zip(layers, caps):
-        probe = Probe(model, resolve_layer(model, one)[1], x_np) if m.needs_probe else None
-        raws.append(raw_maps(cap, m, inputs=probe_inputs, probe=probe, options=options))
-    if len(raws) == 1:
-        return finish(raws[0], out_size)
-    return fuse(raws, out_size)
+    probes = [Probe(model, resolve_layer(model, one)[1], x_np) for one in layers] if m.needs_probe else None
+    return layer_maps(caps, m, out_size, inputs=probe_inputs, probes=probes, options=options)
 
 
 def visualize_filters(model, layer, channels, size=None, input_channels=3, steps=30, step_size=1.0,
@@ -49,7 +44,7 @@ def visualize_filters(model, layer, channels, size=None, input_channels=3, steps
     from seeded noise (``xcam.filters.ascend``); returned as float32 inputs (len(channels), C, H, W).
     Show them with ``xcam.filters.deprocess``. size: (H, W), default the model's input size or 128 x 128."""
     from xcam.errors import XcamError
-    from xcam.filters import ascend
+    from xcam.filters import visualize
 
     from ._layers import input_shape
 
@@ -58,8 +53,5 @@ def visualize_filters(model, layer, channels, size=None, input_channels=3, steps
         size = (h or 128, w or 128)
     elif h is not None and tuple(size) != (h, w):
         raise XcamError(f"the model takes {h}x{w} inputs; size={tuple(size)} does not fit")
-    out = []
-    for channel in channels:
-        out.append(ascend(lambda x, c=int(channel): activation_gradient(model, layer, x, c),
-                          (1, input_channels, *size), steps=steps, step_size=step_size, seed=seed)[0])
-    return np.stack(out)
+    return visualize(lambda x, c: activation_gradient(model, layer, x, c), channels, (input_channels, *size),
+                     steps=steps, step_size=step_size, seed=seed)

@@ -93,11 +93,17 @@ def wrapped(layers, keep: dict, tape_box: dict, final, replace=None):
             object.__setattr__(final, "call", lambda x, *a, **k: x)
         yield
     finally:
-        for obj, attr, value in reversed(saved):
-            if attr == "call":
-                object.__delattr__(obj, "call")
-            else:
-                object.__setattr__(obj, attr, value)
+        restore(saved)
+
+
+def restore(saved) -> None:
+    """Undo (object, attribute, old value) patches, newest first; a patched ``call`` is an instance attribute
+    shadowing the class's method, so it is deleted rather than set back."""
+    for obj, attr, value in reversed(saved):
+        if attr == "call":
+            object.__delattr__(obj, "call")
+        else:
+            object.__setattr__(obj, attr, value)
 
 
 def _is_softmax(fn) -> bool:

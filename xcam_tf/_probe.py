@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from xcam.errors import XcamError
 
-from ._capture import _cached, final_layer, walk, wrapped
+from ._capture import _cached, final_layer, restore, walk, wrapped
 
 
 @tf.custom_gradient
@@ -41,11 +41,7 @@ def guided(model):
             raise XcamError("guided backprop needs ReLU layers or relu activations; this model has none")
         yield
     finally:
-        for obj, attr, value in reversed(saved):
-            if attr == "call":
-                object.__delattr__(obj, "call")
-            else:
-                object.__setattr__(obj, attr, value)
+        restore(saved)
 
 
 class Probe:

@@ -5,7 +5,7 @@
 
 import numpy as np
 
-from xcam.cam import finish, fuse, raw_maps
+from xcam.cam import layer_maps
 from xcam.methods import get_method
 
 from ._capture import as_batch, capture, resolve_module
@@ -32,13 +32,8 @@ def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, s
                    labels=labels)
     out_size = tuple(size) if size is not None else tuple(x.shape[-2:])
     probe_inputs = x.detach().float().cpu().numpy() if m.needs_probe else None
-    raws = []
-    for one, cap in zip(layers, caps):
-        probe = Probe(model, resolve_module(model, one)[1], x) if m.needs_probe else None
-        raws.append(raw_maps(cap, m, inputs=probe_inputs, probe=probe, options=options))
-    if len(raws) == 1:
-        return finish(raws[0], out_size)
-    return fuse(raws, out_size)
+    probes = [Probe(model, resolve_module(model, one)[1], x) for one in layers] if m.needs_probe else None
+    return layer_maps(caps, m, out_size, inputs=probe_inputs, probes=probes, options=options)
 
 
 def visualize_filters(model, layer, channels, size=None, input_channels=3, steps=30, step_size=1.0,
@@ -46,11 +41,8 @@ def visualize_filters(model, layer, channels, size=None, input_channels=3, steps
     """For each channel of ``layer``, the input that maximizes its mean activation, found by gradient ascent
     from seeded noise (``xcam.filters.ascend``); returned as float32 inputs (len(channels), C, H, W).
     Show them with ``xcam.filters.deprocess``. size: (H, W), default 128 x 128."""
-    from xcam.filters import ascend
+    from xcam.filters import visualize
 
     size = tuple(size) if size is not None else (128, 128)
-    out = []
-    for channel in channels:
-        out.append(ascend(lambda x, c=int(channel): activation_gradient(model, layer, x, c),
-                          (1, input_channels, *size), steps=steps, step_size=step_size, seed=seed)[0])
-    return np.stack(out)
+    return visualize(lambda x, c: activation_gradient(model, layer, x, c), channels, (input_channels, *size),
+                     steps=steps, step_size=step_size, seed=seed)
