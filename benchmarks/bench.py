@@ -48,6 +48,25 @@ def median_time(fn, runs=5, warm=2, sync=None):
     return statistics.median(times)
 
 
+def interleaved(entries, runs=5, warm=2, sync=None):
+    """Median seconds for each (name, fn), timed round-robin: every round runs each fn once, so drift of the
+    machine (frequency, other load) falls on all of them alike rather than on whoever ran first."""
+    for _ in range(warm):
+        for _, fn in entries:
+            fn()
+    times = {name: [] for name, _ in entries}
+    for _ in range(runs):
+        for name, fn in entries:
+            if sync:
+                sync()
+            start = time.perf_counter()
+            fn()
+            if sync:
+                sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def row(case, name, seconds, base=None, note=""):
     ratio = f"{seconds / base:5.2f}" if base else "     "
     ROWS.append((case, name, seconds, ratio, note))
@@ -76,38 +95,43 @@ def torch_floor(model, layer_module, x, target):
 def torch_gradients(name, model, layer, x, runs, anchors=True, sync=None):
     module = dict(model.named_modules())[layer]
     case = f"{name} B={x.shape[0]} {layer}"
-    floor = median_time(torch_floor(model, module, x, 1), runs, sync=sync)
-    row(case, "floor: fwd + autograd.grad to layer", floor, floor)
-    for method in GRADIENT_METHODS:
-        t = median_time(lambda: xcam_torch.cam(model, x, layer, method, 1), runs, sync=sync)
-        row(case, f"xcam {method}", t, floor)
-    ours = [r for r in ROWS if r[0] == case and r[1] == "xcam gradcam"][0][2]
-    both = median_time(lambda: xcam_torch.cam(model, x, layer, "gradcam", classes=[0, 1]), runs, sync=sync)
-    row(case, "xcam gradcam classes=[0,1]", both, ours, "ratio to one class")
-    if not anchors:
-        return
-    from pytorch_grad_cam import GradCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    targets = [ClassifierOutputTarget(1)] * x.shape[0]
-    with GradCAM(model=model, target_layers=[module]) as pgc:
-        t = median_time(lambda: pgc(input_tensor=x, targets=targets), runs, sync=sync)
-    row(case, "pytorch-grad-cam GradCAM", t, ours, "ratio to xcam gradcam")
+    entries = [("floor: fwd + autograd.grad to layer", torch_floor(model, module, x, 1))]
+    entries += [(f"xcam {m}", lambda m=m: xcam_torch.cam(model, x, layer, m, 1)) for m in GRADIENT_METHODS]
+    entries.append(("xcam gradcam classes=[0,1]", lambda: xcam_torch.cam(model, x, layer, "gradcam",
+                                                                           classes=[0, 1])))
+    if anchors:
+        from captum.attr import LayerAttribution, LayerGradCam
+        from pytorch_grad_cam import GradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        from torchcam.methods import GradCAM as TorchcamGradCAM
+
+        targets = [ClassifierOutputTarget(1)] * x.shape[0]
+        lgc = LayerGradCam(model, module)
+
+        def pgc_run():  # built per call: its hooks must not fire during the other implementations' runs
+            with GradCAM(model=model, target_layers=[module]) as pgc:
+                pgc(input_tensor=x, targets=targets)
+
+        def torchcam_run():
+            with TorchcamGradCAM(model, layer) as extractor:
+                extractor([1] * x.shape[0], model(x))
+
+        def captum_run():
+            a = lgc.attribute(x, target=1, relu_attributions=True)
+            LayerAttribution.interpolate(a, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+
+        entries += [("pytorch-grad-cam GradCAM (incl. hook setup)", pgc_run),
+                    ("torchcam GradCAM", torchcam_run), ("captum LayerGradCam", captum_run)]
+    t = interleaved(entries, runs, sync=sync)
     model.zero_grad(set_to_none=True)  # pytorch-grad-cam leaves .grad in the parameters
-    from torchcam.methods import GradCAM as TorchcamGradCAM
-
-    def torchcam_run():
-        with TorchcamGradCAM(model, layer) as extractor:
-            extractor([1] * x.shape[0], model(x))
-    t = median_time(torchcam_run, runs, sync=sync)
-    row(case, "torchcam GradCAM", t, ours, "ratio to xcam gradcam")
-    from captum.attr import LayerAttribution, LayerGradCam
-    lgc = LayerGradCam(model, module)
-
-    def captum_run():
-        a = lgc.attribute(x, target=1, relu_attributions=True)
-        LayerAttribution.interpolate(a, tuple(x.shape[-2:]), interpolate_mode="bilinear")
-    t = median_time(captum_run, runs, sync=sync)
-    row(case, "captum LayerGradCam", t, ours, "ratio to xcam gradcam")
+    floor, ours = t[entries[0][0]], t["xcam gradcam"]
+    for label, seconds in t.items():
+        if label.startswith("xcam") and "classes" not in label or label.startswith("floor"):
+            row(case, label, seconds, floor)
+        elif "classes" in label:
+            row(case, label, seconds, ours, "ratio to one class")
+        else:
+            row(case, label, seconds, ours, "ratio to xcam gradcam")
 
 
 def torch_perturbation(model, layer, x, runs, full):
@@ -162,30 +186,33 @@ def keras_section(batches, runs, full):
                 a, out = sub(x, training=False)
                 y = tf.reduce_sum(out[:, 1])
             return tape.gradient(y, a)
-        floor = median_time(lambda: bare(x), runs)
-        row(case, "floor: compiled tape to layer", floor, floor)
-        for method in GRADIENT_METHODS:
-            t = median_time(lambda: xcam_tf.cam(model, x, layer, method, 1), runs)
-            row(case, f"xcam {method}", t, floor)
-        ours = [r for r in ROWS if r[0] == case and r[1] == "xcam gradcam"][0][2]
-        both = median_time(lambda: xcam_tf.cam(model, x, layer, "gradcam", classes=[0, 1]), runs)
-        row(case, "xcam gradcam classes=[0,1]", both, ours, "ratio to one class")
         score = CategoricalScore([1] * b)
         gc_tool = Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)
-        t = median_time(lambda: gc_tool(score, x.numpy(), penultimate_layer=layer), runs)
-        row(case, "tf-keras-vis Gradcam", t, ours, "ratio to xcam gradcam")
         lc_tool = Layercam(model, model_modifier=ReplaceToLinear(), clone=True)
-        t = median_time(lambda: lc_tool(score, x.numpy(), penultimate_layer=layer), runs)
-        lc = [r for r in ROWS if r[0] == case and r[1] == "xcam layercam"][0][2]
-        row(case, "tf-keras-vis Layercam", t, lc, "ratio to xcam layercam")
+        entries = [("floor: compiled tape to layer", lambda: bare(x))]
+        entries += [(f"xcam {m}", lambda m=m: xcam_tf.cam(model, x, layer, m, 1)) for m in GRADIENT_METHODS]
+        entries += [("xcam gradcam classes=[0,1]", lambda: xcam_tf.cam(model, x, layer, "gradcam", classes=[0, 1])),
+                    ("tf-keras-vis Gradcam", lambda: gc_tool(score, x.numpy(), penultimate_layer=layer)),
+                    ("tf-keras-vis Layercam", lambda: lc_tool(score, x.numpy(), penultimate_layer=layer))]
+        t = interleaved(entries, runs)
+        floor = t[entries[0][0]]
+        for label, seconds in t.items():
+            if label.startswith("tf-keras-vis"):
+                mine = "xcam layercam" if "Layercam" in label else "xcam gradcam"
+                row(case, label, seconds, t[mine], f"ratio to {mine}")
+            elif "classes" in label:
+                row(case, label, seconds, t["xcam gradcam"], "ratio to one class")
+            else:
+                row(case, label, seconds, floor)
     if full:
         from tf_keras_vis.scorecam import Scorecam
         x = np.random.RandomState(0).randn(1, 224, 224, 3).astype("float32")
         case = f"keras VGG16 B=1 {layer} (Score-CAM)"
-        ours = median_time(lambda: xcam_tf.cam(model, x, layer, "scorecam", 1), 3, warm=1)
+        # one timed run each after a warm-up (each takes over a minute): 512 masked forwards of VGG16
+        ours = median_time(lambda: xcam_tf.cam(model, x, layer, "scorecam", 1), 1, warm=1)
         row(case, "xcam scorecam", ours, ours)
         sc = Scorecam(model, model_modifier=ReplaceToLinear(), clone=True)
-        t = median_time(lambda: sc(CategoricalScore([1]), x, penultimate_layer=layer), 3, warm=1)
+        t = median_time(lambda: sc(CategoricalScore([1]), x, penultimate_layer=layer, batch_size=64), 1, warm=0)
         row(case, "tf-keras-vis Scorecam", t, ours, "ratio to xcam scorecam")
 
 

@@ -167,10 +167,16 @@ def test_guided_gradcam_is_guided_backprop_times_gradcam():
 
 
 def test_fuse_golden():
-    shallow = np.array([[[0, 1], [2, 4]]], np.float32)    # tanh(2 * L / 4)
-    deep = np.array([[[1, 0], [0, 0]]], np.float32)       # tanh(2 * L / 1)
+    shallow = np.array([[[0, 1], [2, 4]]], np.float32)    # tanh(2 * L / 4), at its own 2x2
+    deep = np.array([[[1]]], np.float32)                  # tanh(2 * 1 / 1) everywhere once upsampled
     out = fuse([shallow, deep], (2, 2))
-    fused = np.maximum(np.tanh(2 * shallow / 4), np.tanh(2 * deep))[0]
+    fused = np.maximum(np.tanh(2 * shallow / 4), np.tanh(2.0))[0]
+    np.testing.assert_allclose(out[0], 0.0, atol=1e-6)     # max(tanh(.), tanh(2)) is tanh(2): a constant map
+    out = fuse([shallow, 0.5 * deep], (2, 2))              # the deep map is its own max too: tanh(2) again
+    np.testing.assert_allclose(out[0], 0.0, atol=1e-6)
+    low = np.array([[[0, 0], [0, 1]]], np.float32)         # tanh(2 L): [[0,0],[0,tanh 2]]
+    out = fuse([shallow, low], (2, 2))
+    fused = np.maximum(np.tanh(2 * shallow / 4), np.tanh(2 * low))[0]
     np.testing.assert_allclose(out[0], (fused - fused.min()) / (fused.max() - fused.min()), atol=1e-6)
     assert (fuse([np.zeros((1, 2, 2), np.float32)], (4, 4)) == 0).all()
 

@@ -65,18 +65,19 @@ def compute_cam(capture: Capture, method="gradcam", size: tuple[int, int] | None
 
 
 def fuse(raw: list[np.ndarray], size: tuple[int, int], gamma: float = 2.0) -> np.ndarray:
-    """LayerCAM's multi-layer fusion (Jiang et al. 2021, Sec. III-C): each layer's raw map is upsampled,
-    scaled as tanh(gamma * L / max L) (shallow layers have small values), and the layers are combined by
-    element-wise maximum; the result is min-max normalized. An all-zero layer map stays zero."""
+    """LayerCAM's multi-layer fusion (Jiang et al. 2021, Eq. 9): each layer's raw map is scaled at its own
+    resolution as tanh(gamma * L / max L) (shallow layers have small values), upsampled, and the layers are
+    combined by element-wise maximum; the result is min-max normalized. An all-zero layer map stays zero."""
     if not raw:
         raise XcamError("fuse needs at least one layer's maps")
     scaled = []
     for maps in raw:
         lead, (h, w) = maps.shape[:-2], maps.shape[-2:]
-        up = resize_bilinear(maps.reshape(-1, h, w), size) if (h, w) != tuple(size) else maps.reshape(-1, h, w)
-        peak = up.reshape(up.shape[0], -1).max(axis=1)[:, None, None]
-        ratio = np.divide(up, peak, out=np.zeros_like(up), where=peak > 0)
-        scaled.append(np.tanh(gamma * ratio).reshape(*lead, *size))
+        flat = maps.reshape(-1, h, w)
+        peak = flat.reshape(flat.shape[0], -1).max(axis=1)[:, None, None]
+        ratio = np.divide(flat, peak, out=np.zeros_like(flat), where=peak > 0)
+        up = resize_bilinear(np.tanh(gamma * ratio), size)
+        scaled.append(up.reshape(*lead, *size))
     return normalize_minmax(np.maximum.reduce(scaled).reshape(-1, *size)).reshape(scaled[0].shape)
 
 

@@ -67,7 +67,9 @@ def load_model(path, *, trust_model=False, arch=None, num_classes=None):
     dev = device()
     try:
         if _is_torchscript(path):
-            return torch.jit.load(str(path), map_location=dev).eval()
+            raise XcamError(f"{str(path)!r} is a TorchScript model: PyTorch cannot hook layers inside a "
+                            "ScriptModule, so no layer can be explained; save the nn.Module instead (its state "
+                            "dict with --arch, or the whole model with --trust-model)")
         try:
             obj = torch.load(path, map_location=dev, weights_only=True)
         except pickle.UnpicklingError as exc:
