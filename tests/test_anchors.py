@@ -44,8 +44,9 @@ PGC = {  # method -> (pytorch-grad-cam class, tolerance, note)
     "xgradcam": ("XGradCAM", 1e-4, "anchor adds eps 1e-7 to the activation sum"),
     "hirescam": ("HiResCAM", 1e-4, "same formula"),
     "layercam": ("LayerCAM", 1e-4, "same formula"),
-    "ablationcam": ("AblationCAM", 1e-3, "weights agree to 1.5e-6; the map sums them with cancellation. Same formula where y > 0 (anchor divides by y, so a negative logit "
-                                         "inverts its map; ours divides by |y|): compared on class 1, y > 0"),
+    "ablationcam": ("AblationCAM", 1e-3, "weights agree to 1.5e-6; the map sums them with cancellation. Same "
+                                         "formula where y > 0 (anchor divides by y, so a negative logit inverts "
+                                         "its map; ours divides by |y|): compared on class 1, y > 0"),
     "scorecam": ("ScoreCAM", 5e-3, "anchor: logit softmax over channels, masks upsampled with align_corners=True"),
 }
 

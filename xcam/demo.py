@@ -32,7 +32,7 @@ def run_demo(frameworks, out: Path, methods, overwrite=False, batch_size=8, log=
     try:
         code = 0
         for fw, backend in backends.items():
-            job = Job(backend=backend, model=demo_model(fw), model_name=f"EfficientNet-Lite0 (ImageNet) + cat/dog "
+            job = Job(backend=backend, model=demo_model(fw), model_name="EfficientNet-Lite0 (ImageNet) + cat/dog "
                       "head", images=demo_images(), out=stage / fw if both else out, methods=list(methods),
                       classes=list(CAT_DOG_LABELS), labels=list(CAT_DOG_LABELS), layer=DEMO_LAYER[fw],
                       input_size=DEMO_INPUT_SIZE, normalize="imagenet", overwrite=overwrite,

@@ -3,7 +3,6 @@
 import contextlib
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from xcam.layers import LayerRecord
