@@ -104,3 +104,22 @@ def test_keras_h5_file(tmp_path, capsys):
     code = main(["layers", "--model", str(tmp_path / "net.h5")])
     assert code == 0
     assert "conv" in capsys.readouterr().out
+
+
+@pytest.mark.tf
+def test_savedmodel_directory_is_refused_with_the_reason(tmp_path, capsys):
+    pytest.importorskip("tensorflow")
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"")
+    code = main(["layers", "--model", str(tmp_path / "sm")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a TensorFlow SavedModel: Keras 3 cannot reach the layers inside it" in err
+
+
+@pytest.mark.torch
+def test_unknown_arch_lists_valid_ones(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    torch.save({"w": torch.zeros(2, 3)}, tmp_path / "state.pth")
+    code = main(["layers", "--model", str(tmp_path / "state.pth"), "--arch", "alexnett"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown --arch 'alexnett'; torchvision classifiers include: alexnet" in err
