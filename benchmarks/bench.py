@@ -34,18 +34,7 @@ ROWS: list[tuple] = []
 
 
 def median_time(fn, runs=5, warm=2, sync=None):
-    for _ in range(warm):
-        fn()
-    times = []
-    for _ in range(runs):
-        if sync:
-            sync()
-        start = time.perf_counter()
-        fn()
-        if sync:
-            sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return interleaved([("one", fn)], runs, warm, sync)["one"]
 
 
 def interleaved(entries, runs=5, warm=2, sync=None):

@@ -85,6 +85,18 @@ def hooked(model: nn.Module, hooks):
             h.remove()
 
 
+def dry_run(model: nn.Module, input_shape, hooks) -> None:
+    """One forward on zeros (1, *input_shape) in eval mode without autograd, with (module, forward hook) pairs
+    registered for that forward only."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    try:
+        with preserved(model):
+            model(as_batch(model, torch.zeros((1, *input_shape))))
+    finally:
+        for h in handles:
+            h.remove()
+
+
 class _Keeper:
     """The forward hook: keeps the layer's output (and starts the graph there when gradients are wanted)."""
 

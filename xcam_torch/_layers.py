@@ -5,7 +5,7 @@ from torch import nn
 
 from xcam.layers import LayerRecord
 
-from ._capture import as_batch, preserved
+from ._capture import dry_run
 
 _POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d,
           nn.Identity, nn.Flatten)
@@ -30,13 +30,7 @@ def layer_records(model: nn.Module, input_shape: tuple[int, int, int]) -> list[L
         return record
 
     named = [(n, m) for n, m in model.named_modules() if n]
-    handles = [m.register_forward_hook(hook(n)) for n, m in named]
-    try:
-        with preserved(model):
-            model(as_batch(model, torch.zeros((1, *input_shape))))
-    finally:
-        for h in handles:
-            h.remove()
+    dry_run(model, input_shape, [(m, hook(n)) for n, m in named])
     kinds = dict(named)
     return [LayerRecord(name=n, kind=type(kinds[n]).__name__, shape=info[n]["shape"], calls=info[n]["calls"],
                         is_pool=isinstance(kinds[n], _POOLS), same_as=info[n]["same"]) for n in order]

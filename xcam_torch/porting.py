@@ -1,12 +1,11 @@
 """Describe a plain PyTorch conv/pool/dense network as a framework-free plan (layers in execution order with
 NumPy weights), for ``xcam_tf.porting.build`` to rebuild it in Keras with the same weights."""
 
-import torch
 from torch import nn
 
 from xcam.errors import XcamError
 
-from ._capture import as_batch, preserved
+from ._capture import dry_run
 
 
 def _np(t):
@@ -22,14 +21,8 @@ def describe(model: nn.Module, input_shape: tuple[int, int, int]) -> list[dict]:
     output feeds a 2-D input (``torch.flatten`` inside ``forward``)."""
     ran: list[tuple[str, nn.Module, int]] = []
     leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
-    handles = [m.register_forward_hook(lambda mod, args, out, n=n: ran.append((n, mod, args[0].ndim)))
-               for n, m in leaves]
-    try:
-        with preserved(model):
-            model(as_batch(model, torch.zeros((1, *input_shape))))
-    finally:
-        for h in handles:
-            h.remove()
+    dry_run(model, input_shape, [(m, lambda mod, args, out, n=n: ran.append((n, mod, args[0].ndim)))
+                                 for n, m in leaves])
     plan, rank = [], 4
     for name, m, in_rank in ran:
         if rank == 4 and in_rank == 2:
