@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .backend import FRAMEWORKS, available, infer_framework, load_backend
 from .errors import XcamError
+from .files import check_new_dir
 from .images import NORMALIZATIONS
 from .methods import get_method, methods
 
@@ -81,8 +82,7 @@ def _explain(args) -> int:
     for m in args.methods:
         get_method(m)
     labels = parse_labels(args.labels)
-    if Path(args.out).exists() and not args.overwrite:
-        raise XcamError(f"output directory {args.out!r} exists; pass --overwrite to replace it")
+    check_new_dir(args.out, args.overwrite)
     backend, model = _load(args)
     job = Job(backend=backend, model=model, model_name=str(args.model), images=args.images, out=Path(args.out),
               methods=args.methods, classes=args.classes, labels=labels, layer=args.layer,
@@ -112,17 +112,13 @@ def _layers(args) -> int:
 
 
 def _filters(args) -> int:
-    import tempfile
-
     import numpy as np
 
     from . import files
     from .filters import deprocess, kernel_grid
     from .viz import to_uint8_rgb
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise XcamError(f"output directory {args.out!r} exists; pass --overwrite to replace it")
+    check_new_dir(args.out, args.overwrite)
     backend, model = _load(args)
     channels, hw = backend.input_spec(model, args.input_size)
     grid = kernel_grid(backend.kernels(model, args.layer))
@@ -130,17 +126,12 @@ def _filters(args) -> int:
     tiles = [deprocess(x) for x in found]
     sep = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
     strip = np.concatenate([t for tile in tiles for t in (tile, sep)][:-1], axis=1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    files.write_png(tmp / "kernels.png", grid)
-    files.write_png(tmp / "filters.png", to_uint8_rgb(strip))
-    files.write_json(tmp / "filters.json", {"layer": args.layer, "channels": args.channels, "steps": args.steps,
-                                            "input_size": list(hw)})
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
-    tmp.replace(out)
+    with files.staged_dir(args.out, args.overwrite) as tmp:
+        files.write_png(tmp / "kernels.png", grid)
+        files.write_png(tmp / "filters.png", to_uint8_rgb(strip))
+        files.write_json(tmp / "filters.json", {"layer": args.layer, "channels": args.channels,
+                                                "steps": args.steps, "input_size": list(hw)})
+    out = Path(args.out)
     print(f"xcam: wrote {out / 'kernels.png'} and {out / 'filters.png'}", file=sys.stderr)
     return 0
 

@@ -2,14 +2,12 @@
 bundled ImageNet EfficientNet-Lite0 with a cat/dog head, on PyTorch, Keras, or both (then compared)."""
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from . import files
 from .backend import load_backend
-from .errors import XcamError
 from .explain import Job, run
 from .zoo import CAT_DOG_LABELS, DEMO_INPUT_SIZE, DEMO_LAYER, demo_images
 
@@ -23,39 +21,31 @@ def demo_model(framework: str):
 
 
 def run_demo(frameworks, out: Path, methods, overwrite=False, batch_size=8, log=None) -> int:
-    if out.exists() and not overwrite:
-        raise XcamError(f"output directory {str(out)!r} exists; pass --overwrite to replace it")
+    files.check_new_dir(out, overwrite)
     backends = {fw: load_backend(fw) for fw in frameworks}
-    both = len(frameworks) > 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)) if both else None
-    try:
-        code = 0
-        for fw, backend in backends.items():
-            job = Job(backend=backend, model=demo_model(fw), model_name="EfficientNet-Lite0 (ImageNet) + cat/dog "
-                      "head", images=demo_images(), out=stage / fw if both else out, methods=list(methods),
-                      classes=list(CAT_DOG_LABELS), labels=list(CAT_DOG_LABELS), layer=DEMO_LAYER[fw],
-                      input_size=DEMO_INPUT_SIZE, normalize="imagenet", overwrite=overwrite,
-                      batch_size=batch_size, log=log, shown_out=out / fw if both else None)
-            code = max(code, run(job))
-            summary = json.loads(((stage / fw if both else out) / "summary.json").read_text())
-            if log is not None:
-                for entry in summary["images"]:
-                    probs = ", ".join(f"{k} {v:.3f}" for k, v in entry["probabilities"].items())
-                    print(f"xcam: [{fw}] {Path(entry['image']).name}: {entry['predicted']} ({probs})", file=log)
-        if both:
-            diff = max_map_difference(stage / "torch", stage / "tf")
-            (stage / "parity.json").write_text(json.dumps({"max_abs_difference_torch_vs_tf": diff}, indent=2))
-            if log is not None:
-                print(f"xcam: max |torch - tf| over all demo maps: {diff:.2e}", file=log)
-            if out.exists():
-                shutil.rmtree(out)
-            stage.replace(out)
-        return code
-    except BaseException:
-        if stage is not None:
-            shutil.rmtree(stage, ignore_errors=True)
-        raise
+    if len(frameworks) == 1:
+        return _run_one(frameworks[0], backends[frameworks[0]], out, methods, overwrite, batch_size, log, None)
+    with files.staged_dir(out, overwrite) as stage:
+        code = max(_run_one(fw, backend, stage / fw, methods, overwrite, batch_size, log, out / fw)
+                   for fw, backend in backends.items())
+        diff = max_map_difference(stage / "torch", stage / "tf")
+        files.write_json(stage / "parity.json", {"max_abs_difference_torch_vs_tf": diff})
+        if log is not None:
+            print(f"xcam: max |torch - tf| over all demo maps: {diff:.2e}", file=log)
+    return code
+
+
+def _run_one(fw, backend, out, methods, overwrite, batch_size, log, shown_out) -> int:
+    job = Job(backend=backend, model=demo_model(fw), model_name="EfficientNet-Lite0 (ImageNet) + cat/dog head",
+              images=demo_images(), out=out, methods=list(methods), classes=list(CAT_DOG_LABELS),
+              labels=list(CAT_DOG_LABELS), layer=DEMO_LAYER[fw], input_size=DEMO_INPUT_SIZE, normalize="imagenet",
+              overwrite=overwrite, batch_size=batch_size, log=log, shown_out=shown_out)
+    code = run(job)
+    if log is not None:
+        for entry in json.loads((out / "summary.json").read_text())["images"]:
+            probs = ", ".join(f"{k} {v:.3f}" for k, v in entry["probabilities"].items())
+            print(f"xcam: [{fw}] {Path(entry['image']).name}: {entry['predicted']} ({probs})", file=log)
+    return code
 
 
 def max_map_difference(a: Path, b: Path) -> float:

@@ -1,10 +1,7 @@
 """The lab in one call: for every image, the layer's feature grid and each method's map for each class,
 written as PNG overlays, .npy maps, summary.json and report.html (all into a fresh directory at once)."""
 
-import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,8 +106,7 @@ def run(job: Job) -> int:
     methods = [get_method(m) for m in job.methods]
     norm = parse_normalization(job.normalize) if isinstance(job.normalize, str) else job.normalize
     out = Path(job.out)
-    if out.exists() and not job.overwrite:
-        raise XcamError(f"output directory {str(out)!r} exists; pass --overwrite to replace it")
+    files.check_new_dir(out, job.overwrite)
     if not job.images:
         raise XcamError("no images given")
     channels, hw = job.backend.input_spec(job.model, job.input_size)
@@ -132,19 +128,11 @@ def run(job: Job) -> int:
         raise XcamError("none of the images could be read: " + "; ".join(errors))
 
     keys = _unique_keys([p for p, _ in loaded])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
+    with files.staged_dir(out, job.overwrite) as tmp:
         summary, pictures = _explain_all(job, methods, layer, channels, hw, norm, loaded, keys, tmp)
         summary["errors"] = errors
         files.write_json(tmp / "summary.json", summary)
         files.write_text(tmp / "report.html", render_html(summary, pictures))
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     _say(job, f"wrote {(job.shown_out or out) / 'report.html'} ({len(loaded)} images, {len(errors)} unreadable)")
     return 1 if errors else 0
 

@@ -1,7 +1,9 @@
 """Writing output files atomically: a reader never sees a half-written file."""
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -44,3 +46,27 @@ def write_json(path, obj) -> None:
 
 def write_text(path, text: str) -> None:
     write_bytes(path, text.encode())
+
+
+def check_new_dir(out, overwrite: bool) -> None:
+    """Refuse an existing output directory unless ``overwrite``."""
+    if Path(out).exists() and not overwrite:
+        raise XcamError(f"output directory {str(out)!r} exists; pass --overwrite to replace it")
+
+
+@contextlib.contextmanager
+def staged_dir(out, overwrite: bool = False):
+    """Yield a fresh staging directory beside ``out``; on success it replaces ``out`` in one rename, on any
+    error it is removed, so ``out`` is never half-written."""
+    out = Path(out)
+    check_new_dir(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield stage
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(stage, out)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
