@@ -122,7 +122,8 @@ def test_import_of_core_loads_no_framework():
     import subprocess
     import sys
 
-    code = ("import sys, xcam, xcam.cli, xcam.explain, xcam.demo, xcam.report, xcam.torchfile, xcam.backend; "
+    code = ("import sys, xcam, xcam.app.cli, xcam.app.explain, xcam.app.demo, xcam.app.report, "
+            "xcam.app.zoo.torchfile, xcam.app.frameworks; "
             "bad = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -157,7 +158,7 @@ def test_scorecam_equals_the_straightforward_loop(fw):
 def test_several_layers_fuse_like_separate_maps(fw):
     caps = fw.capture(["conv1", fw.conv2], targets=1)
     raws = [xcam.raw_maps(c, "layercam") for c in caps]
-    np.testing.assert_allclose(fw.cam(["conv1", fw.conv2], "layercam", 1), xcam.cam.fuse(raws, (8, 8)), atol=1e-6)
+    np.testing.assert_allclose(fw.cam(["conv1", fw.conv2], "layercam", 1), xcam.fuse(raws, (8, 8)), atol=1e-6)
     # one forward and one backward: each layer's capture equals a single-layer capture
     np.testing.assert_allclose(caps[0].gradients, fw.capture("conv1", targets=1).gradients, atol=1e-6)
 
@@ -183,8 +184,8 @@ def test_guided_backprop_and_saliency_closed_form(fw):
     if fw.name == "torch":
         model, inputs, module = net, torch.from_numpy(x), fw.module
     else:
-        from xcam_tf.porting import build
-        from xcam_torch.porting import describe
+        from xcam.app.porting_keras import build
+        from xcam.app.porting_torch import describe
         model, inputs, module = build(describe(net, (3, 8, 8)), (8, 8, 3)), x.transpose(0, 2, 3, 1), fw.module
     w = net[0].weight.detach().numpy()[:, :, 0, 0]
     b = net[0].bias.detach().numpy()

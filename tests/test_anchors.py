@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 import xcam_torch  # noqa: E402
-from xcam.images import load_image, preprocess  # noqa: E402
-from xcam.zoo import demo_images  # noqa: E402
+from xcam.app.images import load_image, preprocess  # noqa: E402
+from xcam.app.zoo import demo_images  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 LAYER = "features.11"  # post-ReLU conv5: activations >= 0, so Ablation-CAM's ablated value is 0 in every anchor
@@ -128,9 +128,9 @@ def test_layercam_fusion_against_torchcam(alex):
         cams = extractor.compute_cams([0, 1], model(x))
         theirs = renorm(tcm.LayerCAM.fuse_cams(cams, (224, 224)).detach().numpy())
     raws = [xcam.raw_maps(c, "layercam") for c in xcam_torch.capture(model, x, layers, [0, 1])]
-    np.testing.assert_allclose(xcam.cam.fuse([renorm(r) for r in raws], (224, 224)), theirs, atol=1e-5)
+    np.testing.assert_allclose(xcam.fuse([renorm(r) for r in raws], (224, 224)), theirs, atol=1e-5)
     mine = xcam_torch.cam(model, x, layers, "layercam", [0, 1])
-    np.testing.assert_allclose(mine, xcam.cam.fuse(raws, (224, 224)), atol=1e-6)
+    np.testing.assert_allclose(mine, xcam.fuse(raws, (224, 224)), atol=1e-6)
     assert np.abs(mine - theirs).max() < 0.05  # measured 0.027: conv5's LayerCAM minimum is 1.4e-3, not 0
 
 
@@ -224,10 +224,11 @@ def test_against_tf_keras_vis(alex, method):
     pytest.importorskip("tf_keras_vis")
     import importlib
 
-    import xcam_tf
     from tf_keras_vis.utils.scores import CategoricalScore
-    from xcam_tf.porting import build
-    from xcam_torch.porting import describe
+
+    import xcam_tf
+    from xcam.app.porting_keras import build
+    from xcam.app.porting_torch import describe
 
     model, x = alex
     kmodel = build(describe(model, (3, 224, 224)), (224, 224, 3))

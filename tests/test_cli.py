@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xcam.cli import main
-from xcam.images import load_image, preprocess
-from xcam.zoo import demo_images
+from xcam.app.cli import main
+from xcam.app.images import load_image, preprocess
+from xcam.app.zoo import demo_images
 
 IMAGES = [str(p) for p in demo_images()]
 
@@ -281,7 +281,7 @@ def test_methods_listing_and_module_entry_point():
     assert run.returncode == 0
     for name in ("gradcam", "layercam", "cam"):
         assert name in run.stdout
-    code = "import sys; from xcam.cli import main; main(['methods']); print(sorted(m for m in ('torch', " \
+    code = "import sys; from xcam.app.cli import main; main(['methods']); print(sorted(m for m in ('torch', " \
            "'tensorflow') if m in sys.modules))"
     iso = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert iso.stdout.strip().endswith("[]"), iso.stdout + iso.stderr
@@ -294,7 +294,7 @@ def test_filters_command(capsys, tmp_path, alexnet_file):
     code, _, err = run_cli(capsys, "filters", "--model", folder / "alex_state.pth", "--arch", "alexnet",
                            "--layer", "features.0", "--channels", "0", "3", "--steps", "2", "--out", out)
     assert code == 0, err
-    from xcam.images import load_image as read
+    from xcam.app.images import load_image as read
 
     assert read(out / "kernels.png").shape == (8 * 89 + 1, 8 * 89 + 1, 3)  # 64 RGB 11x11 kernels, 8 a row
     assert read(out / "filters.png").shape == (224, 2 * 224 + 4, 3)

@@ -7,7 +7,7 @@ import pytest
 
 import xcam
 from xcam import Capture, XcamError, compute_cam
-from xcam.cam import fuse
+from xcam.maps import fuse
 
 A = np.array([[[[1, 2], [3, 4]], [[0, 1], [1, 0]]]], np.float32)
 G = np.array([[[[1, 1], [1, 1]], [[-2, 2], [0, -4]]]], np.float32)
@@ -94,7 +94,7 @@ SC_ACTS = np.array([[[[0, 1], [0, 0]], [[1, 1], [1, 0]], [[5, 5], [5, 5]], [[2, 
 def test_scorecam_golden_probability_weighting():
     probe = FakeProbe()
     x = np.ones((1, 1, 2, 2), np.float32)
-    out = compute_cam(cap(SC_ACTS, None), "scorecam", inputs=x, probe=probe)
+    out = compute_cam(cap(SC_ACTS, None), "scorecam", model_inputs=x, probe=probe)
     # masks: ch0 [[0,1],[0,0]] (sum 1), ch1 = ch3 [[1,1],[1,0]] (sum 3), ch2 constant -> zeros (sum 0)
     p = [1 / (1 + math.exp(-s)) for s in (1, 3, 0, 3)]       # softmax([s, 0])[0] = sigmoid(s)
     raw = sum(w * a for w, a in zip(p, SC_ACTS[0]))
@@ -105,7 +105,7 @@ def test_scorecam_golden_probability_weighting():
 
 def test_scorecam_logit_softmax_variant():
     x = np.ones((1, 1, 2, 2), np.float32)
-    out = compute_cam(cap(SC_ACTS, None), "scorecam", inputs=x, probe=FakeProbe(),
+    out = compute_cam(cap(SC_ACTS, None), "scorecam", model_inputs=x, probe=FakeProbe(),
                       options={"weighting": "logit-softmax"})
     e = np.exp([1.0, 3.0, 0.0, 3.0])
     raw = sum(w * a for w, a in zip(e / e.sum(), SC_ACTS[0]))
@@ -115,7 +115,7 @@ def test_scorecam_logit_softmax_variant():
 def test_method_options_are_checked():
     x = np.ones((1, 1, 2, 2), np.float32)
     with pytest.raises(XcamError, match="option weighting='bogus' is not valid; choose one of: probability"):
-        compute_cam(cap(SC_ACTS, None), "scorecam", inputs=x, probe=FakeProbe(), options={"weighting": "bogus"})
+        compute_cam(cap(SC_ACTS, None), "scorecam", model_inputs=x, probe=FakeProbe(), options={"weighting": "bogus"})
     with pytest.raises(XcamError, match="method 'gradcam' has no option 'gamma'"):
         compute_cam(cap(), "gradcam", options={"gamma": 2})
     with pytest.raises(XcamError, match="runs the model again"):
@@ -126,7 +126,7 @@ def test_ablationcam_golden():
     acts = np.array([[[[1, 1], [1, 1]], [[0, 0], [0, 0]], [[4, 0], [0, 0]]]], np.float32)  # means 1, 0, 1
     v = np.array([1.0, 5.0, -3.0], np.float32)
     probe = FakeProbe(head=v)
-    out = compute_cam(cap(acts, None), "ablationcam", inputs=np.zeros((1, 1, 2, 2), np.float32), probe=probe)
+    out = compute_cam(cap(acts, None), "ablationcam", model_inputs=np.zeros((1, 1, 2, 2), np.float32), probe=probe)
     # y = 1*1 + 5*0 - 3*1 = -2;  w_k = (y - y_k)/|y| = v_k mean(A_k)/2 = [0.5, 0, -1.5]
     raw = np.maximum(0.5 * acts[0, 0] - 1.5 * acts[0, 2], 0)    # [[0, .5],[.5, .5]] -> max .5
     np.testing.assert_allclose(out[0], raw / raw.max(), atol=1e-6)
@@ -151,10 +151,10 @@ def test_saliency_and_smoothgrad_golden():
     x = np.zeros((1, 2, 2, 2), np.float32)
     free = cap(A, G)
     # max over input channels of |W_0| = [[3, 2], [1, 4]] -> (x - 1)/3
-    sal = compute_cam(free, "saliency", inputs=x, probe=GradProbe(W_IN))
+    sal = compute_cam(free, "saliency", model_inputs=x, probe=GradProbe(W_IN))
     np.testing.assert_allclose(sal[0], [[2 / 3, 1 / 3], [0, 1]], atol=1e-6)
     probe = GradProbe(W_IN)
-    smooth = compute_cam(free, "smoothgrad", inputs=x, probe=probe, options={"samples": 4})
+    smooth = compute_cam(free, "smoothgrad", model_inputs=x, probe=probe, options={"samples": 4})
     np.testing.assert_allclose(smooth[0], sal[0], atol=1e-6)   # constant gradient: noise changes nothing
     assert probe.calls == 4
 
@@ -162,7 +162,7 @@ def test_saliency_and_smoothgrad_golden():
 def test_guided_gradcam_is_guided_backprop_times_gradcam():
     x = np.zeros((1, 2, 2, 2), np.float32)
     # Grad-CAM map at 2x2 is [[0,0],[1/3,1]]; |W_0| max over channels [[3,2],[1,4]] times it: [[0,0],[1/3,4]]
-    out = compute_cam(cap(), "guidedgradcam", inputs=x, probe=GradProbe(W_IN))
+    out = compute_cam(cap(), "guidedgradcam", model_inputs=x, probe=GradProbe(W_IN))
     np.testing.assert_allclose(out[0], np.array([[0, 0], [1 / 3, 4]]) / 4, atol=1e-6)
 
 

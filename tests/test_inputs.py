@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from xcam import XcamError
-from xcam.cli import main
-from xcam.images import load_image, parse_normalization, preprocess
+from xcam.app.cli import main
+from xcam.app.images import load_image, parse_normalization, preprocess
 
 
 def test_image_modes_become_rgb(tmp_path):

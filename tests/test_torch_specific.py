@@ -6,8 +6,9 @@ import pytest
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-import xcam_torch  # noqa: E402
 from kits import torch_tiny  # noqa: E402
+
+import xcam_torch  # noqa: E402
 from xcam import XcamError  # noqa: E402
 
 pytestmark = pytest.mark.torch

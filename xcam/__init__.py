@@ -1,18 +1,22 @@
-"""xcam: class activation maps for PyTorch and Keras CNNs through one NumPy core.
+"""xcam: class activation maps for PyTorch and Keras through one NumPy core.
 
-The core (this package) imports only NumPy and OpenCV. ``xcam_torch`` and ``xcam_tf`` fetch activations,
-gradients and logits into a :class:`Capture`; every formula is here.
+The core (this package, outside ``xcam.app``) imports only NumPy and OpenCV. ``xcam_torch`` and ``xcam_tf``
+fetch activations, gradients and logits into a :class:`Capture`; every formula is here. Imports run one way:
+errors <- ops <- contract, targets, layers <- maps <- methods <- pipeline, filters <- adapters <- app.
 """
 
-from .cam import combine, compute_cam, raw_maps
-from .capture import Capture
+from . import methods
+from .contract import Adapter, Capture, Probe
 from .errors import XcamError
-from .methods import Method, get_method, methods, register
+from .maps import combine, fuse
+from .methods import Method, get_method, method_names, register
 from .ops import normalize_minmax, relu, resize_bilinear, softmax
+from .pipeline import compute_cam, explain, raw_maps
 from .viz import colorize, feature_grid, overlay
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
-    "Capture", "Method", "XcamError", "colorize", "combine", "compute_cam", "feature_grid", "get_method",
-    "methods", "normalize_minmax", "overlay", "raw_maps", "register", "relu", "resize_bilinear", "softmax",
+    "Adapter", "Capture", "Method", "Probe", "XcamError", "colorize", "combine", "compute_cam", "explain",
+    "feature_grid", "fuse", "get_method", "method_names", "methods", "normalize_minmax", "overlay", "raw_maps",
+    "register", "relu", "resize_bilinear", "softmax",
 ]

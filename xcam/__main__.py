@@ -1,5 +1,7 @@
+"""``python -m xcam``: the command line (the program's entry point; nothing in the core imports it)."""
+
 import sys
 
-from .cli import main
+from xcam.app.cli import main
 
 sys.exit(main())

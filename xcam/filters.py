@@ -5,6 +5,7 @@ the Keras filter-visualization example do). The adapters only return kernels and
 import cv2
 import numpy as np
 
+from .contract import Adapter
 from .errors import XcamError
 from .ops import normalize_minmax
 
@@ -75,3 +76,31 @@ def visualize(gradient, channels, shape: tuple, steps: int = 30, step_size: floa
     (len(channels), C, H, W) float32 (show them with ``deprocess``)."""
     return np.stack([ascend(lambda x, c=int(c): gradient(x, c), (1, *shape), steps=steps, step_size=step_size,
                             seed=seed)[0] for c in channels])
+
+
+def visualize_filters_for(adapter: Adapter):
+    """``visualize_filters(model, layer, channels, size, input_channels, steps, step_size, seed)`` bound to one
+    adapter: the public ``xcam_torch.visualize_filters`` and ``xcam_tf.visualize_filters``."""
+
+    def visualize_filters(model, layer, channels, size=None, input_channels: int = 3, steps: int = 30,
+                          step_size: float = 1.0, seed: int = 0) -> np.ndarray:
+        return visualize_layer(adapter, model, layer, channels, size, input_channels, steps, step_size, seed)
+
+    visualize_filters.__doc__ = visualize_layer.__doc__
+    visualize_filters.__module__ = adapter.__name__
+    return visualize_filters
+
+
+def visualize_layer(adapter: Adapter, model, layer, channels, size=None, input_channels: int = 3, steps: int = 30,
+                    step_size: float = 1.0, seed: int = 0) -> np.ndarray:
+    """For each channel of ``layer``, the input that maximizes its mean activation (``visualize`` with the
+    adapter's ``activation_gradient``): float32 (len(channels), C, H, W). size: (H, W), default the model's
+    declared input size or 128 x 128; C: the model's declared input channels, else ``input_channels``."""
+    declared_c, h, w = adapter.input_shape(model)
+    if size is None:
+        size = (h or 128, w or 128)
+    elif h is not None and tuple(size) != (h, w):
+        raise XcamError(f"the model takes {h}x{w} inputs; size={tuple(size)} does not fit")
+    shape = (declared_c or input_channels, *size)
+    return visualize(lambda x, c: adapter.activation_gradient(model, layer, x, c), channels, shape, steps=steps,
+                     step_size=step_size, seed=seed)

@@ -7,6 +7,8 @@ from .errors import XcamError, nearest
 
 @dataclass(frozen=True)
 class LayerRecord:
+    """One layer as a forward on zeros showed it: name, type, output shape and how a CAM may use it."""
+
     name: str                   # as the user types it: "features.10", "vgg16/block5_conv3"
     kind: str                   # the layer's class name
     shape: tuple | None         # output shape, channels first (N, C, h, w) for spatial layers; None if not a tensor
@@ -21,6 +23,33 @@ class LayerRecord:
     @property
     def cam_ready(self) -> bool:
         return self.spatial and self.calls == 1
+
+
+class LayerRecorder:
+    """What one forward on zeros shows about each layer, fed by an adapter's hooks: how often it ran, its
+    output shape (channels first) and which earlier layer's output tensor it hands on unchanged."""
+
+    def __init__(self):
+        self.order: list[str] = []
+        self.info: dict[str, dict] = {}
+        self.owner: dict[int, str] = {}
+
+    def saw(self, name: str, shape: tuple | None, tensor_id: int | None = None) -> None:
+        """``name`` finished with an output of ``shape`` (None: not a tensor); ``tensor_id`` identifies it."""
+        entry = self.info.setdefault(name, {"calls": 0, "shape": None, "same": None})
+        entry["calls"] += 1
+        if entry["calls"] == 1:
+            self.order.append(name)
+            if shape is not None:
+                entry["shape"] = tuple(shape)
+                entry["same"] = self.owner.get(tensor_id)
+                self.owner[tensor_id] = name
+
+    def records(self, kinds: dict, pools: set) -> list["LayerRecord"]:
+        """One record per layer that ran, in the order they finished; ``kinds``: name -> class name;
+        ``pools``: names of pooling, dropout and identity layers."""
+        return [LayerRecord(name=n, kind=kinds[n], shape=self.info[n]["shape"], calls=self.info[n]["calls"],
+                            is_pool=n in pools, same_as=self.info[n]["same"]) for n in self.order]
 
 
 def default_layer(records: list[LayerRecord]) -> LayerRecord:
@@ -52,10 +81,12 @@ def check_layer(records: list[LayerRecord], name: str) -> LayerRecord:
 
 
 def spatial_names(records) -> list[str]:
+    """Names of the layers a CAM can use (spatial output, run once)."""
     return [r.name for r in records if r.cam_ready]
 
 
 def unknown_layer(name: str, names) -> XcamError:
+    """The one-line error for a layer name the model lacks, with the nearest names."""
     close = nearest(str(name), names)
     hint = f"; nearest: {', '.join(close)}" if close else ""
     return XcamError(f"unknown layer {name!r}{hint} (list them with `xcam layers --model ...`)")

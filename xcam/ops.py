@@ -7,6 +7,7 @@ _CV2_MAX_CHANNELS = 512
 
 
 def relu(x: np.ndarray) -> np.ndarray:
+    """max(x, 0) as float32."""
     return np.maximum(x, 0, dtype=np.float32)
 
 
@@ -45,6 +46,7 @@ def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """exp(z - max z) / sum exp(z - max z) along ``axis``, computed in float64, returned as float32."""
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)

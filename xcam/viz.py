@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 
 from .errors import XcamError
+from .ops import normalize_minmax
 
 COLORMAPS = {
     "jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "viridis": cv2.COLORMAP_VIRIDIS,
@@ -67,8 +68,6 @@ def feature_grid(activations: np.ndarray, per_row: int = 16, tile: int | None = 
         raise XcamError(f"feature_grid takes one image's activations (C, h, w), got shape {acts.shape}")
     if per_row < 1:
         raise XcamError(f"per_row must be >= 1, got {per_row}")
-    from .ops import normalize_minmax
-
     c, h, w = acts.shape
     scaled = normalize_minmax(acts)
     side = tile or max(32, h)

@@ -1,57 +1,21 @@
-"""xcam for TensorFlow/Keras 3: a thin adapter that hands the NumPy core activations, gradients and logits.
+"""xcam for TensorFlow/Keras 3 (``xcam.contract.Adapter``): inputs and layers are channels last, and what the
+core receives is moved to channels first; a final softmax is traced as the identity, so logits are explained.
 
 >>> maps = xcam_tf.cam(model, x, "block5_conv3", method="gradcam", targets=[0, 1])  # (N, H, W) in [0, 1]
 """
 
-import numpy as np
+import sys
 
-from xcam.cam import layer_maps
-from xcam.methods import get_method
+from xcam.filters import visualize_filters_for
+from xcam.pipeline import cam_for
 
-from ._capture import as_batch, capture, resolve_layer
-from ._layers import layer_records
-from ._probe import Probe, activation_gradient, kernels
+from ._capture import LAYOUT, capture, resolve_layer
+from ._layers import input_shape, layer_records
+from ._probe import activation_gradient, kernels, probe
 
-__all__ = ["cam", "capture", "kernels", "layer_records", "resolve_layer", "visualize_filters"]
+NAME = "tf"
+cam = cam_for(sys.modules[__name__])
+visualize_filters = visualize_filters_for(sys.modules[__name__])
 
-
-def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
-        options=None) -> np.ndarray:
-    """Class activation maps for a batch: float32 (N, H, W) in [0, 1] (or (N, K, H, W) with ``classes``).
-
-    inputs: a (N, H, W, C) array or tensor; layer: a name ("block5_conv3"), a path into a nested model
-    ("vgg16/block5_conv3") or the layer, or a list of them (maps fused as in LayerCAM); method: a name from
-    ``xcam.methods()``; targets: None for each sample's top-1 class, an int for all, or one int per sample;
-    classes: several classes for every sample; size: (h, w) of the maps (default: the input's H, W; the
-    layer's own size skips resampling); options: the method's options. A final softmax is skipped: the
-    logits are differentiated.
-    """
-    m = get_method(method)
-    x = as_batch(inputs)
-    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
-    caps = capture(model, x, layers, targets, classes=classes, gradients=m.needs_gradients, head=m.needs_head,
-                   labels=labels)
-    out_size = tuple(size) if size is not None else tuple(x.shape[1:3])
-    x_np = x.numpy()
-    probe_inputs = np.moveaxis(x_np, -1, 1) if m.needs_probe else None
-    probes = [Probe(model, resolve_layer(model, one)[1], x_np) for one in layers] if m.needs_probe else None
-    return layer_maps(caps, m, out_size, inputs=probe_inputs, probes=probes, options=options)
-
-
-def visualize_filters(model, layer, channels, size=None, input_channels=3, steps=30, step_size=1.0,
-                      seed=0) -> np.ndarray:
-    """For each channel of ``layer``, the input that maximizes its mean activation, found by gradient ascent
-    from seeded noise (``xcam.filters.ascend``); returned as float32 inputs (len(channels), C, H, W).
-    Show them with ``xcam.filters.deprocess``. size: (H, W), default the model's input size or 128 x 128."""
-    from xcam.errors import XcamError
-    from xcam.filters import visualize
-
-    from ._layers import input_shape
-
-    h, w, input_channels = (*input_shape(model)[:2], input_shape(model)[2] or input_channels)
-    if size is None:
-        size = (h or 128, w or 128)
-    elif h is not None and tuple(size) != (h, w):
-        raise XcamError(f"the model takes {h}x{w} inputs; size={tuple(size)} does not fit")
-    return visualize(lambda x, c: activation_gradient(model, layer, x, c), channels, (input_channels, *size),
-                     steps=steps, step_size=step_size, seed=seed)
+__all__ = ["LAYOUT", "NAME", "activation_gradient", "cam", "capture", "input_shape", "kernels", "layer_records",
+           "probe", "resolve_layer", "visualize_filters"]

@@ -15,10 +15,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xcam.capture import Capture
+from xcam.contract import Capture, check_batch
 from xcam.errors import XcamError
 from xcam.layers import unknown_layer
-from xcam.targets import TOP1, check_class_range, requested_classes, requested_targets, resolve_targets
+from xcam.methods.activation import check_head_weights
+from xcam.targets import TOP1, check_class_range, check_scores, requested, resolve
+
+LAYOUT = "channels_last"
 
 _STEPS: OrderedDict = OrderedDict()  # (id(model), layer, shape, rank, gradients) -> compiled step; LRU
 _MAX_STEPS = 16  # a step holds its model: keep only the few most recent
@@ -110,6 +113,12 @@ def _is_softmax(fn) -> bool:
     return fn is not None and getattr(fn, "__name__", "") == "softmax"
 
 
+def _has_softmax(final) -> bool:
+    """Whether ``wrapped`` traces the final layer's softmax as the identity."""
+    return final is not None and (_is_softmax(getattr(final, "activation", None))
+                                  or isinstance(final, keras.layers.Softmax))
+
+
 def _cached(key, model, build):
     if key in _STEPS and _STEPS[key][0] is model:
         _STEPS.move_to_end(key)
@@ -157,30 +166,15 @@ def _step(model, paths, shape, classes_per_sample: int, gradients: bool):
 
 
 def as_batch(inputs) -> tf.Tensor:
+    """The inputs as a float32 tensor (N, H, W, C)."""
     x = tf.convert_to_tensor(inputs, dtype=tf.float32)
-    if x.shape.rank != 4:
-        raise XcamError(f"inputs must be a batch (N, H, W, C), got shape {tuple(x.shape)}")
+    check_batch(tuple(x.shape), LAYOUT)
     return x
 
 
-def _check_logits(logits: np.ndarray) -> None:
-    if logits.ndim != 2:
-        raise XcamError(f"the model returns shape {logits.shape}; xcam explains classifiers returning logits (N, K)")
-    if logits.shape[1] > 1 and (logits >= 0).all() and np.allclose(logits.sum(1), 1.0, atol=1e-4):
-        raise XcamError("the model's outputs are probabilities (each row sums to 1) and no final softmax layer "
-                        "was found to skip: give a model whose last layer returns logits")
-
-
-def _head_weights(model, channels: int, num_classes: int) -> np.ndarray:
+def _last_dense_weight(model):
     dense = [obj for _, obj in walk(model) if isinstance(obj, keras.layers.Dense)]
-    if not dense:
-        raise XcamError("method 'cam' needs a final dense layer after global average pooling; the model has none")
-    w = np.asarray(dense[-1].kernel.numpy()).T
-    if w.shape != (num_classes, channels):
-        raise XcamError(f"method 'cam' needs global average pooling then one dense layer from the explained "
-                        f"layer's {channels} channels to the {num_classes} classes; the last Dense maps "
-                        f"{w.shape[1]} -> {w.shape[0]} (use gradcam for this model)")
-    return w.astype(np.float32)
+    return np.asarray(dense[-1].kernel.numpy()).T if dense else None
 
 
 def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool = True, head: bool = False,
@@ -194,42 +188,32 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
         raise XcamError("no layer given")
     resolved = [resolve_layer(model, one) for one in layers]
     x = as_batch(inputs)
-    n = int(x.shape[0])
-    if classes is not None:
-        wanted = requested_classes(classes)
-        request = np.broadcast_to(wanted, (n, wanted.size)).astype(np.int32)
-    else:
-        wanted = requested_targets(targets, n)
-        request = np.clip(wanted, TOP1, None).astype(np.int32)
+    wanted = requested(targets, classes, int(x.shape[0]))
+    num = _num_classes(model)
+    if num is not None:  # a class index past the model's range would be silently zero in one_hot
+        check_class_range(wanted, num, labels)
     paths = [p for p, _ in resolved]
-    step, keep, tape_box = _step(model, paths, x.shape[1:], request.shape[1] if request.ndim == 2 else 0,
+    step, keep, tape_box = _step(model, paths, x.shape[1:], wanted.shape[1] if wanted.ndim == 2 else 0,
                                  gradients)
-    if classes is not None:  # a class index past the model's range would be silently zero in one_hot
-        num = _num_classes(model)
-        if num is not None:
-            check_class_range(wanted, num, labels)
+    final = final_layer(model)
     try:
-        with wrapped([obj for _, obj in resolved], keep, tape_box, final_layer(model)):
-            acts, grads, logits = step(x, tf.constant(request))
+        with wrapped([obj for _, obj in resolved], keep, tape_box, final):
+            acts, grads, logits = step(x, tf.constant(np.maximum(wanted, TOP1).astype(np.int32)))
     except tf.errors.InvalidArgumentError as exc:
         raise XcamError(f"the model could not run on inputs of shape {tuple(x.shape)}: "
                         f"{exc.message.splitlines()[0]}") from None
     finally:
         keep.clear()
     scores = logits.numpy().astype(np.float32)
-    _check_logits(scores)
-    if classes is not None:
-        check_class_range(wanted, scores.shape[1], labels)
-        chosen = request.astype(np.int64)
-    else:
-        chosen = resolve_targets(wanted, scores, labels)
+    check_scores(scores, softmax_skipped=_has_softmax(final))
+    chosen = resolve(wanted, scores, labels)
     caps = []
     for path, act, grad in zip(paths, acts, grads):
         if act.shape.rank != 4:
             raise XcamError(f"layer {path!r} outputs shape {tuple(act.shape)}, not a spatial map (N, h, w, C)")
         a = np.moveaxis(act.numpy(), -1, -3)  # NHWC -> NCHW, a view
         g = np.moveaxis(grad.numpy(), -1, -3) if gradients else None
-        head_w = _head_weights(model, a.shape[1], scores.shape[1]) if head else None
+        head_w = check_head_weights(_last_dense_weight(model), a.shape[1], scores.shape[1]) if head else None
         caps.append(Capture(activations=a, gradients=g, scores=scores, targets=chosen, layer=path,
                             head_weights=head_w))
     return caps if isinstance(layer, (list, tuple)) else caps[0]

@@ -5,7 +5,7 @@ import contextlib
 import keras
 import tensorflow as tf
 
-from xcam.layers import LayerRecord
+from xcam.layers import LayerRecord, LayerRecorder
 
 from ._capture import walk
 
@@ -18,7 +18,7 @@ def layer_records(model, input_shape: tuple[int, int, int]) -> list[LayerRecord]
 
     Shapes are reported channels first, (N, C, h, w), like the rest of xcam.
     """
-    order, info, owner = [], {}, {}
+    recorder = LayerRecorder()
     paths = list(walk(model))
 
     def wrap(path, layer):
@@ -26,15 +26,11 @@ def layer_records(model, input_shape: tuple[int, int, int]) -> list[LayerRecord]
 
         def call(*args, **kwargs):
             out = original(*args, **kwargs)
-            entry = info.setdefault(path, {"calls": 0, "shape": None, "same": None})
-            entry["calls"] += 1
-            if entry["calls"] == 1:
-                order.append(path)
-                if tf.is_tensor(out):
-                    shape = tuple(out.shape)
-                    entry["shape"] = (shape[0], shape[-1], *shape[1:-1]) if len(shape) == 4 else shape
-                    entry["same"] = owner.get(id(out))
-                    owner[id(out)] = path
+            if tf.is_tensor(out):
+                shape = tuple(out.shape)
+                recorder.saw(path, (shape[0], shape[-1], *shape[1:-1]) if len(shape) == 4 else shape, id(out))
+            else:
+                recorder.saw(path, None)
             return out
         return call
 
@@ -45,17 +41,16 @@ def layer_records(model, input_shape: tuple[int, int, int]) -> list[LayerRecord]
             object.__setattr__(layer, "call", wrap(path, layer))
             stack.callback(object.__delattr__, layer, "call")
         model(tf.zeros((1, *input_shape), tf.float32), training=False)
-    kinds = dict(paths)
-    return [LayerRecord(name=p, kind=type(kinds[p]).__name__, shape=info[p]["shape"], calls=info[p]["calls"],
-                        is_pool=isinstance(kinds[p], _POOLS), same_as=info[p]["same"]) for p in order]
+    return recorder.records({p: type(obj).__name__ for p, obj in paths},
+                            {p for p, obj in paths if isinstance(obj, _POOLS)})
 
 
 def input_shape(model) -> tuple:
-    """(H, W, C) the model declares, with None where it does not fix a size."""
+    """(C, H, W) the model declares (channels first, like the rest of xcam), None where it fixes no size."""
     try:
         shape = tuple(model.inputs[0].shape[1:])
     except (AttributeError, IndexError, TypeError, ValueError):
-        return (None, None, 3)
-    return shape if len(shape) == 3 else (None, None, 3)
+        return (3, None, None)
+    return (shape[2], shape[0], shape[1]) if len(shape) == 3 else (3, None, None)
 
 

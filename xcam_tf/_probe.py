@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from xcam.errors import XcamError
 
-from ._capture import _cached, final_layer, restore, walk, wrapped
+from ._capture import _cached, as_batch, final_layer, resolve_layer, restore, walk, wrapped
 
 
 @tf.custom_gradient
@@ -23,7 +23,7 @@ def _is_relu(fn) -> bool:
 
 
 @contextlib.contextmanager
-def guided(model):
+def guided_relus(model):
     """While tracing: every ReLU layer and every layer with a fused relu activation passes only positive
     gradients backward. The layers' attributes are restored on exit."""
     saved = []
@@ -44,17 +44,21 @@ def guided(model):
         restore(saved)
 
 
+def _channels_last(inputs: np.ndarray) -> tf.Tensor:
+    return tf.constant(np.ascontiguousarray(np.moveaxis(inputs, 1, -1)), tf.float32)
+
+
 class Probe:
-    def __init__(self, model, layer, inputs_nhwc, batch_size: int = 64):
-        self.model, self.layer, self.inputs, self.batch_size = model, layer, inputs_nhwc, batch_size
+    """``xcam.contract.Probe`` for a Keras model, one layer and one batch (arrays channels first)."""
+
+    def __init__(self, model, layer, batch_nhwc: np.ndarray):
+        self.model, self.layer, self.batch = model, layer, batch_nhwc
+        self.inputs = np.ascontiguousarray(np.moveaxis(batch_nhwc, -1, 1))
         self.final = final_layer(model)
 
-    def _nhwc(self, inputs_nchw):
-        return tf.constant(np.ascontiguousarray(np.moveaxis(inputs_nchw, 1, -1)), tf.float32)
-
-    def predict(self, inputs_nchw: np.ndarray) -> np.ndarray:
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
         """Logits (B, K) for a batch of inputs (B, C, H, W)."""
-        x = self._nhwc(inputs_nchw)
+        x = _channels_last(inputs)
         model = self.model
 
         def build():
@@ -72,7 +76,7 @@ class Probe:
         (B, C, h, w); the layers before it run once on that input (or on B copies if the network cannot
         broadcast a batch of one)."""
         acts = tf.constant(np.ascontiguousarray(np.moveaxis(activations, 1, -1)), tf.float32)
-        one = tf.constant(self.inputs[sample:sample + 1], tf.float32)
+        one = tf.constant(self.batch[sample:sample + 1], tf.float32)
         model, layer = self.model, self.layer
 
         def build():
@@ -96,9 +100,11 @@ class Probe:
             pass
         return fn(tf.repeat(one, acts.shape[0], axis=0), acts).numpy()
 
-    def input_gradients(self, inputs_nchw: np.ndarray, targets: np.ndarray, use_guided: bool = False):
-        """d logit[n, targets[n]] / d input, returned channels first (B, C, H, W)."""
-        x = self._nhwc(inputs_nchw)
+    def input_gradients(self, inputs: np.ndarray, targets: np.ndarray, guided: bool = False) -> np.ndarray:
+        """d logit[n, targets[n]] / d input, returned channels first (B, C, H, W); ``guided``: through ReLUs
+        that pass only positive gradients."""
+        x = _channels_last(inputs)
+        use_guided = bool(guided)
         model = self.model
 
         def build():
@@ -110,7 +116,7 @@ class Probe:
                     with contextlib.ExitStack() as stack:
                         stack.enter_context(wrapped([], {}, {}, final_layer(model)))
                         if use_guided:
-                            stack.enter_context(guided(model))
+                            stack.enter_context(guided_relus(model))
                         logits = model(batch, training=False)
                     score = tf.reduce_sum(logits * tf.one_hot(t, tf.shape(logits)[1], dtype=logits.dtype))
                 return tape.gradient(score, batch)
@@ -121,14 +127,17 @@ class Probe:
         return np.moveaxis(g, -1, 1)
 
 
+def probe(model, inputs, layer) -> Probe:
+    """A ``Probe`` for methods that run the model again on this batch (N, H, W, C) and layer."""
+    return Probe(model, resolve_layer(model, layer)[1], as_batch(inputs).numpy())
+
+
 class _Stop(Exception):
     """Raised by a wrapped call once the layer's output exists: the rest of the forward is not needed."""
 
 
 def kernels(model, layer) -> np.ndarray:
     """A conv layer's kernels in xcam's layout (out, in, kh, kw) (Keras stores (kh, kw, in, out))."""
-    from ._capture import resolve_layer
-
     path, obj = resolve_layer(model, layer)
     if isinstance(obj, keras.layers.DepthwiseConv2D):
         k = obj.kernel.numpy()                            # (kh, kw, in, multiplier)
@@ -138,12 +147,10 @@ def kernels(model, layer) -> np.ndarray:
     return np.ascontiguousarray(obj.kernel.numpy().transpose(3, 2, 0, 1))
 
 
-def activation_gradient(model, layer, inputs_nchw: np.ndarray, channel: int) -> np.ndarray:
+def activation_gradient(model, layer, inputs: np.ndarray, channel: int) -> np.ndarray:
     """d mean_{h,w} A[n, channel] / d input for each image n, channels first (the forward stops at the layer)."""
-    from ._capture import resolve_layer
-
     path, obj = resolve_layer(model, layer)
-    x = tf.constant(np.ascontiguousarray(np.moveaxis(inputs_nchw, 1, -1)), tf.float32)
+    x = _channels_last(inputs)
     kept = {}
     original = obj.call
 

@@ -13,11 +13,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from xcam.capture import Capture
+from xcam.contract import Capture, check_batch
 from xcam.errors import XcamError
 from xcam.layers import unknown_layer
-from xcam.targets import check_class_range, requested_classes, requested_targets, resolve_targets
+from xcam.methods.activation import check_head_weights
+from xcam.targets import check_scores, requested, resolve
 
+LAYOUT = "channels_first"
 _SOFTMAX = (nn.Softmax, nn.LogSoftmax)
 
 
@@ -50,6 +52,7 @@ def preserved(model: nn.Module):
 
 
 def model_device(model: nn.Module):
+    """(device, dtype) of the model's first parameter (CPU float32 for a model without parameters)."""
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
@@ -60,8 +63,7 @@ def as_batch(model: nn.Module, inputs) -> torch.Tensor:
     """The inputs as a float tensor on the model's device and dtype, (N, C, H, W)."""
     device, dtype = model_device(model)
     x = torch.as_tensor(inputs) if not isinstance(inputs, torch.Tensor) else inputs
-    if x.ndim != 4:
-        raise XcamError(f"inputs must be a batch (N, C, H, W), got shape {tuple(x.shape)}")
+    check_batch(tuple(x.shape), LAYOUT)
     return x.to(device=device, dtype=dtype)
 
 
@@ -76,7 +78,8 @@ def hooked(model: nn.Module, hooks):
 
     def logits(x):
         softmax_io.clear()
-        return _logits(model(x), softmax_io)
+        out, logits.softmax_skipped = _logits(model(x), softmax_io)
+        return out
 
     try:
         yield logits
@@ -121,32 +124,20 @@ class _Keeper:
         return self.kept.clone()  # later in-place ops change the copy, never the kept tensor
 
 
-def _logits(out, softmax_io: dict) -> torch.Tensor:
-    if not isinstance(out, torch.Tensor) or out.ndim != 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise XcamError(f"the model returns {shape}; xcam explains classifiers returning logits (N, K)")
+def _logits(out, softmax_io: dict) -> tuple[torch.Tensor, bool]:
+    """The tensor to differentiate: the model's output, or the input of a final nn.Softmax (then True)."""
+    if not isinstance(out, torch.Tensor):
+        raise XcamError(f"the model returns a {type(out).__name__}; xcam explains classifiers returning logits "
+                        "(N, K)")
     for module_out, module_in in softmax_io.values():
         if module_out is out:  # a final nn.Softmax: explain the logits it was given
-            return module_in
-    detached = out.detach()
-    if out.shape[1] > 1 and bool((detached >= 0).all()) and torch.allclose(
-            detached.sum(1), torch.ones(1, dtype=detached.dtype, device=detached.device), atol=1e-4):
-        raise XcamError("the model's outputs are probabilities (each row sums to 1): xcam differentiates the "
-                        "pre-softmax logits, so remove the softmax from the model's forward")
-    return out
+            return module_in, True
+    return out, False
 
 
-def _head_weights(model: nn.Module, channels: int, num_classes: int) -> np.ndarray:
+def _last_linear_weight(model: nn.Module):
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not linears:
-        raise XcamError("method 'cam' needs a final linear layer after global average pooling; "
-                        "the model has no nn.Linear")
-    w = linears[-1].weight.detach()
-    if tuple(w.shape) != (num_classes, channels):
-        raise XcamError(f"method 'cam' needs global average pooling then one linear layer from the explained "
-                        f"layer's {channels} channels to the {num_classes} classes; the last nn.Linear maps "
-                        f"{w.shape[1]} -> {w.shape[0]} (use gradcam for this model)")
-    return w.float().cpu().numpy()
+    return linears[-1].weight.detach().float().cpu().numpy() if linears else None
 
 
 def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
@@ -162,7 +153,7 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
         raise XcamError("no layer given")
     resolved = [resolve_module(model, one) for one in layers]
     x = as_batch(model, inputs)
-    wanted = requested_classes(classes) if classes is not None else requested_targets(targets, x.shape[0])
+    wanted = requested(targets, classes, x.shape[0])
     keepers = [_Keeper(name, gradients) for name, _ in resolved]
     with hooked(model, [(module, k) for (_, module), k in zip(resolved, keepers)]) as run, preserved(model):
         logits = run(x)
@@ -170,16 +161,13 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
             if keeper.kept is None:
                 raise XcamError(f"layer {keeper.name!r} did not run in the forward pass")
         scores = logits.detach().float().cpu().numpy()
-        if classes is not None:
-            check_class_range(wanted, scores.shape[1], labels)
-            chosen = np.broadcast_to(wanted, (x.shape[0], wanted.size)).copy()
-        else:
-            chosen = resolve_targets(wanted, scores, labels)
+        check_scores(scores, softmax_skipped=run.softmax_skipped)
+        chosen = resolve(wanted, scores, labels)
         grads = _gradients(logits, [k.kept for k in keepers], chosen) if gradients else [None] * len(keepers)
     caps = []
     for keeper, g in zip(keepers, grads):
         acts = keeper.kept.detach()
-        head_w = _head_weights(model, acts.shape[1], scores.shape[1]) if head else None
+        head_w = check_head_weights(_last_linear_weight(model), acts.shape[1], scores.shape[1]) if head else None
         caps.append(Capture(activations=acts.float().cpu().numpy(), gradients=g, scores=scores, targets=chosen,
                             layer=keeper.name, head_weights=head_w))
     return caps if isinstance(layer, (list, tuple)) else caps[0]

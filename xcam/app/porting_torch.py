@@ -1,11 +1,10 @@
 """Describe a plain PyTorch conv/pool/dense network as a framework-free plan (layers in execution order with
-NumPy weights), for ``xcam_tf.porting.build`` to rebuild it in Keras with the same weights."""
+NumPy weights), for ``xcam.app.porting_keras.build`` to rebuild it in Keras with the same weights."""
 
 from torch import nn
 
 from xcam.errors import XcamError
-
-from ._capture import dry_run
+from xcam_torch._capture import dry_run
 
 
 def _np(t):

@@ -9,6 +9,7 @@ import numpy as np
 
 
 def png_data_uri(rgb: np.ndarray, max_side: int = 320) -> str:
+    """An RGB picture, shrunk to ``max_side``, as a base64 PNG data URI for a self-contained page."""
     h, w = rgb.shape[:2]
     scale = min(1.0, max_side / max(h, w))
     if scale < 1.0:

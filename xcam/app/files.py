@@ -10,10 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import XcamError
+from xcam.errors import XcamError
 
 
 def write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place (never half-written)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
@@ -26,6 +27,7 @@ def write_bytes(path, data: bytes) -> None:
 
 
 def write_png(path, rgb: np.ndarray) -> None:
+    """An RGB uint8 picture as a PNG, written atomically."""
     ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
     if not ok:
         raise XcamError(f"could not encode PNG for {str(path)!r}")
@@ -33,6 +35,7 @@ def write_png(path, rgb: np.ndarray) -> None:
 
 
 def write_npy(path, array: np.ndarray) -> None:
+    """An array as .npy, written atomically."""
     import io
 
     buf = io.BytesIO()
@@ -41,10 +44,12 @@ def write_npy(path, array: np.ndarray) -> None:
 
 
 def write_json(path, obj) -> None:
+    """An object as indented JSON, written atomically."""
     write_bytes(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def write_text(path, text: str) -> None:
+    """UTF-8 text, written atomically."""
     write_bytes(path, text.encode())
 
 

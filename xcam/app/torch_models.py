@@ -1,21 +1,17 @@
-"""What the CLI needs from PyTorch: load a model file, describe its input, capture a batch."""
+"""Loading PyTorch model files for the CLI: a state dict with a torchvision architecture, a whole pickled model
+(only when trusted), and a clear refusal of TorchScript."""
 
 import pickle
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from xcam.errors import XcamError
 
-from ._capture import capture as _capture
-from ._layers import input_channels, layer_records as _records
-
-NAME = "torch"
-
 
 def device() -> torch.device:
+    """Where loaded models go: CUDA when available, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -92,42 +88,3 @@ def load_model(path, *, trust_model=False, arch=None, num_classes=None):
     if state is None:
         raise XcamError(f"{str(path)!r} holds a {type(obj).__name__}, not a model or a state dict")
     return _from_state_dict(path, state, arch, num_classes).to(dev).eval()
-
-
-def input_spec(model, size):
-    """(channels, (H, W)) the model is fed: channels from its first convolution, size as given or 224."""
-    side = size or 224
-    return input_channels(model), (side, side)
-
-
-def layer_records(model, channels, hw):
-    return _records(model, (channels, *hw))
-
-
-def to_inputs(batch_nhwc: np.ndarray):
-    return torch.from_numpy(np.ascontiguousarray(batch_nhwc.transpose(0, 3, 1, 2)))
-
-
-def capture(model, batch_nhwc, layer, **kwargs):
-    return _capture(model, to_inputs(batch_nhwc), layer, **kwargs)
-
-
-def probe(model, batch_nhwc, layer):
-    """(inputs channels first as NumPy, a Probe) for methods that run the model again."""
-    from ._capture import as_batch, resolve_module
-    from ._probe import Probe
-
-    x = as_batch(model, to_inputs(batch_nhwc))
-    return np.ascontiguousarray(batch_nhwc.transpose(0, 3, 1, 2)), Probe(model, resolve_module(model, layer)[1], x)
-
-
-def kernels(model, layer):
-    from ._probe import kernels as _kernels
-
-    return _kernels(model, layer)
-
-
-def visualize_filters(model, layer, channels, size, input_channels, steps):
-    from . import visualize_filters as _visualize
-
-    return _visualize(model, layer, channels, size=size, input_channels=input_channels, steps=steps)

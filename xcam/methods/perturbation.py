@@ -1,9 +1,10 @@
-"""Perturbation methods' work in NumPy: Score-CAM masks and scores, Ablation-CAM ablations. The adapter's
-probe only runs the batched forwards these functions ask for."""
+"""Perturbation methods: Score-CAM masks the input, Ablation-CAM zeroes channels of the layer. The masks,
+ablations and weights are made here; the adapter's probe only runs the batched forwards asked for."""
 
 import numpy as np
 
-from .ops import normalize_minmax, resize_bilinear, softmax
+from ..ops import normalize_minmax, resize_bilinear, softmax
+from .registry import MethodArgs, choice, register
 
 
 def _per_sample(x):
@@ -21,7 +22,7 @@ def scorecam_weights(x, mode: str, batch_size: int) -> np.ndarray:
     """Score-CAM weights (N, C) or (N, K, C); one forward per distinct mask (constant channels share one)."""
     acts = _per_sample(x)
     n, c, h, w = acts.shape
-    size = x.inputs.shape[-2:]
+    size = x.model_inputs.shape[-2:]
     out = []
     for i in range(n):
         # minmax(Up(a)) depends only on minmax(a) (bilinear weights sum to 1), so equal normalized low-res
@@ -32,7 +33,7 @@ def scorecam_weights(x, mode: str, batch_size: int) -> np.ndarray:
         for start in range(0, len(uniq), batch_size):
             part = uniq[start:start + batch_size].reshape(-1, h, w)
             masks = normalize_minmax(resize_bilinear(part, size))                   # (B, H, W) in [0, 1]
-            logits[start:start + len(part)] = x.probe.predict(x.inputs[i][None] * masks[:, None])
+            logits[start:start + len(part)] = x.probe.predict(x.model_inputs[i][None] * masks[:, None])
         per_channel = logits[inverse.reshape(-1)]                                      # (C, classes)
         if mode == "probability":
             out.append(_pick(softmax(per_channel, axis=1), x.targets[i]))
@@ -60,3 +61,28 @@ def ablation_weights(x, batch_size: int) -> np.ndarray:
         drop = np.divide(drop, scale, out=drop.copy(), where=scale > 1e-12)
         out.append(_pick(drop, x.targets[i]))
     return np.stack(out).astype(np.float32)
+
+
+@register("scorecam", title="Score-CAM", needs_gradients=False, needs_forwards=True,
+          options={"weighting": "probability", "batch_size": 64},
+          paper="Wang et al., Score-CAM, CVPR Workshops 2020, arXiv:1910.01279")
+def scorecam(x: MethodArgs) -> np.ndarray:
+    r"""M_k = minmax(Up(A_k)) (bilinear to the input size), s_k^c = score of class c for X \odot M_k;
+    L^c = ReLU(\sum_k w_k^c A_k).
+    weighting="probability" (default, the authors' code): w_k^c = softmax(f(X \odot M_k))_c.
+    weighting="logit-softmax" (pytorch-grad-cam, torch-cam): w^c = softmax over k of the logits f_c(X \odot M_k).
+    Exact and cheaper: channels with the same mask (constant channels give the all-zero mask) share one
+    forward. Forwards are batched (option batch_size)."""
+    mode = choice(x.options, "weighting", ("probability", "logit-softmax"))
+    return scorecam_weights(x, mode, int(x.options["batch_size"]))
+
+
+@register("ablationcam", title="Ablation-CAM", needs_gradients=False, needs_forwards=True,
+          options={"batch_size": 64},
+          paper="Desai & Ramaswamy, Ablation-CAM, WACV 2020, doi:10.1109/WACV45572.2020.9093360")
+def ablationcam(x: MethodArgs) -> np.ndarray:
+    r"""y^c_k = score of class c with channel k of the layer set to 0; w_k^c = (y^c - y^c_k) / |y^c|;
+    L^c = ReLU(\sum_k w_k^c A_k). The paper divides by y^c; |y^c| keeps the map's sign when y^c < 0 and is
+    the same map otherwise. Exact and cheaper: an all-zero channel has w = 0 without a forward; the rest of
+    the network runs on batches of ablated activations (option batch_size)."""
+    return ablation_weights(x, int(x.options["batch_size"]))

@@ -1,10 +1,10 @@
 """Bundled models in Keras: EfficientNet-Lite0 with the ImageNet weights ported from the PyTorch file (read
-without torch), and the cat/dog head. Layer names follow ``xcam_torch.zoo`` ('.' -> '_')."""
+without torch), and the cat/dog head. Layer names follow ``torch_lite0`` ('.' -> '_')."""
 
 import keras
 import numpy as np
 
-from xcam.zoo import CAT_CLASSES, DOG_CLASSES, LITE0_BLOCKS, efficientnet_lite0_weights
+from . import CAT_CLASSES, DOG_CLASSES, LITE0_BLOCKS, efficientnet_lite0_weights
 
 
 @keras.saving.register_keras_serializable(package="xcam")
@@ -28,6 +28,7 @@ def _bn(name):
 
 
 def efficientnet_lite0(pretrained: bool = True, input_shape=(224, 224, 3)) -> keras.Model:
+    """EfficientNet-Lite0 in Keras (layer names as in ``torch_lite0``), ImageNet weights when ``pretrained``."""
     inp = keras.Input(input_shape)
     x = keras.layers.Conv2D(32, 3, 2, padding="same", use_bias=False, name="_conv_stem")(inp)
     x = keras.layers.ReLU(6.0, name="stem_act")(_bn("_bn0")(x))

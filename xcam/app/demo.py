@@ -7,27 +7,20 @@ from pathlib import Path
 import numpy as np
 
 from . import files
-from .backend import load_backend
 from .explain import Job, run
-from .zoo import CAT_DOG_LABELS, DEMO_INPUT_SIZE, DEMO_LAYER, demo_images
-
-
-def demo_model(framework: str):
-    if framework == "torch":
-        from xcam_torch.zoo import cat_dog_model
-    else:
-        from xcam_tf.zoo import cat_dog_model
-    return cat_dog_model()
+from .frameworks import load_framework
+from .zoo import CAT_DOG_LABELS, DEMO_INPUT_SIZE, DEMO_LAYER, demo_images, demo_model
 
 
 def run_demo(frameworks, out: Path, methods, overwrite=False, batch_size=8, log=None) -> int:
+    """The lab on the demo model for each framework; with two, also ``parity.json`` (max |torch - tf|)."""
     files.check_new_dir(out, overwrite)
-    backends = {fw: load_backend(fw) for fw in frameworks}
+    loaded = {fw: load_framework(fw) for fw in frameworks}
     if len(frameworks) == 1:
-        return _run_one(frameworks[0], backends[frameworks[0]], out, methods, overwrite, batch_size, log, None)
+        return _run_one(loaded[frameworks[0]], out, methods, overwrite, batch_size, log, None)
     with files.staged_dir(out, overwrite) as stage:
-        code = max(_run_one(fw, backend, stage / fw, methods, overwrite, batch_size, log, out / fw)
-                   for fw, backend in backends.items())
+        code = max(_run_one(framework, stage / fw, methods, overwrite, batch_size, log, out / fw)
+                   for fw, framework in loaded.items())
         diff = max_map_difference(stage / "torch", stage / "tf")
         files.write_json(stage / "parity.json", {"max_abs_difference_torch_vs_tf": diff})
         if log is not None:
@@ -35,8 +28,9 @@ def run_demo(frameworks, out: Path, methods, overwrite=False, batch_size=8, log=
     return code
 
 
-def _run_one(fw, backend, out, methods, overwrite, batch_size, log, shown_out) -> int:
-    job = Job(backend=backend, model=demo_model(fw), model_name="EfficientNet-Lite0 (ImageNet) + cat/dog head",
+def _run_one(framework, out, methods, overwrite, batch_size, log, shown_out) -> int:
+    fw = framework.name
+    job = Job(framework=framework, model=demo_model(fw), model_name="EfficientNet-Lite0 (ImageNet) + cat/dog head",
               images=demo_images(), out=out, methods=list(methods), classes=list(CAT_DOG_LABELS),
               labels=list(CAT_DOG_LABELS), layer=DEMO_LAYER[fw], input_size=DEMO_INPUT_SIZE, normalize="imagenet",
               overwrite=overwrite, batch_size=batch_size, log=log, shown_out=shown_out)

@@ -7,21 +7,24 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files
-from .cam import compute_cam
-from .errors import XcamError
-from .images import load_image, parse_normalization, preprocess
-from .layers import check_layer, default_layer
-from .methods import get_method
-from .report import render_html
-from .viz import feature_grid, overlay
+from xcam.errors import XcamError
+from xcam.layers import check_layer, default_layer
+from xcam.methods import get_method
+from xcam.pipeline import compute_cam
+from xcam.viz import feature_grid, overlay
 
-TOP1 = "top-1"
+from . import files
+from .images import load_image, parse_normalization, preprocess
+from .report import render_html
+
+TOP1_COLUMN = "top-1"  # the report column when each image is explained for its own top class
 
 
 @dataclass
 class Job:
-    backend: object               # xcam_torch.backend or xcam_tf.backend
+    """One ``xcam explain`` run: the model, images, methods, classes and where the outputs go."""
+
+    framework: object             # xcam.app.frameworks.Framework
     model: object
     model_name: str
     images: list
@@ -109,8 +112,8 @@ def run(job: Job) -> int:
     files.check_new_dir(out, job.overwrite)
     if not job.images:
         raise XcamError("no images given")
-    channels, hw = job.backend.input_spec(job.model, job.input_size)
-    records = job.backend.layer_records(job.model, channels, hw)
+    channels, hw = job.framework.input_spec(job.model, job.input_size)
+    records = job.framework.layer_records(job.model, channels, hw)
     if job.layer:
         layer = check_layer(records, job.layer).name
     else:
@@ -146,17 +149,18 @@ def _explain_all(job, methods, layer, channels, hw, norm, loaded, keys, tmp):
         chunk = loaded[start:start + job.batch_size]
         batch = preprocess([img for _, img in chunk], hw, norm, channels)
         if start == 0:  # learn the class count from the first batch, then check labels and classes
-            first = job.backend.capture(job.model, batch[:1], layer, gradients=False)
+            first = job.framework.capture(job.model, batch[:1], layer, gradients=False)
             k = first.scores.shape[1]
             if labels is not None and len(labels) != k:
                 raise XcamError(f"{len(labels)} labels given but the model has {k} classes")
             labels = labels or [str(i) for i in range(k)]
             classes = class_indices(job.classes, labels, k)
-            columns = [labels[c] if 0 <= c < k else str(c) for c in classes] if classes is not None else [TOP1]
-        cap = job.backend.capture(job.model, batch, layer, targets=None, classes=classes, gradients=needs_grad,
-                                  head=needs_head, labels=labels)
-        extra = job.backend.probe(job.model, batch, layer) if any(m.needs_probe for m in methods) else (None, None)
-        maps = {m.name: compute_cam(cap, m, size=hw, inputs=extra[0], probe=extra[1]) for m in methods}
+            columns = [labels[c] if 0 <= c < k else str(c) for c in classes] if classes is not None else [TOP1_COLUMN]
+        cap = job.framework.capture(job.model, batch, layer, targets=None, classes=classes, gradients=needs_grad,
+                                    head=needs_head, labels=labels)
+        probe = job.framework.probe(job.model, batch, layer) if any(m.needs_probe for m in methods) else None
+        maps = {m.name: compute_cam(cap, m, size=hw, model_inputs=None if probe is None else probe.inputs,
+                                    probe=probe) for m in methods}
         probs = cap.probabilities
         for i, (path, img) in enumerate(chunk):
             key = keys[start + i]
@@ -185,7 +189,7 @@ def _explain_all(job, methods, layer, channels, hw, norm, loaded, keys, tmp):
             entries.append(entry)
             pictures[key] = pics
         _progress(len(entries), len(loaded), job.log)
-    summary = {"model": job.model_name, "framework": job.backend.NAME, "layer": layer,
+    summary = {"model": job.model_name, "framework": job.framework.name, "layer": layer,
                "input_size": list(hw), "normalize": job.normalize if isinstance(job.normalize, str) else "custom",
                "methods": [m.name for m in methods], "method_titles": {m.name: m.title for m in methods},
                "labels": labels, "columns": columns, "images": entries}

@@ -9,12 +9,20 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 
-from .backend import FRAMEWORKS, available, infer_framework, load_backend
-from .errors import XcamError
+from xcam.errors import XcamError
+from xcam.filters import deprocess, kernel_grid
+from xcam.layers import default_layer, format_table
+from xcam.methods import get_method, method_names
+from xcam.viz import to_uint8_rgb
+
+from . import files
+from .demo import run_demo
+from .explain import Job, parse_labels, run
 from .files import check_new_dir
+from .frameworks import FRAMEWORKS, available, infer_framework, load_framework
 from .images import NORMALIZATIONS
-from .methods import get_method, methods
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--images", nargs="+", required=True, help="image files (any size or mode)")
     e.add_argument("--layer", help="layer name (default: the last layer with a spatial output)")
     e.add_argument("--methods", nargs="+", default=["gradcam", "layercam"], metavar="METHOD",
-                   help=f"any of: {', '.join(methods())} (default: gradcam layercam)")
+                   help=f"any of: {', '.join(method_names())} (default: gradcam layercam)")
     e.add_argument("--classes", nargs="+", default=["top1"],
                    help="class indices or label names to explain for every image, 'all', or 'top1' (default)")
     e.add_argument("--labels", help="class names, 'cat,dog' or a file with one name a line")
@@ -69,22 +77,19 @@ def _output_args(s, default_out):
 
 
 def _load(args):
-    framework = args.framework or infer_framework(args.model)
-    backend = load_backend(framework)
-    model = backend.load_model(args.model, trust_model=args.trust_model, arch=args.arch,
-                               num_classes=args.num_classes)
-    return backend, model
+    framework = load_framework(args.framework or infer_framework(args.model))
+    model = framework.load_model(args.model, trust_model=args.trust_model, arch=args.arch,
+                                 num_classes=args.num_classes)
+    return framework, model
 
 
 def _explain(args) -> int:
-    from .explain import Job, parse_labels, run
-
     for m in args.methods:
         get_method(m)
     labels = parse_labels(args.labels)
     check_new_dir(args.out, args.overwrite)
-    backend, model = _load(args)
-    job = Job(backend=backend, model=model, model_name=str(args.model), images=args.images, out=Path(args.out),
+    framework, model = _load(args)
+    job = Job(framework=framework, model=model, model_name=str(args.model), images=args.images, out=Path(args.out),
               methods=args.methods, classes=args.classes, labels=labels, layer=args.layer,
               input_size=args.input_size, normalize=args.normalize, overwrite=args.overwrite,
               batch_size=args.batch_size, log=None if args.quiet else sys.stderr)
@@ -92,8 +97,6 @@ def _explain(args) -> int:
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
-
     frameworks = list(FRAMEWORKS) if args.framework == "both" else \
         [args.framework or ("torch" if available("torch") else "tf")]
     return run_demo(frameworks, Path(args.out), args.methods, overwrite=args.overwrite,
@@ -101,28 +104,21 @@ def _demo(args) -> int:
 
 
 def _layers(args) -> int:
-    from .layers import default_layer, format_table
-
-    backend, model = _load(args)
-    channels, hw = backend.input_spec(model, args.input_size)
-    records = backend.layer_records(model, channels, hw)
+    framework, model = _load(args)
+    channels, hw = framework.input_spec(model, args.input_size)
+    records = framework.layer_records(model, channels, hw)
     print(format_table(records, default_layer(records).name))
     print(f"\n* = usable by a CAM (spatial output, runs once); input {channels}x{hw[0]}x{hw[1]}")
     return 0
 
 
 def _filters(args) -> int:
-    import numpy as np
-
-    from . import files
-    from .filters import deprocess, kernel_grid
-    from .viz import to_uint8_rgb
-
     check_new_dir(args.out, args.overwrite)
-    backend, model = _load(args)
-    channels, hw = backend.input_spec(model, args.input_size)
-    grid = kernel_grid(backend.kernels(model, args.layer))
-    found = backend.visualize_filters(model, args.layer, args.channels, hw, channels, args.steps)
+    framework, model = _load(args)
+    channels, hw = framework.input_spec(model, args.input_size)
+    grid = kernel_grid(framework.adapter.kernels(model, args.layer))
+    found = framework.adapter.visualize_filters(model, args.layer, args.channels, size=hw, input_channels=channels,
+                                                steps=args.steps)
     tiles = [deprocess(x) for x in found]
     sep = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
     strip = np.concatenate([t for tile in tiles for t in (tile, sep)][:-1], axis=1)
@@ -137,7 +133,7 @@ def _filters(args) -> int:
 
 
 def _methods(_args) -> int:
-    for name in methods():
+    for name in method_names():
         m = get_method(name)
         kind = "gradients" if m.needs_gradients else "head weights" if m.needs_head else "forwards"
         print(f"{name:<12} {m.title:<12} needs {kind:<13} {m.paper}")
@@ -145,6 +141,7 @@ def _methods(_args) -> int:
 
 
 def main(argv=None) -> int:
+    """Run the command line; returns the exit code (0 done, 1 some images unreadable, 2 bad input)."""
     args = _parser().parse_args(argv)
     try:
         commands = {"explain": _explain, "demo": _demo, "layers": _layers, "methods": _methods, "filters": _filters}

@@ -1,0 +1,95 @@
+"""Choosing and loading a framework on demand (``import xcam`` never imports one): its adapter
+(``xcam_torch`` / ``xcam_tf``, the ``xcam.contract.Adapter``) and its model-file loader, behind one object the
+CLI and the jobs use."""
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from xcam.errors import XcamError
+
+FRAMEWORKS = ("torch", "tf")
+_MODULES = {"torch": ("xcam_torch", "xcam.app.torch_models"), "tf": ("xcam_tf", "xcam.app.keras_models")}
+_INSTALL = {"torch": "PyTorch is not installed: pip install 'xcam[torch]'",
+            "tf": "TensorFlow is not installed: pip install 'xcam[tf]'"}
+DEFAULT_SIDE = 224
+
+
+@dataclass(frozen=True)
+class Framework:
+    """A framework as the application sees it: ``adapter`` fetches arrays, ``models`` loads model files."""
+
+    name: str
+    adapter: ModuleType
+    models: ModuleType
+
+    def load_model(self, path, **kwargs):
+        return self.models.load_model(path, **kwargs)
+
+    def input_spec(self, model, size: int | None) -> tuple[int, tuple[int, int]]:
+        """(channels, (H, W)) the model is fed: its declared size, else ``size``, else 224 x 224."""
+        channels, h, w = self.adapter.input_shape(model)
+        if size:
+            if h is not None and (h, w) != (size, size):
+                raise XcamError(f"the model takes {h}x{w} inputs; --input-size {size} does not fit")
+            return channels, (size, size)
+        return channels, (h or DEFAULT_SIDE, w or DEFAULT_SIDE)
+
+    def to_inputs(self, batch_nhwc: np.ndarray) -> np.ndarray:
+        """A preprocessed (N, H, W, C) batch in the adapter's layout."""
+        if self.adapter.LAYOUT == "channels_last":
+            return batch_nhwc
+        return np.ascontiguousarray(batch_nhwc.transpose(0, 3, 1, 2))
+
+    def layer_records(self, model, channels: int, hw: tuple[int, int]):
+        shape = (channels, *hw) if self.adapter.LAYOUT == "channels_first" else (*hw, channels)
+        return self.adapter.layer_records(model, shape)
+
+    def capture(self, model, batch_nhwc, layer, **kwargs):
+        return self.adapter.capture(model, self.to_inputs(batch_nhwc), layer, **kwargs)
+
+    def probe(self, model, batch_nhwc, layer):
+        return self.adapter.probe(model, self.to_inputs(batch_nhwc), layer)
+
+
+def load_framework(name: str) -> Framework:
+    """The framework's adapter and model loader; a missing framework is a one-line error naming the extra."""
+    if name not in FRAMEWORKS:
+        raise XcamError(f"unknown framework {name!r}; valid: {', '.join(FRAMEWORKS)}")
+    if name == "tf":
+        try:  # torch must be imported before tensorflow when both are present
+            importlib.import_module("torch")
+        except ImportError:
+            pass
+    adapter_name, models_name = _MODULES[name]
+    try:
+        return Framework(name, importlib.import_module(adapter_name), importlib.import_module(models_name))
+    except ImportError as exc:
+        if exc.name and exc.name.split(".")[0] in ("torch", "torchvision", "tensorflow", "keras"):
+            raise XcamError(_INSTALL[name]) from None
+        raise
+
+
+def available(name: str) -> bool:
+    """Whether the framework's package is installed (without importing it)."""
+    return importlib.util.find_spec({"torch": "torch", "tf": "tensorflow"}[name]) is not None
+
+
+def infer_framework(path) -> str:
+    """'torch' for .pt/.pth/.bin/.ckpt/TorchScript, 'tf' for .keras/.h5/.hdf5 and SavedModel directories."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "saved_model.pb").exists() or (p / "saved_model.pbtxt").exists():
+            return "tf"
+        raise XcamError(f"{str(p)!r} is a directory but not a TensorFlow SavedModel (no saved_model.pb)")
+    suffix = p.suffix.lower()
+    if suffix in (".keras", ".h5", ".hdf5"):
+        return "tf"
+    if suffix in (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".torchscript"):
+        return "torch"
+    raise XcamError(f"cannot tell the framework of {str(p)!r} from its name; pass --framework torch or tf "
+                    "(PyTorch: .pt .pth; Keras: .keras .h5 or a SavedModel directory)")

@@ -1,0 +1,126 @@
+"""The adapter contract, written down: what a framework adapter hands the core (``Capture``), the callbacks a
+method may ask of it (``Probe``), and the module interface both adapters export (``Adapter``).
+
+Canonical layout, everywhere in the core: channels first. Activations and gradients are (N, C, h, w);
+model inputs handed to a probe are (N, C_in, H, W). An adapter whose framework is channels-last (Keras)
+moves the axis when it hands arrays over and back; nothing else in the core knows about layouts.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import XcamError
+from .ops import softmax
+
+
+@dataclass(frozen=True)
+class Capture:
+    """Everything a CAM formula needs for one layer and one batch.
+
+    activations: (N, C, h, w) float32, the layer's output as the layer produced it (channels first).
+    gradients:   (N, C, h, w) float32, d score / d activations, or None for gradient-free capture.
+                 With several classes per sample (``classes=[...]``) it is (N, K, C, h, w).
+    scores:      (N, K_model) float32 logits (pre-softmax) of the whole batch.
+    targets:     (N,) or (N, K) int64, the class differentiated for each sample.
+    layer:       the layer's name as the user gave it.
+    head_weights: (K_model, C) weights of a final linear layer after global average pooling
+                 (only captured for ``cam``), else None.
+    """
+
+    activations: np.ndarray
+    gradients: np.ndarray | None
+    scores: np.ndarray
+    targets: np.ndarray
+    layer: str = ""
+    head_weights: np.ndarray | None = None
+
+    def __post_init__(self):
+        a = self.activations
+        if a.ndim != 4:
+            raise ValueError(f"activations must be (N, C, h, w), got shape {a.shape}")
+        if self.gradients is not None and self.gradients.shape[-3:] != a.shape[-3:]:
+            raise ValueError(f"gradients {self.gradients.shape} do not match activations {a.shape}")
+        if self.scores.ndim != 2 or self.scores.shape[0] != a.shape[0]:
+            raise ValueError(f"scores must be (N, K) with N={a.shape[0]}, got {self.scores.shape}")
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Softmax of the logits, (N, K)."""
+        return softmax(self.scores)
+
+
+@runtime_checkable
+class Probe(Protocol):
+    """Extra model runs that perturbation and pixel methods ask for, for one model, layer and batch.
+
+    The probe only runs the model: masks, ablations, noise and weights are made in the core. Every array in
+    and out is NumPy float32, channels first.
+    """
+
+    inputs: np.ndarray
+    """The batch the probe was made for, (N, C_in, H, W)."""
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """Logits (B, K) for a batch of inputs (B, C_in, H, W)."""
+
+    def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
+        """Logits (B, K) when the layer's output for input ``sample`` is replaced by ``activations``
+        (B, C, h, w); the layers before it run once, on that input."""
+
+    def input_gradients(self, inputs: np.ndarray, targets: np.ndarray, guided: bool = False) -> np.ndarray:
+        """d logit[n, targets[n]] / d input, (B, C_in, H, W); ``guided``: through ReLUs that pass only
+        positive gradients (guided backprop), without changing the model."""
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """The module interface of ``xcam_torch`` and ``xcam_tf``: fetch arrays, run the model, nothing else.
+
+    ``inputs`` are in the framework's layout (``LAYOUT``): PyTorch (N, C, H, W), Keras (N, H, W, C).
+    ``layer`` is a name, a path into a nested model, or the layer object; a list of them captures several
+    layers in one forward and one backward.
+    """
+
+    NAME: str
+    """"torch" or "tf"."""
+    LAYOUT: str
+    """"channels_first" or "channels_last": the layout of the framework's inputs and layers."""
+
+    def capture(self, model, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
+                head: bool = False, labels=None) -> "Capture | list[Capture]":
+        """Activations, gradients of the target logits and the logits, as a ``Capture`` (channels first)."""
+
+    def probe(self, model, inputs, layer) -> Probe:
+        """A ``Probe`` for methods that run the model again on this batch and layer."""
+
+    def layer_records(self, model, input_shape: tuple) -> list:
+        """``xcam.layers.LayerRecord`` for every layer, from one forward on zeros of ``(1, *input_shape)``
+        (framework layout); shapes in the records are channels first."""
+
+    def input_shape(self, model) -> tuple:
+        """(C, H, W) the model declares, channels first, with None where it does not fix a size."""
+
+    def kernels(self, model, layer) -> np.ndarray:
+        """A convolution's kernels as (out, in, kh, kw)."""
+
+    def activation_gradient(self, model, layer, inputs: np.ndarray, channel: int) -> np.ndarray:
+        """d mean_{h,w} A[n, channel] / d input, (N, C_in, H, W), for channels-first NumPy ``inputs``."""
+
+    def cam(self, model, inputs, layer, method: Any = "gradcam", targets=None, **kwargs) -> np.ndarray:
+        """Maps in [0, 1] (see ``xcam.pipeline.explain``)."""
+
+
+def check_batch(shape: tuple, layout: str) -> None:
+    """A model input must be a non-empty 4-D batch in the framework's layout; else a one-line error."""
+    expected = "(N, C, H, W)" if layout == "channels_first" else "(N, H, W, C)"
+    if len(shape) != 4:
+        raise XcamError(f"inputs must be a batch {expected}, got shape {tuple(shape)}")
+    if shape[0] == 0:
+        raise XcamError(f"the batch is empty (shape {tuple(shape)}): give at least one input")
+
+
+def spatial_size(shape: tuple, layout: str) -> tuple[int, int]:
+    """(H, W) of a 4-D batch shape in the given layout."""
+    return tuple(shape[2:4]) if layout == "channels_first" else tuple(shape[1:3])

@@ -1,0 +1,64 @@
+"""Gradient methods: channel weights or element-wise gates from d score / d activations."""
+
+import numpy as np
+
+from ..maps import first_component
+from .registry import MethodArgs, register
+
+
+@register("gradcam", title="Grad-CAM", paper="Selvaraju et al., Grad-CAM, ICCV 2017, arXiv:1610.02391")
+def gradcam(x: MethodArgs) -> np.ndarray:
+    r"""w_k^c = 1/(hw) \sum_ij dy^c/dA_k(i,j);  L^c = ReLU(\sum_k w_k^c A_k)."""
+    return x.gradients.mean(axis=(-2, -1))
+
+
+@register("gradcampp", title="Grad-CAM++",
+          paper="Chattopadhay et al., Grad-CAM++, WACV 2018, arXiv:1710.11063")
+def gradcampp(x: MethodArgs) -> np.ndarray:
+    r"""With g = dy^c/dA (exponential-score form, second-order terms of a piecewise-linear net vanishing):
+    alpha_k(i,j) = g^2 / (2 g^2 + \sum_ab A_k(a,b) g^3),  w_k^c = \sum_ij alpha_k(i,j) ReLU(g_k(i,j)),
+    L^c = ReLU(\sum_k w_k^c A_k). alpha = 0 where its denominator is 0 (no epsilon, unlike the anchors).
+    """
+    g = x.gradients
+    g2 = g * g
+    denom = 2 * g2 + x.activations.sum(axis=(-2, -1), keepdims=True) * g2 * g
+    alpha = np.divide(g2, denom, out=np.zeros_like(g2), where=denom != 0)
+    return (alpha * np.maximum(g, 0)).sum(axis=(-2, -1))
+
+
+@register("xgradcam", title="XGrad-CAM",
+          paper="Fu et al., Axiom-based Grad-CAM, BMVC 2020, arXiv:2008.02312")
+def xgradcam(x: MethodArgs) -> np.ndarray:
+    r"""w_k^c = \sum_ij (A_k(i,j) / \sum_ab A_k(a,b)) dy^c/dA_k(i,j) (0 where \sum A_k = 0);
+    L^c = ReLU(\sum_k w_k^c A_k)."""
+    a = x.activations
+    total = a.sum(axis=(-2, -1), keepdims=True)
+    share = np.divide(a, total, out=np.zeros_like(a), where=total != 0)
+    return (share * x.gradients).sum(axis=(-2, -1))
+
+
+@register("hirescam", title="HiResCAM",
+          paper="Draelos & Carin, Use HiResCAM instead of Grad-CAM, arXiv:2011.08891")
+def hirescam(x: MethodArgs) -> np.ndarray:
+    r"""Element-wise gate w_k^c(i,j) = dy^c/dA_k(i,j) (no averaging);  L^c = ReLU(\sum_k dy^c/dA_k \odot A_k)."""
+    return x.gradients
+
+
+@register("layercam", title="LayerCAM",
+          paper="Jiang et al., LayerCAM, IEEE TIP 2021, doi:10.1109/TIP.2021.3089943")
+def layercam(x: MethodArgs) -> np.ndarray:
+    r"""Element-wise gate w_k^c(i,j) = ReLU(dy^c/dA_k(i,j));  L^c = ReLU(\sum_k w_k^c(i,j) A_k(i,j)).
+    Several layers: see ``xcam.cam.fuse`` (tanh(gamma * L / max L) per layer, element-wise maximum)."""
+    return np.maximum(x.gradients, 0)
+
+
+@register("eigengradcam", title="EigenGrad-CAM", kind="map",
+          paper="Muhammad & Yeasin, Eigen-CAM, IJCNN 2020, arXiv:2008.00299 (on gradient x activation, as in "
+                "pytorch-grad-cam)")
+def eigengradcam(x: MethodArgs) -> np.ndarray:
+    r"""L^c = ReLU(first principal component of (dy^c/dA \odot A) over positions), sign fixed so that it
+    correlates positively with \sum_k dy^c/dA_k \odot A_k."""
+    prod = x.gradients * x.activations
+    h, w = prod.shape[-2:]
+    ref = prod.sum(axis=-3).reshape(*prod.shape[:-3], h * w)
+    return first_component(prod.reshape(*prod.shape[:-2], h * w), ref).reshape(*prod.shape[:-3], h, w)

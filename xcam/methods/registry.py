@@ -1,0 +1,112 @@
+"""The method registry: one place where a method is added; the CLI, tests and README table read it.
+
+Three kinds of method:
+- "weights": per-channel weights (..., C) or element-wise gates (..., C, h, w); ``xcam.maps.combine`` multiplies them
+  with the activations, sums over channels, applies ReLU when the paper does, resizes and normalizes.
+- "map": the raw map (..., h, w) itself (Eigen-CAM: a principal component is not a weighted sum).
+- "pixel": a map at the input's resolution from gradients with respect to the input (saliency family).
+
+Arrays may carry a class axis: activations (N, 1, C, h, w) against gradients (N, K, C, h, w), so every
+formula works over the last three axes. Where papers and anchors differ, the paper is the default and the
+variant is a named option (``options=``), documented in the method's docstring.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..contract import Probe
+from ..errors import XcamError, nearest
+
+
+@dataclass(frozen=True)
+class MethodArgs:
+    """What a method function sees (see the module docstring for shapes)."""
+
+    activations: np.ndarray
+    gradients: np.ndarray | None
+    targets: np.ndarray                     # (N,) or (N, K)
+    head_weights: np.ndarray | None = None
+    scores: np.ndarray | None = None        # (N, classes) logits of the unmodified inputs
+    model_inputs: np.ndarray | None = None  # (N, C_in, H, W) model inputs, channels first (probe methods)
+    probe: Probe | None = None              # the adapter's extra forwards and input gradients
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method: its formula ``fn``, title, paper, kind, what it needs and its options' defaults."""
+
+    name: str
+    fn: Callable[[MethodArgs], np.ndarray]
+    title: str
+    paper: str
+    kind: str = "weights"               # "weights" | "map" | "pixel"
+    needs_gradients: bool = True
+    needs_head: bool = False
+    needs_forwards: bool = False        # extra batched forwards through the adapter's probe
+    relu: bool = True
+    options: dict = field(default_factory=dict)  # option name -> default
+
+    @property
+    def needs_probe(self) -> bool:
+        """Whether the adapter must hand over a probe (extra forwards, or gradients at the input)."""
+        return self.needs_forwards or self.kind == "pixel"
+
+
+_REGISTRY: dict[str, Method] = {}
+FAMILIES = ("gradient", "activation", "perturbation", "pixel")  # the modules of xcam.methods, in table order
+
+
+def register(name: str, *, title: str, paper: str, **meta) -> Callable:
+    """Add a method to the registry under ``name`` (lower case, one spelling)."""
+
+    def add(fn):
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} is already registered")
+        _REGISTRY[name] = Method(name, fn, title, paper, **meta)
+        return fn
+
+    return add
+
+
+def method_names(kind: str | None = None) -> list[str]:
+    """The names of the registered methods (of one kind, if given): family by family in ``FAMILIES`` order,
+    then methods registered elsewhere; in registration order within each."""
+    def family_rank(method: Method) -> int:
+        family = method.fn.__module__.rpartition(".")[2]
+        return FAMILIES.index(family) if family in FAMILIES else len(FAMILIES)
+
+    ordered = sorted(_REGISTRY.values(), key=family_rank)  # stable: registration order within a family
+    return [m.name for m in ordered if kind is None or m.kind == kind]
+
+
+def get_method(method: "str | Method") -> Method:
+    """The registered method by name (or the Method itself); an unknown name lists the nearest and all."""
+    if isinstance(method, Method):
+        return method
+    try:
+        return _REGISTRY[method]
+    except KeyError:
+        hint = nearest(str(method), _REGISTRY)
+        also = f" (did you mean {', '.join(hint)}?)" if hint else ""
+        raise XcamError(f"unknown method {method!r}{also}; valid methods: {', '.join(_REGISTRY)}") from None
+
+
+def resolve_options(method: Method, options: dict | None) -> dict:
+    """The method's options with defaults filled in; an unknown option or value is a one-line error."""
+    given = dict(options or {})
+    unknown = sorted(set(given) - set(method.options))
+    if unknown:
+        valid = ", ".join(method.options) or "none"
+        raise XcamError(f"method {method.name!r} has no option {unknown[0]!r}; its options: {valid}")
+    return {**method.options, **given}
+
+
+def choice(options: dict, name: str, valid: tuple) -> str:
+    """The option's value if it is one of ``valid``, else a one-line error listing them."""
+    value = options[name]
+    if value not in valid:
+        raise XcamError(f"option {name}={value!r} is not valid; choose one of: {', '.join(valid)}")
+    return value
