@@ -1,4 +1,4 @@
-"""The command line: ``xcam explain``, ``xcam demo``, ``xcam layers``, ``xcam methods``.
+"""The command line: ``xcam explain``, ``xcam evaluate``, ``xcam demo``, ``xcam layers``, ``xcam methods``.
 
 Bad input ends with one line on stderr (``xcam: error: ...``) and exit code 2; an image that cannot be read
 is reported, the others are still explained, and the exit code is 1.
@@ -17,7 +17,7 @@ from xcam.layers import default_layer, format_table
 from xcam.methods import get_method, method_names
 from xcam.viz import to_uint8_rgb
 
-from . import files
+from . import evaluate, files
 from .demo import run_demo
 from .explain import Job, parse_labels, run
 from .files import check_new_dir
@@ -49,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--labels", help="class names, 'cat,dog' or a file with one name a line")
     e.add_argument("--normalize", default="imagenet", help=f"input normalization: {', '.join(NORMALIZATIONS)}")
     _output_args(e, "xcam-out")
+
+    evaluate.add_subparser(sub, model_args, _output_args)
 
     d = sub.add_parser("demo", help="the lab on a bundled ImageNet EfficientNet-Lite0 with a cat/dog head")
     d.add_argument("--framework", choices=[*FRAMEWORKS, "both"], help="default: torch if installed, else tf")
@@ -94,6 +96,11 @@ def _explain(args) -> int:
               input_size=args.input_size, normalize=args.normalize, overwrite=args.overwrite,
               batch_size=args.batch_size, log=None if args.quiet else sys.stderr)
     return run(job)
+
+
+def _evaluate(args) -> int:
+    check_new_dir(args.out, args.overwrite)
+    return evaluate.command(args, *_load(args))
 
 
 def _demo(args) -> int:
@@ -144,7 +151,8 @@ def main(argv=None) -> int:
     """Run the command line; returns the exit code (0 done, 1 some images unreadable, 2 bad input)."""
     args = _parser().parse_args(argv)
     try:
-        commands = {"explain": _explain, "demo": _demo, "layers": _layers, "methods": _methods, "filters": _filters}
+        commands = {"explain": _explain, "evaluate": _evaluate, "demo": _demo, "layers": _layers, "methods": _methods,
+                    "filters": _filters}
         return commands[args.command](args)
     except XcamError as exc:
         print(f"xcam: error: {exc}", file=sys.stderr)
