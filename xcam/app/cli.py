@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the lab on a bundled ImageNet EfficientNet-Lite0 with a cat/dog head")
     d.add_argument("--framework", choices=[*FRAMEWORKS, "both"], help="default: torch if installed, else tf")
     d.add_argument("--methods", nargs="+", default=["gradcam", "layercam"], metavar="METHOD")
+    d.add_argument("--no-evaluation", action="store_true", help="skip the evaluation section (metrics of the maps)")
     _output_args(d, "xcam-demo")
 
     f = sub.add_parser("filters", help="a conv layer's kernels as a grid, and inputs that excite its filters")
@@ -107,7 +108,8 @@ def _demo(args) -> int:
     frameworks = list(FRAMEWORKS) if args.framework == "both" else \
         [args.framework or ("torch" if available("torch") else "tf")]
     return run_demo(frameworks, Path(args.out), args.methods, overwrite=args.overwrite,
-                    batch_size=args.batch_size, log=None if args.quiet else sys.stderr)
+                    batch_size=args.batch_size, log=None if args.quiet else sys.stderr,
+                    evaluate=not args.no_evaluation)
 
 
 def _layers(args) -> int:
