@@ -15,8 +15,8 @@ from xcam import metrics as M  # noqa: E402
 from xcam.app import synthetic as S  # noqa: E402
 from xcam.app.sanity import model_randomization  # noqa: E402
 
-pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")]  # numpy on torch
-# tensors inside the anchors
+# the anchors call numpy functions on torch tensors, which numpy 2 warns about
+pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")]
 
 
 @pytest.fixture(scope="module")
