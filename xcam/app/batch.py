@@ -53,8 +53,8 @@ class Plan:
 
 @dataclass
 class Loaded:
-    """One decoded image: its place in the run, the uint8 picture (kept only when pictures are written) and
-    the preprocessed (H, W, C) input; or the error that kept it from being read."""
+    """One decoded image: its place in the run, the uint8 picture (kept only for overlays), its thumbnail
+    (only for a paged report) and the preprocessed (H, W, C) input; or the error that kept it from being read."""
 
     index: int
     key: str
@@ -62,6 +62,7 @@ class Loaded:
     image: np.ndarray | None = None
     x: np.ndarray | None = None
     error: str | None = None
+    thumb: np.ndarray | None = None
 
 
 def load_one(plan: Plan, index: int, key: str, path: str) -> Loaded:
@@ -71,8 +72,8 @@ def load_one(plan: Plan, index: int, key: str, path: str) -> Loaded:
         x = preprocess([img], tuple(plan.input_size), plan.normalize, plan.channels)[0]
     except XcamError as exc:
         return Loaded(index, key, path, error=str(exc))
-    keep = plan.overlays or plan.thumbnails
-    return Loaded(index, key, path, image=img if keep else None, x=x)
+    thumb = thumbnail(img) if plan.thumbnails else None
+    return Loaded(index, key, path, image=img if plan.overlays else None, x=x, thumb=thumb)
 
 
 def load_batch(plan: Plan, items) -> list[Loaded]:
@@ -133,7 +134,7 @@ class Worker:
                 files.write_png(folder / "features.png", feature_grid(cap.activations[i]))
                 entry["features"] = f"{key}/features.png"
             if plan.thumbnails:
-                files.write_jpeg(folder / "thumb.jpg", thumbnail(item.image))
+                files.write_jpeg(folder / "thumb.jpg", item.thumb)
                 entry["thumbnail"] = f"{key}/thumb.jpg"
             for m in self.methods:
                 entry["maps"][m.name] = {}
