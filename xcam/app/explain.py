@@ -110,12 +110,23 @@ def _say(job, text):
         print(f"xcam: {text}", file=job.log)
 
 
-def _unique_keys(paths):
-    keys, seen = [], {}
+RESERVED_KEYS = frozenset({"pages"})  # folders of the output that are not images
+
+
+def unique_keys(paths) -> list[str]:
+    """One output folder name per image: its file stem, then stem-2, stem-3, ... for repeats (never a name
+    already taken, a hidden name, or a folder the report uses)."""
+    keys, used = [], set()
     for p in paths:
         stem = Path(p).stem or "image"
-        seen[stem] = seen.get(stem, 0) + 1
-        keys.append(stem if seen[stem] == 1 else f"{stem}-{seen[stem]}")
+        if stem.startswith(".") or stem in RESERVED_KEYS:
+            stem = "_" + stem
+        key, n = stem, 1
+        while key in used:
+            n += 1
+            key = f"{stem}-{n}"
+        used.add(key)
+        keys.append(key)
     return keys
 
 
@@ -211,7 +222,7 @@ def run(job: Job) -> int:
     if not job.images:
         raise XcamError("no images given")
     paths = expand_images(job.images)
-    items = list(zip(range(len(paths)), _unique_keys(paths), paths))
+    items = list(zip(range(len(paths)), unique_keys(paths), paths))
     plan = _plan(job, methods, items, out)
     settings = _settings(job, plan, paths)
     batches = batches_of(items, int(job.batch_size))
