@@ -1,4 +1,4 @@
-"""The command line: ``xcam explain``, ``xcam demo``, ``xcam layers``, ``xcam methods``.
+"""The command line: ``xcam explain``, ``xcam evaluate``, ``xcam demo``, ``xcam layers``, ``xcam methods``.
 
 Bad input ends with one line on stderr (``xcam: error: ...``) and exit code 2; an image that cannot be read
 is reported, the others are still explained, and the exit code is 1.
@@ -17,7 +17,7 @@ from xcam.layers import default_layer, format_table
 from xcam.methods import get_method, method_names
 from xcam.viz import to_uint8_rgb
 
-from . import files
+from . import evaluate, files
 from .batch import MAP_DTYPES, MAP_SIZES
 from .demo import run_demo
 from .explain import ENGINES, Job, parse_labels, run
@@ -56,9 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     _output_args(e, "xcam-out")
     _large_run_args(e)
 
+    evaluate.add_subparser(sub, model_args, _output_args)
+
     d = sub.add_parser("demo", help="the lab on a bundled ImageNet EfficientNet-Lite0 with a cat/dog head")
     d.add_argument("--framework", choices=[*FRAMEWORKS, "both"], help="default: torch if installed, else tf")
     d.add_argument("--methods", nargs="+", default=["gradcam", "layercam"], metavar="METHOD")
+    d.add_argument("--no-evaluation", action="store_true", help="skip the evaluation section (metrics of the maps)")
     _output_args(d, "xcam-demo")
 
     f = sub.add_parser("filters", help="a conv layer's kernels as a grid, and inputs that excite its filters")
@@ -125,11 +128,17 @@ def _explain(args) -> int:
     return run(job)
 
 
+def _evaluate(args) -> int:
+    check_new_dir(args.out, args.overwrite)
+    return evaluate.command(args, *_load(args))
+
+
 def _demo(args) -> int:
     frameworks = list(FRAMEWORKS) if args.framework == "both" else \
         [args.framework or ("torch" if available("torch") else "tf")]
     return run_demo(frameworks, Path(args.out), args.methods, overwrite=args.overwrite,
-                    batch_size=args.batch_size, log=None if args.quiet else sys.stderr)
+                    batch_size=args.batch_size, log=None if args.quiet else sys.stderr,
+                    evaluate=not args.no_evaluation)
 
 
 def _layers(args) -> int:
@@ -173,7 +182,8 @@ def main(argv=None) -> int:
     """Run the command line; returns the exit code (0 done, 1 some images unreadable, 2 bad input)."""
     args = _parser().parse_args(argv)
     try:
-        commands = {"explain": _explain, "demo": _demo, "layers": _layers, "methods": _methods, "filters": _filters}
+        commands = {"explain": _explain, "evaluate": _evaluate, "demo": _demo, "layers": _layers, "methods": _methods,
+                    "filters": _filters}
         return commands[args.command](args)
     except XcamError as exc:
         print(f"xcam: error: {exc}", file=sys.stderr)
