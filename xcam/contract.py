@@ -6,6 +6,7 @@ model inputs handed to a probe are (N, C_in, H, W). An adapter whose framework i
 moves the axis when it hands arrays over and back; nothing else in the core knows about layouts.
 """
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -150,6 +151,14 @@ class Adapter(Protocol):
 
     def cam(self, model, inputs, layer, method: Any = "gradcam", targets=None, **kwargs) -> np.ndarray:
         """Maps in [0, 1] (see ``xcam.pipeline.explain``)."""
+
+    def parameter_layers(self, model) -> list:
+        """``xcam.randomization.ParamLayer`` for every layer with trainable parameters, input to output, shapes in
+        the canonical (PyTorch) layout."""
+
+    def randomized(self, model, layers, seed: int = 0) -> AbstractContextManager:
+        """A context manager: inside, the parameters of ``layers`` (names, top-down) hold the values
+        ``xcam.randomization.random_parameters`` draws; on exit every one is restored bit for bit."""
 
 
 def check_batch(shape: tuple, layout: str) -> None:
