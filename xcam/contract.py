@@ -1,9 +1,10 @@
 """The adapter contract, written down: what a framework adapter hands the core (``Capture``), the callbacks a
 method may ask of it (``Probe``), and the module interface both adapters export (``Adapter``).
 
-Canonical layout, everywhere in the core: channels first. Activations and gradients are (N, C, h, w);
-model inputs handed to a probe are (N, C_in, H, W). An adapter whose framework is channels-last (Keras)
-moves the axis when it hands arrays over and back; nothing else in the core knows about layouts.
+Canonical layout, everywhere in the core: channels first, any spatial rank r in 1..3. Activations and
+gradients are (N, C, *s): (N, C, L) for signals, (N, C, h, w) for images, (N, C, d, h, w) for volumes and clips;
+model inputs handed to a probe are (N, C_in, *S). A layer whose output is channels-last or tokens is brought
+to this layout by its ``xcam.layouts.Layout`` (the adapter applies it when it hands arrays over and back).
 """
 
 from dataclasses import dataclass
@@ -19,9 +20,10 @@ from .ops import softmax
 class Capture:
     """Everything a CAM formula needs for one layer and one batch.
 
-    activations: (N, C, h, w) float32, the layer's output as the layer produced it (channels first).
-    gradients:   (N, C, h, w) float32, d score / d activations, or None for gradient-free capture.
-                 With several classes per sample (``classes=[...]``) it is (N, K, C, h, w).
+    activations: (N, C, *s) float32 with s of rank 1, 2 or 3: the layer's output as the layer produced it,
+                 brought to channels first by its layout (tokens: prefix dropped, grid restored).
+    gradients:   (N, C, *s) float32, d score / d activations, or None for gradient-free capture.
+                 With several classes per sample (``classes=[...]``) it is (N, K, C, *s).
     scores:      (N, K_model) float32 logits (pre-softmax) of the whole batch.
     targets:     (N,) or (N, K) int64, the class differentiated for each sample.
     layer:       the layer's name as the user gave it.
@@ -38,12 +40,18 @@ class Capture:
 
     def __post_init__(self):
         a = self.activations
-        if a.ndim != 4:
-            raise ValueError(f"activations must be (N, C, h, w), got shape {a.shape}")
-        if self.gradients is not None and self.gradients.shape[-3:] != a.shape[-3:]:
+        if not 3 <= a.ndim <= 5:
+            raise ValueError(f"activations must be (N, C, L), (N, C, h, w) or (N, C, d, h, w), got shape {a.shape}")
+        if self.gradients is not None and (self.gradients.shape[-(a.ndim - 1):] != a.shape[1:]
+                                           or self.gradients.shape[0] != a.shape[0]):
             raise ValueError(f"gradients {self.gradients.shape} do not match activations {a.shape}")
         if self.scores.ndim != 2 or self.scores.shape[0] != a.shape[0]:
             raise ValueError(f"scores must be (N, K) with N={a.shape[0]}, got {self.scores.shape}")
+
+    @property
+    def rank(self) -> int:
+        """The spatial rank of the activations: 1 (L), 2 (h, w) or 3 (d, h, w)."""
+        return self.activations.ndim - 2
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -60,17 +68,18 @@ class Probe(Protocol):
     """
 
     inputs: np.ndarray
-    """The batch the probe was made for, (N, C_in, H, W)."""
+    """The batch the probe was made for, (N, C_in, *S), channels first."""
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Logits (B, K) for a batch of inputs (B, C_in, H, W)."""
+        """Logits (B, K) for a batch of inputs (B, C_in, *S)."""
 
     def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
         """Logits (B, K) when the layer's output for input ``sample`` is replaced by ``activations``
-        (B, C, h, w); the layers before it run once, on that input."""
+        (B, C, *s), canonical layout (the adapter brings them back to the layer's own layout); the layers
+        before it run once, on that input."""
 
     def input_gradients(self, inputs: np.ndarray, targets: np.ndarray, guided: bool = False) -> np.ndarray:
-        """d logit[n, targets[n]] / d input, (B, C_in, H, W); ``guided``: through ReLUs that pass only
+        """d logit[n, targets[n]] / d input, (B, C_in, *S); ``guided``: through ReLUs that pass only
         positive gradients (guided backprop), without changing the model."""
 
 
@@ -112,15 +121,22 @@ class Adapter(Protocol):
         """Maps in [0, 1] (see ``xcam.pipeline.explain``)."""
 
 
-def check_batch(shape: tuple, layout: str) -> None:
-    """A model input must be a non-empty 4-D batch in the framework's layout; else a one-line error."""
-    expected = "(N, C, H, W)" if layout == "channels_first" else "(N, H, W, C)"
-    if len(shape) != 4:
-        raise XcamError(f"inputs must be a batch {expected}, got shape {tuple(shape)}")
+BATCH_LAYOUTS = {"channels_first": {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"},
+                 "channels_last": {1: "(N, L, C)", 2: "(N, H, W, C)", 3: "(N, D, H, W, C)"}}
+
+
+def check_batch(shape: tuple, layout: str, rank: int | None = None) -> None:
+    """A model input must be a non-empty batch of signals, images or volumes/clips in the framework's layout
+    (3-D, 4-D or 5-D), of the model's spatial ``rank`` when it is known; else a one-line error."""
+    names = BATCH_LAYOUTS[layout]
+    if rank in names and len(shape) != rank + 2:
+        raise XcamError(f"inputs must be a batch {names[rank]} for this model ({rank}-D), got shape {tuple(shape)}")
+    if not 3 <= len(shape) <= 5:
+        raise XcamError(f"inputs must be a batch {', '.join(names.values())}, got shape {tuple(shape)}")
     if shape[0] == 0:
         raise XcamError(f"the batch is empty (shape {tuple(shape)}): give at least one input")
 
 
-def spatial_size(shape: tuple, layout: str) -> tuple[int, int]:
-    """(H, W) of a 4-D batch shape in the given layout."""
-    return tuple(shape[2:4]) if layout == "channels_first" else tuple(shape[1:3])
+def spatial_size(shape: tuple, layout: str) -> tuple:
+    """The spatial sizes ((L,), (H, W) or (D, H, W)) of a batch shape in the given layout."""
+    return tuple(shape[2:]) if layout == "channels_first" else tuple(shape[1:-1])

@@ -59,11 +59,17 @@ def model_device(model: nn.Module):
     return device, dtype
 
 
+def input_rank(model: nn.Module) -> int | None:
+    """The spatial rank the model's first convolution takes (Conv1d 1, Conv2d 2, Conv3d 3), None without one."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    return None if conv is None else conv.weight.ndim - 2
+
+
 def as_batch(model: nn.Module, inputs) -> torch.Tensor:
-    """The inputs as a float tensor on the model's device and dtype, (N, C, H, W)."""
+    """The inputs as a float tensor on the model's device and dtype, (N, C, *S)."""
     device, dtype = model_device(model)
     x = torch.as_tensor(inputs) if not isinstance(inputs, torch.Tensor) else inputs
-    check_batch(tuple(x.shape), LAYOUT)
+    check_batch(tuple(x.shape), LAYOUT, input_rank(model))
     return x.to(device=device, dtype=dtype)
 
 

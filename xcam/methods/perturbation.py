@@ -3,14 +3,15 @@ ablations and weights are made here; the adapter's probe only runs the batched f
 
 import numpy as np
 
-from ..ops import normalize_minmax, resize_bilinear, softmax
+from ..errors import XcamError
+from ..ops import normalize_minmax, resize, softmax
 from .registry import MethodArgs, choice, register
 
 
 def _per_sample(x):
-    """Activations as (N, C, h, w) (dropping the class axis of several-class captures)."""
+    """Activations as (N, C, *s) (dropping the class axis of several-class captures)."""
     a = x.activations
-    return a[:, 0] if a.ndim == 5 else a
+    return a[:, 0] if a.ndim == x.rank + 3 else a
 
 
 def _pick(scores_per_channel: np.ndarray, targets_n) -> np.ndarray:
@@ -18,11 +19,19 @@ def _pick(scores_per_channel: np.ndarray, targets_n) -> np.ndarray:
     return scores_per_channel[:, targets_n].T if np.ndim(targets_n) else scores_per_channel[:, targets_n]
 
 
+def input_size(x) -> tuple:
+    """The inputs' spatial size, where Score-CAM's masks are made; the layer's rank must be the input's."""
+    if x.input_rank != x.rank:
+        raise XcamError(f"Score-CAM masks the input with the layer's upsampled channels, but the layer's maps are "
+                        f"{x.rank}-D and the input is {x.input_rank}-D; use ablationcam for this layer")
+    return tuple(x.model_inputs.shape[2:])
+
+
 def scorecam_weights(x, mode: str, batch_size: int) -> np.ndarray:
     """Score-CAM weights (N, C) or (N, K, C); one forward per distinct mask (constant channels share one)."""
     acts = _per_sample(x)
-    n, c, h, w = acts.shape
-    size = x.model_inputs.shape[-2:]
+    n, c, spatial = acts.shape[0], acts.shape[1], acts.shape[2:]
+    size = input_size(x)
     out = []
     for i in range(n):
         # minmax(Up(a)) depends only on minmax(a) (bilinear weights sum to 1), so equal normalized low-res
@@ -31,8 +40,8 @@ def scorecam_weights(x, mode: str, batch_size: int) -> np.ndarray:
         uniq, inverse = np.unique(low, axis=0, return_inverse=True)
         logits = np.empty((len(uniq), x.scores.shape[1]), np.float32)
         for start in range(0, len(uniq), batch_size):
-            part = uniq[start:start + batch_size].reshape(-1, h, w)
-            masks = normalize_minmax(resize_bilinear(part, size))                   # (B, H, W) in [0, 1]
+            part = uniq[start:start + batch_size].reshape(-1, *spatial)
+            masks = normalize_minmax(resize(part, size))                             # (B, *S) in [0, 1]
             logits[start:start + len(part)] = x.probe.predict(x.model_inputs[i][None] * masks[:, None])
         per_channel = logits[inverse.reshape(-1)]                                      # (C, classes)
         if mode == "probability":
@@ -67,8 +76,8 @@ def ablation_weights(x, batch_size: int) -> np.ndarray:
           options={"weighting": "probability", "batch_size": 64},
           paper="Wang et al., Score-CAM, CVPR Workshops 2020, arXiv:1910.01279")
 def scorecam(x: MethodArgs) -> np.ndarray:
-    r"""M_k = minmax(Up(A_k)) (bilinear to the input size), s_k^c = score of class c for X \odot M_k;
-    L^c = ReLU(\sum_k w_k^c A_k).
+    r"""M_k = minmax(Up(A_k)) (linear / bilinear / trilinear to the input size), s_k^c = score of class c
+    for X \odot M_k; L^c = ReLU(\sum_k w_k^c A_k).
     weighting="probability" (default, the authors' code): w_k^c = softmax(f(X \odot M_k))_c.
     weighting="logit-softmax" (pytorch-grad-cam, torch-cam): w^c = softmax over k of the logits f_c(X \odot M_k).
     Exact and cheaper: channels with the same mask (constant channels give the all-zero mask) share one
