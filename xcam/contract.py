@@ -13,6 +13,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .errors import XcamError
+from .layouts import Layout
 from .ops import softmax
 
 
@@ -29,6 +30,7 @@ class Capture:
     layer:       the layer's name as the user gave it.
     head_weights: (K_model, C) weights of a final linear layer after global average pooling
                  (only captured for ``cam``), else None.
+    layout:      how the layer laid its output out (``xcam.layouts.Layout``; None: channels first).
     """
 
     activations: np.ndarray
@@ -37,6 +39,7 @@ class Capture:
     targets: np.ndarray
     layer: str = ""
     head_weights: np.ndarray | None = None
+    layout: Layout | None = None
 
     def __post_init__(self):
         a = self.activations
@@ -87,7 +90,7 @@ class Probe(Protocol):
 class Adapter(Protocol):
     """The module interface of ``xcam_torch`` and ``xcam_tf``: fetch arrays, run the model, nothing else.
 
-    ``inputs`` are in the framework's layout (``LAYOUT``): PyTorch (N, C, H, W), Keras (N, H, W, C).
+    ``inputs`` are in the framework's layout (``LAYOUT``): PyTorch (N, C, *S), Keras (N, *S, C).
     ``layer`` is a name, a path into a nested model, or the layer object; a list of them captures several
     layers in one forward and one backward.
     """
@@ -98,10 +101,11 @@ class Adapter(Protocol):
     """"channels_first" or "channels_last": the layout of the framework's inputs and layers."""
 
     def capture(self, model, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
-                head: bool = False, labels=None) -> "Capture | list[Capture]":
-        """Activations, gradients of the target logits and the logits, as a ``Capture`` (channels first)."""
+                head: bool = False, labels=None, reshape=None) -> "Capture | list[Capture]":
+        """Activations, gradients of the target logits and the logits, as a ``Capture`` (channels first);
+        ``reshape`` overrides the detected layer layout (``xcam.layouts.as_layout``)."""
 
-    def probe(self, model, inputs, layer) -> Probe:
+    def probe(self, model, inputs, layer, reshape=None) -> Probe:
         """A ``Probe`` for methods that run the model again on this batch and layer."""
 
     def layer_records(self, model, input_shape: tuple) -> list:

@@ -45,9 +45,13 @@ class Layout:
         if self.kind == "custom" and not callable(self.reshape):
             raise XcamError("a custom layout needs a reshape callable (N, ...) -> (N, C, *s)")
 
-    def to_canonical(self, a: np.ndarray) -> np.ndarray:
-        """The layer's output (or its gradient) (N, ...) in this layout as channels first (N, C, *s)."""
+    def to_canonical(self, a: np.ndarray, lead: int = 1) -> np.ndarray:
+        """The layer's output (or its gradient) (N, ...) in this layout as channels first (N, C, *s);
+        ``lead=2`` for gradients with a class axis, (N, K, ...) -> (N, K, C, *s)."""
         a = np.asarray(a)
+        if lead > 1:
+            flat = self.to_canonical(a.reshape(-1, *a.shape[lead:]))
+            return flat.reshape(*a.shape[:lead], *flat.shape[1:])
         if self.kind == "channels_first":
             out = a
         elif self.kind == "channels_last":

@@ -90,9 +90,9 @@ def cam_for(adapter: Adapter):
     layout = "(N, C, *S)" if adapter.LAYOUT == "channels_first" else "(N, *S, C)"
 
     def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
-            options=None) -> np.ndarray:
+            options=None, reshape=None) -> np.ndarray:
         return explain(adapter, model, inputs, layer, method, targets, classes=classes, size=size, labels=labels,
-                       options=options)
+                       options=options, reshape=reshape)
 
     cam.__doc__ = (f"Class activation maps for a batch {layout}: float32 (N, *S) in [0, 1], or (N, K, *S) with "
                    f"``classes``.\n\n{explain.__doc__.split(chr(10) * 2, 1)[1]}")
@@ -101,7 +101,7 @@ def cam_for(adapter: Adapter):
 
 
 def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None,
-            labels=None, options=None) -> np.ndarray:
+            labels=None, options=None, reshape=None) -> np.ndarray:
     """Class activation maps for a batch: float32 (N, *S) in [0, 1] (or (N, K, *S) with ``classes``), S of the
     layer's spatial rank: (L,) for signals, (H, W) for images, (D, H, W) for volumes and clips.
 
@@ -110,13 +110,16 @@ def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=No
     class, an int for all, or one int per sample; classes: several classes for every sample; size: the
     maps' size, one number per spatial axis (default: the input's; the layer's own size skips resampling;
     a wrong count or a non-positive size is a one-line error naming the rank); options: the method's
-    options (see its docstring), e.g. {"weighting": "logit-softmax"} for scorecam.
+    options (see its docstring), e.g. {"weighting": "logit-softmax"} for scorecam; reshape: overrides the
+    layer's detected layout (``xcam.layouts``): a callable (N, ...) -> (N, C, *s) (PyTorch: on tensors, as
+    pytorch-grad-cam's ``reshape_transform``; Keras: on NumPy arrays), a Layout, or a layout name.
     """
     m = get_method(method)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    extra = {} if reshape is None else {"reshape": reshape}
     caps = adapter.capture(model, inputs, layers, targets, classes=classes, gradients=m.needs_gradients,
-                           head=m.needs_head, labels=labels)
-    probes = [adapter.probe(model, inputs, one) for one in layers] if m.needs_probe else None
+                           head=m.needs_head, labels=labels, **extra)
+    probes = [adapter.probe(model, inputs, one, **extra) for one in layers] if m.needs_probe else None
     model_inputs = probes[0].inputs if probes else None
     if size is None:
         size = default_size(caps, m, spatial_size(tuple(np.shape(inputs)), adapter.LAYOUT), model_inputs)

@@ -21,6 +21,8 @@ from xcam.layers import unknown_layer
 from xcam.methods.activation import check_head_weights
 from xcam.targets import TOP1, check_class_range, check_scores, requested, resolve
 
+from ._layouts import layout_of
+
 LAYOUT = "channels_last"
 
 _STEPS: OrderedDict = OrderedDict()  # (id(model), layer, shape, rank, gradients) -> compiled step; LRU
@@ -165,10 +167,18 @@ def _step(model, paths, shape, classes_per_sample: int, gradients: bool):
     return _cached((id(model), tuple(paths), tuple(shape), classes_per_sample, gradients), model, build)
 
 
-def as_batch(inputs) -> tf.Tensor:
-    """The inputs as a float32 tensor (N, H, W, C)."""
+def input_rank(model) -> int | None:
+    """The spatial rank of the model's declared input ((N, *S, C) -> len(S)), None when it declares none."""
+    try:
+        return len(model.inputs[0].shape) - 2
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+
+
+def as_batch(inputs, model=None) -> tf.Tensor:
+    """The inputs as a float32 tensor (N, *S, C), of the model's declared rank when ``model`` is given."""
     x = tf.convert_to_tensor(inputs, dtype=tf.float32)
-    check_batch(tuple(x.shape), LAYOUT)
+    check_batch(tuple(x.shape), LAYOUT, None if model is None else input_rank(model))
     return x
 
 
@@ -178,16 +188,18 @@ def _last_dense_weight(model):
 
 
 def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool = True, head: bool = False,
-            labels=None):
-    """Activations and gradients as (N, C, h, w) NumPy arrays (channels first), and the logits (N, K).
+            labels=None, reshape=None):
+    """Activations and gradients as (N, C, *s) NumPy arrays (channels first), and the logits (N, K).
 
     layer: a name, path or layer, or a list of them (then a list of Captures from one forward/backward).
+    The layer's layout (channels last, tokens) is detected (``xcam.layouts``) or given by ``reshape`` (a
+    callable on NumPy arrays (N, ...) -> (N, C, *s), a Layout or a layout name).
     """
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if not layers:
         raise XcamError("no layer given")
     resolved = [resolve_layer(model, one) for one in layers]
-    x = as_batch(inputs)
+    x = as_batch(inputs, model)
     wanted = requested(targets, classes, int(x.shape[0]))
     num = _num_classes(model)
     if num is not None:  # a class index past the model's range would be silently zero in one_hot
@@ -208,14 +220,16 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     check_scores(scores, softmax_skipped=_has_softmax(final))
     chosen = resolve(wanted, scores, labels)
     caps = []
-    for path, act, grad in zip(paths, acts, grads):
-        if act.shape.rank != 4:
-            raise XcamError(f"layer {path!r} outputs shape {tuple(act.shape)}, not a spatial map (N, h, w, C)")
-        a = np.moveaxis(act.numpy(), -1, -3)  # NHWC -> NCHW, a view
-        g = np.moveaxis(grad.numpy(), -1, -3) if gradients else None
+    for (path, obj), act, grad in zip(resolved, acts, grads):
+        if not 3 <= act.shape.rank <= 5:
+            raise XcamError(f"layer {path!r} outputs shape {tuple(act.shape)}, not a spatial map (N, L, C), "
+                            "(N, h, w, C), (N, d, h, w, C) or tokens (N, T, C)")
+        layout = layout_of(model, obj, tuple(act.shape), x.shape.rank - 2, reshape)
+        a = layout.to_canonical(act.numpy())
+        g = layout.to_canonical(grad.numpy(), lead=grad.shape.rank - act.shape.rank + 1) if gradients else None
         head_w = check_head_weights(_last_dense_weight(model), a.shape[1], scores.shape[1]) if head else None
         caps.append(Capture(activations=a, gradients=g, scores=scores, targets=chosen, layer=path,
-                            head_weights=head_w))
+                            head_weights=head_w, layout=layout))
     return caps if isinstance(layer, (list, tuple)) else caps[0]
 
 

@@ -8,8 +8,10 @@ import numpy as np
 import tensorflow as tf
 
 from xcam.errors import XcamError
+from xcam.targets import TOP1
 
-from ._capture import _cached, as_batch, final_layer, resolve_layer, restore, walk, wrapped
+from ._capture import _cached, _step, as_batch, final_layer, resolve_layer, restore, walk, wrapped
+from ._layouts import layout_of
 
 
 @tf.custom_gradient
@@ -51,13 +53,27 @@ def _channels_last(inputs: np.ndarray) -> tf.Tensor:
 class Probe:
     """``xcam.contract.Probe`` for a Keras model, one layer and one batch (arrays channels first)."""
 
-    def __init__(self, model, layer, batch_nhwc: np.ndarray):
-        self.model, self.layer, self.batch = model, layer, batch_nhwc
+    def __init__(self, model, layer, batch_nhwc: np.ndarray, path: str = "", reshape=None):
+        self.model, self.layer, self.batch, self.path, self.reshape = model, layer, batch_nhwc, path, reshape
         self.inputs = np.ascontiguousarray(np.moveaxis(batch_nhwc, -1, 1))
         self.final = final_layer(model)
+        self._native = None
+
+    def native_output(self, sample: int) -> np.ndarray:
+        """The layer's own output (1, ...) for input ``sample``, in its own layout (one forward for the batch)."""
+        if self._native is None:
+            step, keep, tape_box = _step(self.model, [self.path], self.batch.shape[1:], 0, False)
+            try:
+                with wrapped([self.layer], keep, tape_box, self.final):
+                    acts, _, _ = step(tf.constant(self.batch, tf.float32),
+                                      tf.constant(np.full(len(self.batch), TOP1, np.int32)))
+            finally:
+                keep.clear()
+            self._native = acts[0].numpy()
+        return self._native[sample:sample + 1]
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Logits (B, K) for a batch of inputs (B, C, H, W)."""
+        """Logits (B, K) for a batch of inputs (B, C, *S)."""
         x = _channels_last(inputs)
         model = self.model
 
@@ -73,9 +89,11 @@ class Probe:
 
     def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
         """Logits (B, K) when the layer's output for input ``sample`` is replaced by ``activations``
-        (B, C, h, w); the layers before it run once on that input (or on B copies if the network cannot
-        broadcast a batch of one)."""
-        acts = tf.constant(np.ascontiguousarray(np.moveaxis(activations, 1, -1)), tf.float32)
+        (B, C, *s), brought back to the layer's own layout (tokens keep their prefix tokens); the layers before
+        it run once on that input (or on B copies if the network cannot broadcast a batch of one)."""
+        original = self.native_output(sample)
+        layout = layout_of(self.model, self.layer, original.shape, self.batch.ndim - 2, self.reshape)
+        acts = tf.constant(layout.from_canonical(activations, original), tf.float32)
         one = tf.constant(self.batch[sample:sample + 1], tf.float32)
         model, layer = self.model, self.layer
 
@@ -101,7 +119,7 @@ class Probe:
         return fn(tf.repeat(one, acts.shape[0], axis=0), acts).numpy()
 
     def input_gradients(self, inputs: np.ndarray, targets: np.ndarray, guided: bool = False) -> np.ndarray:
-        """d logit[n, targets[n]] / d input, returned channels first (B, C, H, W); ``guided``: through ReLUs
+        """d logit[n, targets[n]] / d input, returned channels first (B, C, *S); ``guided``: through ReLUs
         that pass only positive gradients."""
         x = _channels_last(inputs)
         use_guided = bool(guided)
@@ -127,9 +145,11 @@ class Probe:
         return np.moveaxis(g, -1, 1)
 
 
-def probe(model, inputs, layer) -> Probe:
-    """A ``Probe`` for methods that run the model again on this batch (N, H, W, C) and layer."""
-    return Probe(model, resolve_layer(model, layer)[1], as_batch(inputs).numpy())
+def probe(model, inputs, layer, reshape=None) -> Probe:
+    """A ``Probe`` for methods that run the model again on this batch (N, *S, C) and layer (its layout
+    detected, or given by ``reshape`` as in ``capture``)."""
+    path, obj = resolve_layer(model, layer)
+    return Probe(model, obj, as_batch(inputs, model).numpy(), path, reshape)
 
 
 class _Stop(Exception):

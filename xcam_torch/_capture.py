@@ -19,6 +19,8 @@ from xcam.layers import unknown_layer
 from xcam.methods.activation import check_head_weights
 from xcam.targets import check_scores, requested, resolve
 
+from ._layouts import layout_of
+
 LAYOUT = "channels_first"
 _SOFTMAX = (nn.Softmax, nn.LogSoftmax)
 
@@ -117,9 +119,10 @@ class _Keeper:
         if self.calls > 1:
             raise XcamError(f"layer {self.name!r} runs more than once in one forward pass; "
                             "pick a layer that runs once")
-        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+        if not isinstance(output, torch.Tensor) or not 3 <= output.ndim <= 5:
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise XcamError(f"layer {self.name!r} outputs {shape}, not a spatial map (N, C, h, w)")
+            raise XcamError(f"layer {self.name!r} outputs {shape}, not a spatial map (N, C, L), (N, C, h, w), "
+                            "(N, C, d, h, w), channels last, or tokens (N, T, C)")
         if self.track and output.requires_grad and torch.is_grad_enabled():
             self.kept = output  # an earlier kept layer started the graph: stay in it
         else:
@@ -147,12 +150,14 @@ def _last_linear_weight(model: nn.Module):
 
 
 def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
-            head: bool = False, labels=None):
-    """Activations (N, C, h, w), gradients of the target logits and the logits (N, K), as NumPy.
+            head: bool = False, labels=None, reshape=None):
+    """Activations (N, C, *s), gradients of the target logits and the logits (N, K), as NumPy.
 
     layer: a name or module, or a list of them (then a list of Captures, from one forward and one backward).
     targets: None (top-1 per sample), an int, or one int per sample. classes: several classes for every
-    sample instead (gradients become (N, K, C, h, w)).
+    sample instead (gradients become (N, K, C, *s)). The layer's layout (channels first, channels last,
+    tokens) is detected (``xcam.layouts``) or given by ``reshape`` (a callable on tensors, as
+    pytorch-grad-cam's ``reshape_transform``, a Layout or a layout name).
     """
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if not layers:
@@ -171,11 +176,14 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
         chosen = resolve(wanted, scores, labels)
         grads = _gradients(logits, [k.kept for k in keepers], chosen) if gradients else [None] * len(keepers)
     caps = []
-    for keeper, g in zip(keepers, grads):
-        acts = keeper.kept.detach()
+    for (_, module), keeper, g in zip(resolved, keepers, grads):
+        native = keeper.kept.detach().float().cpu().numpy()
+        layout = layout_of(model, module, native.shape, x.ndim - 2, reshape)
+        acts = layout.to_canonical(native)
+        g = None if g is None else layout.to_canonical(g, lead=g.ndim - native.ndim + 1)
         head_w = check_head_weights(_last_linear_weight(model), acts.shape[1], scores.shape[1]) if head else None
-        caps.append(Capture(activations=acts.float().cpu().numpy(), gradients=g, scores=scores, targets=chosen,
-                            layer=keeper.name, head_weights=head_w))
+        caps.append(Capture(activations=acts, gradients=g, scores=scores, targets=chosen, layer=keeper.name,
+                            head_weights=head_w, layout=layout))
     return caps if isinstance(layer, (list, tuple)) else caps[0]
 
 

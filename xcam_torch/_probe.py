@@ -8,6 +8,7 @@ from torch import nn
 from xcam.errors import XcamError
 
 from ._capture import as_batch, hooked, preserved, resolve_module
+from ._layouts import layout_of
 
 _RELUS = (nn.ReLU, nn.ReLU6)
 
@@ -28,40 +29,50 @@ class _PositiveGradient(torch.autograd.Function):
 class Probe:
     """``xcam.contract.Probe`` for a PyTorch model, one layer and one batch."""
 
-    def __init__(self, model: nn.Module, module: nn.Module, batch: torch.Tensor):
-        self.model, self.module, self.batch = model, module, batch
+    def __init__(self, model: nn.Module, module: nn.Module, batch: torch.Tensor, reshape=None):
+        self.model, self.module, self.batch, self.reshape = model, module, batch, reshape
         self.inputs = batch.detach().float().cpu().numpy()
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Logits (B, K) for a batch of inputs (B, C, H, W). The batch is handed over channels-last, which
+        """Logits (B, K) for a batch of inputs (B, C, *S). An image batch is handed over channels-last, which
         oneDNN/cuDNN convolve faster (measured 1.3x on AlexNet, CPU); a model that needs a contiguous input
         (a view or reshape of it) gets one."""
         x = as_batch(self.model, inputs)
+        fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.ndim, torch.contiguous_format)
         with hooked(self.model, []) as run, preserved(self.model):
             try:
-                return run(x.contiguous(memory_format=torch.channels_last)).float().cpu().numpy()
+                return run(x.contiguous(memory_format=fmt)).float().cpu().numpy()
             except RuntimeError:
                 return run(x.contiguous()).float().cpu().numpy()
 
     def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
         """Logits (B, K) when the layer's output for input ``sample`` is replaced by ``activations``
-        (B, C, h, w). The layers before it run once, on that one input; if the network cannot broadcast
-        a batch of one against B (a concatenation with an earlier layer), the input is repeated B times."""
-        replacement = torch.from_numpy(np.ascontiguousarray(activations)).to(device=self.batch.device,
-                                                                           dtype=self.batch.dtype)
+        (B, C, *s), brought back to the layer's own layout (tokens keep their prefix tokens). The layers
+        before it run once, on that one input; if the network cannot broadcast a batch of one against B (a
+        concatenation with an earlier layer), the input is repeated B times."""
         one = self.batch[sample:sample + 1]
-        hook = (self.module, lambda m, args, out: replacement)
+        rank, box = self.batch.ndim - 2, {}
+
+        def replace(module, args, out):
+            if "value" not in box:
+                native = out.detach().float().cpu().numpy()
+                layout = layout_of(self.model, module, native.shape, rank, self.reshape)
+                box["value"] = torch.from_numpy(layout.from_canonical(activations, native[:1])).to(
+                    device=out.device, dtype=out.dtype)
+            return box["value"]
+
+        hook = (self.module, replace)
         with hooked(self.model, [hook]) as run, preserved(self.model):
             try:
                 out = run(one)
-                if out.shape[0] == replacement.shape[0]:
+                if out.shape[0] == len(activations):
                     return out.float().cpu().numpy()
             except RuntimeError:
                 pass
-            return run(one.expand(replacement.shape[0], *one.shape[1:])).float().cpu().numpy()
+            return run(one.expand(len(activations), *one.shape[1:])).float().cpu().numpy()
 
     def input_gradients(self, inputs: np.ndarray, targets: np.ndarray, guided: bool = False) -> np.ndarray:
-        """d logit[n, targets[n]] / d input (B, C, H, W); ``guided`` passes only positive gradients through
+        """d logit[n, targets[n]] / d input (B, C, *S); ``guided`` passes only positive gradients through
         every nn.ReLU / nn.ReLU6 (forward hooks for this call only: the modules are not changed)."""
         x = as_batch(self.model, inputs).detach().requires_grad_(True)
         hooks = [(m, lambda mod, args, out: _PositiveGradient.apply(out))
@@ -77,9 +88,10 @@ class Probe:
         return grad.float().cpu().numpy()
 
 
-def probe(model: nn.Module, inputs, layer) -> Probe:
-    """A ``Probe`` for methods that run the model again on this batch (N, C, H, W) and layer."""
-    return Probe(model, resolve_module(model, layer)[1], as_batch(model, inputs))
+def probe(model: nn.Module, inputs, layer, reshape=None) -> Probe:
+    """A ``Probe`` for methods that run the model again on this batch (N, C, *S) and layer (its layout
+    detected, or given by ``reshape`` as in ``capture``)."""
+    return Probe(model, resolve_module(model, layer)[1], as_batch(model, inputs), reshape)
 
 
 class _Stop(Exception):
