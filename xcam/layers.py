@@ -72,7 +72,7 @@ class LayerRecorder:
 def default_layer(records: list[LayerRecord]) -> LayerRecord:
     """The last layer (in the order layers finish) with a spatial output, skipping pooling layers and
     containers that only hand a pooling layer's output on (AlexNet -> features.11, ResNet -> layer4,
-    Keras VGG16 -> block5_conv3). Token layers that finish after the last attention layer are skipped:
+    Keras VGG16 -> block5_conv3). Token layers from the last attention layer on are skipped:
     tokens mix only in attention, so after it the patch tokens no longer reach the class token and their
     gradients are zero (ViT -> the last block's first layer norm)."""
     by_name = {r.name: r for r in records}
@@ -80,7 +80,7 @@ def default_layer(records: list[LayerRecord]) -> LayerRecord:
     last_attention = attention[-1] if attention else len(records)
     for i in range(len(records) - 1, -1, -1):
         rec = records[i]
-        if not rec.cam_ready or rec.is_pool or (rec.tokens and i > last_attention):
+        if not rec.cam_ready or rec.is_pool or (rec.tokens and i >= last_attention):
             continue
         if rec.same_as and by_name.get(rec.same_as, rec).is_pool:
             continue
