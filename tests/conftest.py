@@ -23,3 +23,12 @@ def fw(request):
 
     pytest.importorskip({"torch": "torch", "tf": "tensorflow"}[request.param])
     return make_kit(request.param)
+
+
+@pytest.fixture(scope="session")
+def synthetic_model():
+    """The synthetic benchmark's tiny CNN, trained (about 10 s, once per session; the same weights every run)."""
+    pytest.importorskip("torch")
+    from xcam.app.synthetic import train
+
+    return train(seed=0)

@@ -159,7 +159,7 @@ def test_fuse_3d_equals_fuse_of_the_same_numbers_in_1d():
                                fuse([shallow.reshape(2, 2), deep.reshape(2, 1)], (4,)), atol=1e-6)
 
 
-class LinearModel:
+class LinearModel(xcam.contract.ScoresFromOutputs):
     """A fake probe: logits = [sum X, -sum X] of the input; after the layer, logits = [sum_k c_k sum A_k, 0]."""
 
     def __init__(self, inputs, c=(1.0, 1.0)):
@@ -173,8 +173,6 @@ class LinearModel:
         per_channel = acts.reshape(*acts.shape[:2], -1).sum(axis=2)
         return np.stack([per_channel @ self.c, np.zeros(len(acts))], axis=1).astype(np.float32)
 
-    def input_gradients(self, inputs, targets, guided=False):
-        return np.stack([np.full(inputs.shape[1:], 1.0 if t == 0 else -1.0) for t in targets]).astype(np.float32)
 
 
 def indicator_acts(spatial):
@@ -222,8 +220,8 @@ class GradProbe:
     def __init__(self, w):
         self.w = np.asarray(w, np.float32)
 
-    def input_gradients(self, inputs, targets, guided=False):
-        return np.stack([self.w[t] for t in targets])
+    def input_gradients(self, inputs, targets, guided=False, samples=None):
+        return np.stack([self.w[t] for t in xcam.targets.as_target(targets).class_indices(len(inputs))])
 
 
 def test_pixel_methods_golden_1d():

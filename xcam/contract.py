@@ -7,6 +7,7 @@ model inputs handed to a probe are (N, C_in, *S). A layer whose output is channe
 to this layout by its ``xcam.layouts.Layout`` (the adapter applies it when it hands arrays over and back).
 """
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -15,6 +16,7 @@ import numpy as np
 from .errors import XcamError
 from .layouts import Layout
 from .ops import softmax
+from .targets import Class, evaluate
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,15 @@ class Capture:
                  brought to channels first by its layout (tokens: prefix dropped, grid restored).
     gradients:   (N, C, *s) float32, d score / d activations, or None for gradient-free capture.
                  With several classes per sample (``classes=[...]``) it is (N, K, C, *s).
-    scores:      (N, K_model) float32 logits (pre-softmax) of the whole batch.
-    targets:     (N,) or (N, K) int64, the class differentiated for each sample.
+    scores:      the selected model output as NumPy, (N, K_model) float32 logits (pre-softmax) for a
+                 classifier, (N, ...) for other tensors, (N, 0) for a structured output (a detector's).
+    targets:     (N,) or (N, K) int64, the class differentiated for each sample (-1 for targets without one).
     layer:       the layer's name as the user gave it.
     head_weights: (K_model, C) weights of a final linear layer after global average pooling
                  (only captured for ``cam``), else None.
+    target:      the ``xcam.targets.Target`` differentiated, resolved (top-1 classes, predicted masks fixed);
+                 None means ``Class(targets)``.
+    target_scores: (N,) or (N, K) the target's score per sample, or None.
     layout:      how the layer laid its output out (``xcam.layouts.Layout``; None: channels first).
     """
 
@@ -39,6 +45,8 @@ class Capture:
     targets: np.ndarray
     layer: str = ""
     head_weights: np.ndarray | None = None
+    target: Any = None
+    target_scores: np.ndarray | None = None
     layout: Layout | None = None
 
     def __post_init__(self):
@@ -48,8 +56,8 @@ class Capture:
         if self.gradients is not None and (self.gradients.shape[-(a.ndim - 1):] != a.shape[1:]
                                            or self.gradients.shape[0] != a.shape[0]):
             raise ValueError(f"gradients {self.gradients.shape} do not match activations {a.shape}")
-        if self.scores.ndim != 2 or self.scores.shape[0] != a.shape[0]:
-            raise ValueError(f"scores must be (N, K) with N={a.shape[0]}, got {self.scores.shape}")
+        if self.scores.ndim < 1 or self.scores.shape[0] != a.shape[0]:
+            raise ValueError(f"scores must be (N, ...) with N={a.shape[0]}, got {self.scores.shape}")
 
     @property
     def rank(self) -> int:
@@ -58,8 +66,13 @@ class Capture:
 
     @property
     def probabilities(self) -> np.ndarray:
-        """Softmax of the logits, (N, K)."""
+        """Softmax of the logits, (N, K) (a classifier's output)."""
         return softmax(self.scores)
+
+    @property
+    def explained(self):
+        """The target that was differentiated (``Class(targets)`` when none was recorded)."""
+        return self.target if self.target is not None else Class(self.targets)
 
 
 @runtime_checkable
@@ -74,16 +87,43 @@ class Probe(Protocol):
     """The batch the probe was made for, (N, C_in, *S), channels first."""
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Logits (B, K) for a batch of inputs (B, C_in, *S)."""
+        """The selected output, logits (B, K) for a classifier, for a batch of inputs (B, C_in, *S)."""
 
     def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
-        """Logits (B, K) when the layer's output for input ``sample`` is replaced by ``activations``
-        (B, C, *s), canonical layout (the adapter brings them back to the layer's own layout); the layers
-        before it run once, on that input."""
+        """The selected output (B, K) when the layer's output for input ``sample`` is replaced by
+        ``activations`` (B, C, *s), canonical layout (the adapter brings them back to the layer's own layout);
+        the layers before it run once, on that input."""
 
-    def input_gradients(self, inputs: np.ndarray, targets: np.ndarray, guided: bool = False) -> np.ndarray:
-        """d logit[n, targets[n]] / d input, (B, C_in, *S); ``guided``: through ReLUs that pass only
-        positive gradients (guided backprop), without changing the model."""
+    def score(self, inputs: np.ndarray, target, samples: np.ndarray) -> np.ndarray:
+        """The target's scores (B,) or (B, K) for inputs (B, C_in, *S) whose row b belongs to input
+        ``samples[b]`` of the batch (the target's per-sample arguments follow it)."""
+
+    def score_from_layer(self, sample: int, activations: np.ndarray, target) -> np.ndarray:
+        """The target's scores (B,) or (B, K) for input ``sample`` when the layer's output is replaced by
+        ``activations`` (B, C, *s)."""
+
+    def input_gradients(self, inputs: np.ndarray, targets, guided: bool = False, samples=None) -> np.ndarray:
+        """d score / d input, (B, C_in, *S), for a Target (rows belonging to ``samples``, default all) or
+        class indices (B,) (the logit); ``guided``: through ReLUs that pass only positive gradients (guided
+        backprop), without changing the model."""
+
+
+class ScoresFromOutputs:
+    """``Probe.score`` and ``score_from_layer`` from ``predict`` / ``predict_from_layer`` and the target on NumPy
+    (``xcam.targets.evaluate``): for probes written in NumPy (tests, custom runners)."""
+
+    def _batch_size(self, samples) -> int:
+        inputs = getattr(self, "inputs", None)
+        return len(inputs) if inputs is not None else int(np.max(samples)) + 1
+
+    def score(self, inputs: np.ndarray, target, samples: np.ndarray) -> np.ndarray:
+        """The target on ``predict(inputs)``."""
+        return evaluate(target, self.predict(inputs), samples, self._batch_size(samples))
+
+    def score_from_layer(self, sample: int, activations: np.ndarray, target) -> np.ndarray:
+        """The target on ``predict_from_layer(sample, activations)``."""
+        samples = np.full(len(activations), sample)
+        return evaluate(target, self.predict_from_layer(sample, activations), samples, self._batch_size(samples))
 
 
 @runtime_checkable
@@ -101,12 +141,12 @@ class Adapter(Protocol):
     """"channels_first" or "channels_last": the layout of the framework's inputs and layers."""
 
     def capture(self, model, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
-                head: bool = False, labels=None, reshape=None) -> "Capture | list[Capture]":
-        """Activations, gradients of the target logits and the logits, as a ``Capture`` (channels first);
-        ``reshape`` overrides the detected layer layout (``xcam.layouts.as_layout``)."""
+                head: bool = False, labels=None, output=None, reshape=None) -> "Capture | list[Capture]":
+        """Activations, gradients of the target's score and the selected output, as a ``Capture`` (channels
+        first); ``reshape`` overrides the detected layer layout (``xcam.layouts.as_layout``)."""
 
-    def probe(self, model, inputs, layer, reshape=None) -> Probe:
-        """A ``Probe`` for methods that run the model again on this batch and layer."""
+    def probe(self, model, inputs, layer, output=None, reshape=None) -> Probe:
+        """A ``Probe`` for methods that run the model again on this batch and layer (``output`` selected)."""
 
     def layer_records(self, model, input_shape: tuple) -> list:
         """``xcam.layers.LayerRecord`` for every layer, from one forward on zeros of ``(1, *input_shape)``
@@ -123,6 +163,14 @@ class Adapter(Protocol):
 
     def cam(self, model, inputs, layer, method: Any = "gradcam", targets=None, **kwargs) -> np.ndarray:
         """Maps in [0, 1] (see ``xcam.pipeline.explain``)."""
+
+    def parameter_layers(self, model) -> list:
+        """``xcam.randomization.ParamLayer`` for every layer with trainable parameters, input to output, shapes in
+        the canonical (PyTorch) layout."""
+
+    def randomized(self, model, layers, seed: int = 0) -> AbstractContextManager:
+        """A context manager: inside, the parameters of ``layers`` (names, top-down) hold the values
+        ``xcam.randomization.random_parameters`` draws; on exit every one is restored bit for bit."""
 
 
 BATCH_LAYOUTS = {"channels_first": {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"},

@@ -10,7 +10,7 @@ import numpy as np
 
 from .errors import XcamError
 
-_CV2_MAX_CHANNELS = 512
+_CV2_MAX_CHANNELS = 128  # planes per OpenCV call: OpenCV 5 takes at most 128 channels (CV_CN_MAX; 4.x: 512)
 RANK_NAMES = {1: "1-D (L)", 2: "2-D (h, w)", 3: "3-D (d, h, w)"}
 
 

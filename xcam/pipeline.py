@@ -24,7 +24,7 @@ def method_args(capture: Capture, method, *, model_inputs=None, probe=None, opti
         acts = acts[:, None]
     grads = None if capture.gradients is None else capture.gradients.astype(np.float32, copy=False)
     return MethodArgs(acts, grads, capture.targets, capture.head_weights, capture.scores, model_inputs, probe,
-                      resolve_options(m, options), capture.rank)
+                      resolve_options(m, options), target=capture.explained, rank=capture.rank)
 
 
 def raw_maps(capture: Capture, method="gradcam", *, model_inputs=None, probe=None, options=None) -> np.ndarray:
@@ -90,9 +90,9 @@ def cam_for(adapter: Adapter):
     layout = "(N, C, *S)" if adapter.LAYOUT == "channels_first" else "(N, *S, C)"
 
     def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
-            options=None, reshape=None) -> np.ndarray:
+            options=None, output=None, reshape=None) -> np.ndarray:
         return explain(adapter, model, inputs, layer, method, targets, classes=classes, size=size, labels=labels,
-                       options=options, reshape=reshape)
+                       options=options, output=output, reshape=reshape)
 
     cam.__doc__ = (f"Class activation maps for a batch {layout}: float32 (N, *S) in [0, 1], or (N, K, *S) with "
                    f"``classes``.\n\n{explain.__doc__.split(chr(10) * 2, 1)[1]}")
@@ -101,16 +101,19 @@ def cam_for(adapter: Adapter):
 
 
 def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None,
-            labels=None, options=None, reshape=None) -> np.ndarray:
+            labels=None, options=None, output=None, reshape=None) -> np.ndarray:
     """Class activation maps for a batch: float32 (N, *S) in [0, 1] (or (N, K, *S) with ``classes``), S of the
     layer's spatial rank: (L,) for signals, (H, W) for images, (D, H, W) for volumes and clips.
 
     inputs: a batch in the adapter's layout; layer: a name, path or layer object, or a list of them (maps
-    fused as in LayerCAM); method: a name from ``xcam.methods()``; targets: None for each sample's top-1
-    class, an int for all, or one int per sample; classes: several classes for every sample; size: the
-    maps' size, one number per spatial axis (default: the input's; the layer's own size skips resampling;
-    a wrong count or a non-positive size is a one-line error naming the rank); options: the method's
-    options (see its docstring), e.g. {"weighting": "logit-softmax"} for scorecam; reshape: overrides the
+    fused as in LayerCAM); method: a name from ``xcam.methods()``; targets: what is explained: None for each
+    sample's top-1 class, an int for all, one int per sample, a ``xcam.targets`` Target (Class, Binary,
+    Regression, Segmentation, Boxes, Similarity, Custom), a spec string ("segmentation:15") or a callable;
+    classes: several classes for every sample; size: the maps' size, one number per spatial axis (default:
+    the input's; the layer's own size skips resampling; a wrong count or a non-positive size is a one-line
+    error naming the rank); options: the method's options (see its docstring), e.g.
+    {"weighting": "logit-softmax"} for scorecam; output: which model output the target sees (a dict key, a
+    tuple index, a Keras output name, an attribute such as "logits", or a callable); reshape: overrides the
     layer's detected layout (``xcam.layouts``): a callable (N, ...) -> (N, C, *s) (PyTorch: on tensors, as
     pytorch-grad-cam's ``reshape_transform``; Keras: on NumPy arrays), a Layout, or a layout name.
     """
@@ -118,8 +121,8 @@ def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=No
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     extra = {} if reshape is None else {"reshape": reshape}
     caps = adapter.capture(model, inputs, layers, targets, classes=classes, gradients=m.needs_gradients,
-                           head=m.needs_head, labels=labels, **extra)
-    probes = [adapter.probe(model, inputs, one, **extra) for one in layers] if m.needs_probe else None
+                           head=m.needs_head, labels=labels, output=output, **extra)
+    probes = [adapter.probe(model, inputs, one, output=output, **extra) for one in layers] if m.needs_probe else None
     model_inputs = probes[0].inputs if probes else None
     if size is None:
         size = default_size(caps, m, spatial_size(tuple(np.shape(inputs)), adapter.LAYOUT), model_inputs)

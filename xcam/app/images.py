@@ -13,16 +13,18 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 NORMALIZATIONS = ("imagenet", "none", "caffe", "MEAN,STD")
 
 
-def load_image(path) -> np.ndarray:
-    """Read any image OpenCV can decode (grayscale, RGB, RGBA, palette, 16-bit) as uint8 RGB (H, W, 3)."""
+def load_image(path, name=None) -> np.ndarray:
+    """Read any image OpenCV can decode (grayscale, RGB, RGBA, palette, 16-bit) as uint8 RGB (H, W, 3).
+    ``name``: how errors call the file (default: ``path``)."""
     path = Path(path)
+    shown = str(path) if name is None else str(name)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
-        raise XcamError(f"cannot read image {str(path)!r}: {exc.strerror or exc}") from None
+        raise XcamError(f"cannot read image {shown!r}: {exc.strerror or exc}") from None
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
     if img is None:
-        raise XcamError(f"cannot read image {str(path)!r}: not an image file OpenCV can decode")
+        raise XcamError(f"cannot read image {shown!r}: not an image file OpenCV can decode")
     if img.dtype == np.uint16:
         img = (img // 257).astype(np.uint8)
     elif img.dtype != np.uint8:

@@ -15,6 +15,7 @@ method's docstring.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,7 @@ class MethodArgs:
     model_inputs: np.ndarray | None = None  # (N, C_in, *S) model inputs, channels first (probe methods)
     probe: Probe | None = None              # the adapter's extra forwards and input gradients
     options: dict = field(default_factory=dict)
+    target: Any = None                      # the resolved xcam.targets.Target (probe methods score with it)
     rank: int = 2                           # spatial rank of activations and gradients: 1, 2 or 3
 
     @property
