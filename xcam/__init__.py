@@ -2,7 +2,8 @@
 
 The core (this package, outside ``xcam.app``) imports only NumPy and OpenCV. ``xcam_torch`` and ``xcam_tf``
 fetch activations, gradients and logits into a :class:`Capture`; every formula is here. Imports run one way:
-errors <- ops <- contract, targets, layers, layouts <- maps <- methods <- pipeline, filters <- adapters <- app.
+errors <- ops <- inputs, layouts <- contract, targets, layers <- maps <- methods <- pipeline, filters <-
+adapters <- app.
 """
 
 from . import methods

@@ -5,6 +5,7 @@ import numpy as np
 
 from .contract import Adapter, Capture, spatial_size
 from .errors import XcamError
+from .inputs import POSITIONAL, SINGLE, entries, image_keys, lookup
 from .maps import combine, finish, fuse
 from .methods import MethodArgs, get_method, resolve_options
 from .ops import check_size, relu
@@ -105,25 +106,41 @@ def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=No
     """Class activation maps for a batch: float32 (N, *S) in [0, 1] (or (N, K, *S) with ``classes``), S of the
     layer's spatial rank: (L,) for signals, (H, W) for images, (D, H, W) for volumes and clips.
 
-    inputs: a batch in the adapter's layout; layer: a name, path or layer object, or a list of them (maps
-    fused as in LayerCAM); method: a name from ``xcam.methods()``; targets: what is explained: None for each
-    sample's top-1 class, an int for all, one int per sample, a ``xcam.targets`` Target (Class, Binary,
-    Regression, Segmentation, Boxes, Similarity, Custom), a spec string ("segmentation:15") or a callable;
-    classes: several classes for every sample; size: the maps' size, one number per spatial axis (default:
-    the input's; the layer's own size skips resampling; a wrong count or a non-positive size is a one-line
-    error naming the rank); options: the method's options (see its docstring), e.g.
-    {"weighting": "logit-softmax"} for scorecam; output: which model output the target sees (a dict key, a
-    tuple index, a Keras output name, an attribute such as "logits", or a callable); reshape: overrides the
-    layer's detected layout (``xcam.layouts``): a callable (N, ...) -> (N, C, *s) (PyTorch: on tensors, as
-    pytorch-grad-cam's ``reshape_transform``; Keras: on NumPy arrays), a Layout, or a layout name.
+    inputs: a batch in the adapter's layout, or several inputs: a tuple or list (positional arguments of the model)
+    or a dict (keyword arguments; a Keras model's named inputs), batch first; layer: a name, path or layer object,
+    or a list of them (maps fused as in LayerCAM); method: a name from ``xcam.methods()``; targets: what is
+    explained: None for each sample's top-1 class, an int for all, one int per sample, a ``xcam.targets`` Target
+    (Class, Binary, Regression, Segmentation, Boxes, Similarity, Custom), a spec string ("segmentation:15") or a
+    callable; classes: several classes for every sample; size: the maps' size, one number per spatial axis (default:
+    the input's; the layer's own size skips resampling; a wrong count or a non-positive size is a one-line error
+    naming the rank); options: the method's options (see its docstring), e.g. {"weighting": "logit-softmax"} for
+    scorecam; output: which model output the target sees (a dict key, a tuple index, a Keras output name, an
+    attribute such as "logits", or a callable); reshape: overrides the layer's detected layout (``xcam.layouts``): a
+    callable (N, ...) -> (N, C, *s) (PyTorch: on tensors, as pytorch-grad-cam's ``reshape_transform``; Keras: on
+    NumPy arrays), a Layout, or a layout name.
+
+    Several inputs: the layer may lie on any branch; its maps take the size of the first image-like input
+    (3-D to 5-D) of their rank. Pixel methods give one map per image-like input (a tuple for positional,
+    a dict for keyword inputs; one array when there is one), SmoothGrad adds noise only to the input it
+    explains, and Score-CAM masks the first image-like input; every other input is held fixed.
     """
     m = get_method(method)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     extra = {} if reshape is None else {"reshape": reshape}
+    kind, _ = entries(inputs)
+    keys = image_keys(inputs)
+    sizes = {k: spatial_size(tuple(np.shape(lookup(inputs, k))), adapter.LAYOUT) for k in keys}
+    explained = keys if m.kind == "pixel" and kind != SINGLE and keys else keys[:1] or [None]
     caps = adapter.capture(model, inputs, layers, targets, classes=classes, gradients=m.needs_gradients,
                            head=m.needs_head, labels=labels, output=output, **extra)
-    probes = [adapter.probe(model, inputs, one, output=output, **extra) for one in layers] if m.needs_probe else None
-    model_inputs = probes[0].inputs if probes else None
-    if size is None:
-        size = default_size(caps, m, spatial_size(tuple(np.shape(inputs)), adapter.LAYOUT), model_inputs)
-    return layer_maps(caps, m, size, model_inputs=model_inputs, probes=probes, options=options)
+    maps = {}
+    for key in explained:
+        which = {} if kind == SINGLE else {"key": key}
+        probes = [adapter.probe(model, inputs, one, output=output, **extra, **which) for one in layers] \
+            if m.needs_probe else None
+        model_inputs = probes[0].inputs if probes else None
+        out_size = size if size is not None else default_size(caps, m, sizes.get(key, ()), model_inputs)
+        maps[key] = layer_maps(caps, m, out_size, model_inputs=model_inputs, probes=probes, options=options)
+    if len(explained) == 1:
+        return maps[explained[0]]
+    return tuple(maps.values()) if kind == POSITIONAL else maps

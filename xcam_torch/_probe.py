@@ -6,10 +6,12 @@ import torch
 from torch import nn
 
 from xcam.errors import XcamError
+from xcam.inputs import SINGLE, name
 from xcam.targets import as_target, batch_params
 
 from ._capture import (
     OPS,
+    Batch,
     as_batch,
     check_gradients_possible,
     first_tensor,
@@ -40,28 +42,42 @@ class _PositiveGradient(torch.autograd.Function):
 class Probe:
     """``xcam.contract.Probe`` for a PyTorch model, one layer, one batch and one output selection."""
 
-    def __init__(self, model: nn.Module, module: nn.Module, batch: torch.Tensor, output=None, reshape=None):
+    def __init__(self, model: nn.Module, module: nn.Module, batch: Batch, output=None, reshape=None, key=None):
         self.model, self.module, self.batch, self.output, self.reshape = model, module, batch, output, reshape
-        self.inputs = batch.detach().float().cpu().numpy()
+        if batch.kind != SINGLE and key is not None and key not in batch.keys:
+            raise XcamError(f"{name(key)} is not an image-like input; image-like inputs: "
+                            f"{', '.join(name(k) for k in batch.keys) or 'none'}")
+        self.key = key if key is not None or batch.kind == SINGLE else (batch.keys or [None])[0]
+        self.inputs = None if self.key is None and batch.kind != SINGLE else \
+            batch.get(self.key).detach().float().cpu().numpy()
 
-    def _forward(self, x: torch.Tensor, whole: bool = False):
-        """The selected output for inputs ``x``. An image batch is handed over channels-last, which
+    def _inputs(self, inputs: np.ndarray, samples=None) -> Batch:
+        """All the model's inputs with the explained one replaced by ``inputs`` (its rows ``samples``)."""
+        x = as_batch(self.model, inputs) if self.batch.kind == SINGLE else \
+            torch.as_tensor(np.asarray(inputs)).to(self.batch.get(self.key))
+        return self.batch.swap(self.key, x, samples)
+
+    def _forward(self, x: Batch, whole: bool = False):
+        """The selected output for inputs ``x``. One image batch is handed over channels-last, which
         oneDNN/cuDNN convolve faster (measured 1.3x on AlexNet, CPU); a model that needs a contiguous input
         (a view or reshape of it) gets one."""
-        fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.ndim, torch.contiguous_format)
         with hooked(self.model, [], self.output, whole) as run, preserved(self.model):
+            if x.kind != SINGLE:
+                return run(x)
+            t = x.get()
+            fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(t.ndim, torch.contiguous_format)
             try:
-                return run(x.contiguous(memory_format=fmt))
+                return run(x.swap(None, t.contiguous(memory_format=fmt)))
             except RuntimeError:
-                return run(x.contiguous())
+                return run(x.swap(None, t.contiguous()))
 
     def _forward_from_layer(self, sample: int, activations: np.ndarray, whole: bool = False):
         """The selected output when the layer's output for input ``sample`` is replaced by ``activations``
         (B, C, *s), brought back to the layer's own layout (tokens keep their prefix tokens). The layers
         before it run once, on that one input; if the network cannot broadcast a batch of one against B (a
         concatenation with an earlier layer), the input is repeated B times."""
-        one = self.batch[sample:sample + 1]
-        rank, box = self.batch.ndim - 2, {}
+        one = self.batch.rows(sample)
+        rank, box = self.batch.rank, {}
 
         def replace(module, args, out):
             if "value" not in box:
@@ -79,11 +95,11 @@ class Probe:
                     return out
             except RuntimeError:
                 pass
-            return run(one.expand(len(activations), *one.shape[1:]))
+            return run(self.batch.rows(sample, len(activations)))
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """The selected output (logits (B, K) for a classifier) for a batch of inputs (B, C, *S)."""
-        return to_numpy(self._forward(as_batch(self.model, inputs)))
+        return to_numpy(self._forward(self._inputs(inputs)))
 
     def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
         """The selected output (B, K) when the layer's output for input ``sample`` is ``activations``."""
@@ -96,7 +112,7 @@ class Probe:
 
     def score(self, inputs: np.ndarray, target, samples: np.ndarray) -> np.ndarray:
         """The target's scores (B,) or (B, K) for inputs whose row b belongs to sample ``samples[b]``."""
-        return self._scores(self._forward(as_batch(self.model, inputs), target.whole_output), target, samples)
+        return self._scores(self._forward(self._inputs(inputs, samples), target.whole_output), target, samples)
 
     def score_from_layer(self, sample: int, activations: np.ndarray, target) -> np.ndarray:
         """The target's scores for input ``sample`` with the layer's output replaced by ``activations``."""
@@ -108,7 +124,9 @@ class Probe:
         gradients through every nn.ReLU / nn.ReLU6 (forward hooks for this call only: the modules are not
         changed)."""
         target = as_target(targets)
-        x = as_batch(self.model, inputs).detach().requires_grad_(True)
+        batch = self._inputs(inputs, samples)
+        x = batch.get(self.key).detach().requires_grad_(True)
+        batch = batch.swap(self.key, x, None)
         hooks = [(m, lambda mod, args, out: _PositiveGradient.apply(out))
                  for m in self.model.modules() if isinstance(m, _RELUS)] if guided else []
         if guided and not hooks:
@@ -118,16 +136,17 @@ class Probe:
         params = target.params(len(x)) if samples is None else batch_params(target, len(self.inputs), samples)
         with hooked(self.model, hooks, self.output, target.whole_output) as run, preserved(self.model):
             torch.set_grad_enabled(True)
-            out = run(x)
+            out = run(batch)
             score = target.score(out, tensors(params, first_tensor(out)), OPS)
             (grad,) = torch.autograd.grad(score.sum(), x, allow_unused=True, materialize_grads=True)
         return grad.float().cpu().numpy()
 
 
-def probe(model: nn.Module, inputs, layer, output=None, reshape=None) -> Probe:
-    """A ``Probe`` for methods that run the model again on this batch (N, C, *S), layer (its layout detected,
-    or given by ``reshape`` as in ``capture``) and output."""
-    return Probe(model, resolve_module(model, layer)[1], as_batch(model, inputs), output, reshape)
+def probe(model: nn.Module, inputs, layer, output=None, reshape=None, key=None) -> Probe:
+    """A ``Probe`` for methods that run the model again on these inputs (a batch (N, C, *S), or several
+    inputs: ``key`` names the image-like one the probe's ``inputs`` are, default the first), layer (its layout
+    detected, or given by ``reshape`` as in ``capture``) and output."""
+    return Probe(model, resolve_module(model, layer)[1], Batch(model, inputs), output, reshape, key)
 
 
 class _Stop(Exception):
