@@ -141,9 +141,12 @@ def output_names(model):
 
 
 def canonical(output):
-    """A selected output in xcam's layout: a rank-4 tensor (Keras class maps (N, H, W, K)) channels first."""
+    """A selected output in xcam's layout: a rank-4 or rank-5 tensor (Keras class maps (N, H, W, K) or
+    (N, D, H, W, K)) channels first."""
     if is_tensor(output) and output.shape.rank == 4:
         return tf.transpose(output, (0, 3, 1, 2))
+    if is_tensor(output) and output.shape.rank == 5:
+        return tf.transpose(output, (0, 4, 1, 2, 3))
     return output
 
 
