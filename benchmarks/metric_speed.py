@@ -160,7 +160,7 @@ def main():
 
     # cascading randomization, every layer with parameters, Spearman per layer
     run("MPRT (cascade)", "xcam", "all layers, top-down",
-        lambda: model_randomization(xcam_torch, model, x, layer, "gradcam", targets))
+        lambda: model_randomization(xcam_torch, model, x, layer, "gradcam", targets, maps=maps))
     quantus = None
     try:
         import quantus

@@ -151,9 +151,9 @@ def test_max_sensitivity_matches_captum_on_the_same_noise(case):
     model, images, labels, _, _, _ = case
     n, samples, radius = len(images), 4, 0.02
 
-    def explain_np(x):
+    def explain_np(x):  # k perturbed copies of each image, image-major (as captum's repeat_interleave)
         return xcam_torch.cam(model, torch.from_numpy(np.ascontiguousarray(x)), S.LAYER, "gradcam",
-                              targets=labels.tolist())
+                              targets=np.repeat(labels, len(x) // n).tolist())
 
     ours = M.max_sensitivity(explain_np, images, radius=radius, samples=samples, seed=3)
     # the same noise: xcam draws sample s for all images from Generator(3); captum repeats each image `samples`

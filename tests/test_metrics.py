@@ -362,6 +362,11 @@ def test_cascading_randomization_calls_in_order_and_compares_with_k0():
         np.testing.assert_allclose(r.ssim[k - 1], ssim(base, maps_for(k)))
     assert (r.spearman[0] > r.spearman[2]).all()
     np.testing.assert_allclose(r.spearman[2], spearman(base, noise[2]))
+    calls.clear()
+    given = cascading_randomization(maps_for, ["fc", "conv2", "conv1"], maps=base)  # the k = 0 maps passed in
+    assert calls == [1, 2, 3]
+    np.testing.assert_array_equal(given.spearman, r.spearman)
+    np.testing.assert_array_equal(given.ssim, r.ssim)
 
 
 # ---------------------------------------------------------------- max-sensitivity
@@ -383,7 +388,10 @@ def test_max_sensitivity_golden_on_an_identity_explainer():
                        / np.linalg.norm(x[:, 0].reshape(3, -1), axis=1) for _ in range(4)], axis=1)
     np.testing.assert_allclose(r.curves, ratios, rtol=1e-5)
     np.testing.assert_allclose(r.per_image, ratios.max(axis=1), rtol=1e-5)
-    assert calls == [3] * 5 and r.forwards == 15
+    assert calls == [3, 12] and r.forwards == 15  # E(x), then the 4 samples of all 3 images in one call
+    few = max_sensitivity(explain, x, radius=0.1, samples=4, seed=11, batch_size=7)  # 2 samples a call
+    np.testing.assert_allclose(few.curves, r.curves, rtol=1e-12)
+    assert calls[2:] == [3, 6, 6] and few.forwards == 15
     zero = max_sensitivity(lambda b: np.zeros((len(b), 4, 4)), x, maps=np.zeros((3, 4, 4)))
     np.testing.assert_array_equal(zero.per_image, 0)  # ||0 - 0|| / 1 (a zero norm is replaced by 1)
 

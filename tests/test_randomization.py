@@ -179,6 +179,10 @@ def test_the_cascade_agrees_across_frameworks_and_leaves_the_model_as_it_was():
                                             size=(16, 16))
         assert weights(kit) == before
         np.testing.assert_array_equal(kit.cam("conv2", "gradcam", targets=[0, 1]), original)
+        given = model_randomization(kit.module, kit.model, kit.inputs, "conv2", "gradcam", [0, 1], seed=1,
+                                    size=(16, 16), maps=kit.cam("conv2", "gradcam", targets=[0, 1], size=(16, 16)))
+        np.testing.assert_array_equal(given.spearman, results[name].spearman)
+        np.testing.assert_array_equal(given.ssim, results[name].ssim)
     t, k = results["torch"], results["tf"]
     assert t.layers == k.layers == ("fc", "conv2", "conv1")
     assert t.spearman.shape == (3, 2)

@@ -148,9 +148,9 @@ def run_batch(framework, model, batch, layer, methods, metrics, targets, *, mask
         if "max_sensitivity" in metrics:
             results["max_sensitivity"][m] = M.max_sensitivity(
                 _explainer(framework, model, layer, m, targets, s), x, radius=s.sensitivity_radius,
-                samples=s.sensitivity_samples, seed=s.seed, maps=mp)
+                samples=s.sensitivity_samples, seed=s.seed, maps=mp, batch_size=s.batch_size)
         if set(GROUPS["randomization"]) & set(metrics):
-            cascade = _cascade(framework, model, batch, layer, m, targets, s)
+            cascade = _cascade(framework, model, batch, layer, m, targets, s, mp)
             results.setdefault("cascade", {})[m] = cascade
             for name, values in (("mprt_spearman", cascade.spearman), ("mprt_ssim", cascade.ssim)):
                 if name in metrics:
@@ -160,11 +160,18 @@ def run_batch(framework, model, batch, layer, methods, metrics, targets, *, mask
 
 
 def _explainer(framework, model, layer, method, targets, s: Settings):
-    """x (B, C, H, W) channels first -> the method's maps for the same targets (max-sensitivity's ``explain``)."""
+    """x (B, C, H, W) channels first, B / N perturbed copies of each of the N images in a row -> the method's maps
+    for the same targets (max-sensitivity's ``explain``)."""
     if method in BASELINES:
-        return lambda x: baseline_maps(method, x, s.seed)
+        def baseline(x):
+            if method == "random":  # each image keeps its noise map whatever the perturbation (as one per call did)
+                k = len(x) // len(targets)
+                return np.repeat(baseline_maps(method, x[::k], s.seed), k, axis=0)
+            return baseline_maps(method, x, s.seed)
+        return baseline
     return lambda x: framework.adapter.cam(model, framework.to_inputs(np.moveaxis(x, 1, -1)), layer, method,
-                                           targets=targets, size=x.shape[2:], options=s.options.get(method))
+                                           targets=np.repeat(targets, len(x) // len(targets)), size=x.shape[2:],
+                                           options=s.options.get(method))
 
 
 class _ConstantAdapter:
@@ -179,13 +186,13 @@ class _ConstantAdapter:
         return self.maps
 
 
-def _cascade(framework, model, batch, layer, method, targets, s: Settings):
+def _cascade(framework, model, batch, layer, method, targets, s: Settings, maps):
     inputs = framework.to_inputs(batch)
     adapter = framework.adapter
     if method in BASELINES:  # a baseline ignores the model: similarity stays 1 (it fails the sanity check)
         adapter = _ConstantAdapter(adapter, baseline_maps(method, framework.probe(model, batch, layer).inputs, s.seed))
     return model_randomization(adapter, model, inputs, layer, method, targets, size=batch.shape[1:3],
-                               top=s.cascade_top, seed=s.seed, options=s.options.get(method))
+                               top=s.cascade_top, seed=s.seed, options=s.options.get(method), maps=maps)
 
 
 def merge(parts: list[dict]) -> dict:

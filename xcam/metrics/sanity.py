@@ -85,20 +85,21 @@ class CascadeResult:
 
 
 def cascading_randomization(maps_for: Callable[[int], np.ndarray], layers: Sequence[str], *,
-                            absolute: bool = False) -> CascadeResult:
+                            absolute: bool = False, maps=None) -> CascadeResult:
     """Cascading model-parameter randomization test (Adebayo et al., Sanity Checks for Saliency Maps, NeurIPS 2018).
 
     ``maps_for(k)`` returns the (N, H, W) maps of the model with its top k layers (``layers[:k]``, from the output
     down) re-initialized, k = 0..L, cumulatively; for k = 1..L the Spearman rank correlation (``absolute`` as in
     ``spearman``) and the SSIM against k = 0 are reported per image. A faithful method's similarity drops as
-    layers are randomized. ``maps_for`` is called L + 1 times, in order 0..L.
+    layers are randomized. ``maps_for`` is called L + 1 times, in order 0..L; with ``maps`` (the original model's
+    maps, already computed) the call for k = 0 is skipped and ``maps`` stands for it.
     """
     layers = tuple(layers)
     if not callable(maps_for):
         raise XcamError(f"maps_for must be a callable k -> maps (N, H, W), got {type(maps_for).__name__}")
     if not layers:
         raise XcamError("layers must name at least one layer to randomize")
-    base = check_maps(maps_for(0), name="maps_for(0)")
+    base = check_maps(maps_for(0), name="maps_for(0)") if maps is None else check_maps(maps, name="maps")
     rho, sim = [], []
     for k in range(1, len(layers) + 1):
         maps = check_maps(maps_for(k), name=f"maps_for({k})")
