@@ -92,8 +92,11 @@ def main():
     # deletion + insertion: 20 steps, zero substrate for both curves
     def ours_del_ins():
         scores = probe.predict(images)
-        M.deletion(probe.predict, images, maps, targets, step=0.05, substrate="zeros", scores=scores)
-        M.insertion(probe.predict, images, maps, targets, step=0.05, substrate="zeros", scores=scores)
+        bare = probe.predict(np.zeros_like(images))  # the all-substrate images: one end of both curves
+        M.deletion(probe.predict, images, maps, targets, step=0.05, substrate="zeros", scores=scores,
+                   substrate_scores=bare)
+        M.insertion(probe.predict, images, maps, targets, step=0.05, substrate="zeros", scores=scores,
+                    substrate_scores=bare)
 
     def torchcam_del_ins():
         from torchcam.metrics import DeletionInsertionMetric

@@ -94,6 +94,21 @@ def test_reused_scores_save_the_unperturbed_forward():
     assert not np.any(np.all(np.stack(model.batches[0]) == IMAGE[0], axis=(1, 2, 3)))  # the image is never re-run
 
 
+def test_reused_substrate_scores_save_the_all_substrate_forward():
+    bare = SumModel()(np.zeros_like(IMAGE))  # the all-zeros image: the same for every map
+    for fn, expected in ((deletion, [[10, 8, 5, 1, 0]]), (insertion, [[0, 2, 5, 9, 10]])):
+        model = SumModel()
+        r = fn(model, IMAGE, MAP, [0], step=0.25, substrate="zeros", score="logit", scores=SumModel()(IMAGE),
+               substrate_scores=bare + np.array([[7.0, 0.0]]))  # shifted: proves the given logits are used
+        shifted = np.array(expected, dtype=float)
+        shifted[0, 4 if fn is deletion else 0] += 7
+        np.testing.assert_allclose(r.curves, shifted)
+        assert r.forwards == 3 and model.sizes == [3]
+        assert not np.any(np.all(np.stack(model.batches[0]) == 0, axis=(1, 2, 3)))  # the substrate is never run
+    with pytest.raises(XcamError, match="substrate_scores must be the"):
+        deletion(SumModel(), IMAGE, MAP, [0], step=0.25, substrate_scores=np.zeros((1, 3)))
+
+
 def test_forwards_are_batched_across_images_and_steps():
     rng = np.random.default_rng(0)
     x = rng.random((3, 2, 4, 4), dtype=np.float32)

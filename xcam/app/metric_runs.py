@@ -125,11 +125,20 @@ def run_batch(framework, model, batch, layer, methods, metrics, targets, *, mask
     results: dict = {name: {} for name in metrics}
     if any(SPECS[n].needs == "masks" for n in metrics) and masks is None:
         raise XcamError("the localization metrics need ground truth: give --masks or --boxes")
+    bare = {}  # the all-substrate images' logits per substrate: they do not depend on the map, one forward per batch
+
+    def bare_scores(substrate):
+        if substrate not in bare:
+            bare[substrate] = probe.predict(M.substrate_of(x, substrate))
+        return bare[substrate]
+
     for m, mp in maps.items():
         if "deletion" in metrics:
-            results["deletion"][m] = M.deletion(probe.predict, x, mp, targets, step=s.step, **common)
+            results["deletion"][m] = M.deletion(probe.predict, x, mp, targets, step=s.step,
+                                                substrate_scores=bare_scores("zeros"), **common)
         if "insertion" in metrics:
-            results["insertion"][m] = M.insertion(probe.predict, x, mp, targets, step=s.step, **common)
+            results["insertion"][m] = M.insertion(probe.predict, x, mp, targets, step=s.step,
+                                                  substrate_scores=bare_scores("blur"), **common)
         if set(GROUPS["confidence"]) & set(metrics):
             conf = M.confidence_metrics(probe.predict, x, mp, targets, **common)
             for name in GROUPS["confidence"]:

@@ -10,7 +10,7 @@ given) and ``batch_size``; every perturbed copy is run ``batch_size`` at a time.
 from xcam.metrics._common import MetricResult
 from xcam.metrics.baselines import centre_gaussian, random_map, sobel_map
 from xcam.metrics.confidence import average_drop, average_gain, confidence_metrics, increase_in_confidence
-from xcam.metrics.deletion import deletion, insertion
+from xcam.metrics.deletion import deletion, insertion, substrate_of
 from xcam.metrics.localization import (
     boxes_to_masks,
     energy_pointing_game,
@@ -26,5 +26,5 @@ __all__ = [
     "CascadeResult", "MetricResult", "average_drop", "average_gain", "boxes_to_masks", "cascading_randomization",
     "centre_gaussian", "confidence_metrics", "deletion", "energy_pointing_game", "impute_linear",
     "impute_noisy_linear", "increase_in_confidence", "insertion", "max_sensitivity", "pointing_game", "random_map",
-    "relevance_mass", "relevance_rank", "road", "sobel_map", "spearman", "ssim",
+    "relevance_mass", "relevance_rank", "road", "sobel_map", "spearman", "ssim", "substrate_of",
 ]

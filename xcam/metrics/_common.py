@@ -160,6 +160,17 @@ class Forwarder:
         return np.concatenate(chunks) if chunks else np.zeros((0, self.classes or 0))
 
 
+def check_logits(logits, n: int, name: str, what: str, classes: int | None = None) -> np.ndarray:
+    """(N, K) finite logits given by the caller (K = ``classes`` when known), float64; XcamError naming ``name``."""
+    s = np.asarray(logits, dtype=np.float64)
+    if s.ndim != 2 or s.shape[0] != n or s.shape[1] == 0 or (classes is not None and s.shape[1] != classes):
+        k = "K" if classes is None else classes
+        raise XcamError(f"{name} must be the ({n}, {k}) logits of the {n} {what}, got shape {s.shape}")
+    if not np.isfinite(s).all():
+        raise XcamError(f"{name} contain NaN or infinite values")
+    return s
+
+
 def prepare(predict, inputs, maps, targets, scores, batch_size, *, unit=False, need_scores=True):
     """Checks the common arguments; returns (inputs, maps, targets, unperturbed logits, forwarder).
 
@@ -171,12 +182,7 @@ def prepare(predict, inputs, maps, targets, scores, batch_size, *, unit=False, n
     m = check_maps(maps, x, unit=unit)
     t = check_targets(targets, x.shape[0])
     if scores is not None:
-        s = np.asarray(scores, dtype=np.float64)
-        if s.ndim != 2 or s.shape[0] != x.shape[0] or s.shape[1] == 0:
-            raise XcamError(f"scores must be the (N, K) logits of the {x.shape[0]} unperturbed inputs, got shape "
-                            f"{s.shape}")
-        if not np.isfinite(s).all():
-            raise XcamError("scores contain NaN or infinite values")
+        s = check_logits(scores, x.shape[0], "scores", "unperturbed inputs")
         check_targets_range(t, s.shape[1])
         return x, m, t, s, Forwarder(predict, batch_size, s.shape[1])
     fwd = Forwarder(predict, batch_size, targets=t)

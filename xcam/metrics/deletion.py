@@ -8,6 +8,7 @@ from xcam.errors import XcamError
 from xcam.metrics._common import (
     SCORES,
     MetricResult,
+    check_logits,
     choice,
     descending_order,
     gaussian_blur,
@@ -47,7 +48,8 @@ def step_counts(pixels: int, step: float) -> np.ndarray:
     return np.array([*range(0, pixels, s), pixels], dtype=np.int64)
 
 
-def _causal(mode, predict, inputs, maps, targets, *, step, substrate, score, scores, batch_size) -> MetricResult:
+def _causal(mode, predict, inputs, maps, targets, *, step, substrate, score, scores, substrate_scores,
+            batch_size) -> MetricResult:
     score = choice("score", score, SCORES)
     x, m, t, logits, fwd = prepare(predict, inputs, maps, targets, scores, batch_size)
     n, c, h, w = x.shape
@@ -55,9 +57,14 @@ def _causal(mode, predict, inputs, maps, targets, *, step, substrate, score, sco
     steps = len(counts) - 1
     sub = substrate_of(x, substrate)
     ranks = ranks_from_order(descending_order(m)).reshape(n, 1, h, w)
-    # the unperturbed image is step 0 of deletion and the last step of insertion: its score is reused
+    # the unperturbed image is step 0 of deletion and the last step of insertion: its score is reused; the
+    # all-substrate image (the other end) does not depend on the map: its logits are reused when given
     known = 0 if mode == "deletion" else steps
-    todo = [k for k in range(steps + 1) if k != known]
+    bare = steps - known
+    if substrate_scores is not None:
+        substrate_scores = check_logits(substrate_scores, n, "substrate_scores", "all-substrate images",
+                                        logits.shape[1])
+    todo = [k for k in range(steps + 1) if k != known and (substrate_scores is None or k != bare)]
     image = np.repeat(np.arange(n), len(todo))
     count = np.tile(counts[todo], n)
 
@@ -71,12 +78,14 @@ def _causal(mode, predict, inputs, maps, targets, *, step, substrate, score, sco
     curves = np.empty((n, steps + 1))
     curves[:, todo] = target_score(perturbed, t[image], score).reshape(n, len(todo))
     curves[:, known] = target_score(logits, t, score)
+    if substrate_scores is not None:
+        curves[:, bare] = target_score(substrate_scores, t, score)
     frac = counts / counts[-1]
     return MetricResult(mode, trapezoid(curves, frac), curves, frac, fwd.forwards)
 
 
 def deletion(predict, inputs, maps, targets, *, step: float = 0.05, substrate="zeros", score: str = "probability",
-             scores=None, batch_size: int = 64) -> MetricResult:
+             scores=None, substrate_scores=None, batch_size: int = 64) -> MetricResult:
     """Deletion AUC (Petsiuk et al., RISE, BMVC 2018): lower is better.
 
     Pixels are ordered by the map, highest first (ties: row-major order, a stable sort). After step k the first
@@ -89,14 +98,16 @@ def deletion(predict, inputs, maps, targets, *, step: float = 0.05, substrate="z
     (``"logit"``). Defaults: ``step=0.05`` (20 steps, as torchcam's ``steps=20``; RISE used 224 pixels a step on
     224x224 images), ``substrate="zeros"`` (RISE's deletion substrate; ``"blur"`` = cv2.GaussianBlur kernel 11,
     sigma 5; or an array). Forwards: K per image, batched ``batch_size`` at a time (step 0 reuses ``scores``,
-    computed once here when not given).
+    computed once here when not given); K - 1 with ``substrate_scores``, the (N, K) logits of the all-substrate
+    images ``substrate_of(inputs, substrate)``, which do not depend on the map: one forward for every method's
+    maps, and for insertion on the same substrate.
     """
     return _causal("deletion", predict, inputs, maps, targets, step=step, substrate=substrate, score=score,
-                   scores=scores, batch_size=batch_size)
+                   scores=scores, substrate_scores=substrate_scores, batch_size=batch_size)
 
 
 def insertion(predict, inputs, maps, targets, *, step: float = 0.05, substrate="blur", score: str = "probability",
-              scores=None, batch_size: int = 64) -> MetricResult:
+              scores=None, substrate_scores=None, batch_size: int = 64) -> MetricResult:
     """Insertion AUC (Petsiuk et al., RISE, BMVC 2018): higher is better.
 
     Starts from the substrate and puts the image's pixels back in the map's order (highest first, ties row-major):
@@ -106,7 +117,8 @@ def insertion(predict, inputs, maps, targets, *, step: float = 0.05, substrate="
 
     Score f_t = softmax probability of the target class (default) or its logit (``score="logit"``). Defaults:
     ``step=0.05`` (20 steps), ``substrate="blur"`` (RISE's insertion substrate: Gaussian blur, kernel 11, sigma 5;
-    ``"zeros"`` or an array also). Forwards: K per image, batched (step K reuses ``scores``).
+    ``"zeros"`` or an array also). Forwards: K per image, batched (step K reuses ``scores``; step 0 reuses
+    ``substrate_scores`` when given, as for ``deletion``).
     """
     return _causal("insertion", predict, inputs, maps, targets, step=step, substrate=substrate, score=score,
-                   scores=scores, batch_size=batch_size)
+                   scores=scores, substrate_scores=substrate_scores, batch_size=batch_size)
