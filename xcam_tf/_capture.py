@@ -173,6 +173,13 @@ def param_tensors(params: dict) -> dict:
     return out
 
 
+def plain(fn):
+    """``fn`` called as is inside a traced step: autograph does not convert it (targets need no conversion: their
+    Python branches are on shapes and settings), which also keeps autograph's cache of converted functions, keyed
+    by code objects that a long test session recycles, from handing back another function's conversion."""
+    return tf.autograph.experimental.do_not_convert(fn)
+
+
 def output_key(output):
     """A cache key for an ``output=`` selection."""
     return output if output is None or isinstance(output, (str, int)) else ("callable", id(output))
@@ -209,7 +216,7 @@ def _step(model, paths, x, target, params: dict, output, gradients: bool):
                 tape_box["tape"] = tape if gradients else None
                 out = selected(model, model(x, training=False), output, target)
                 acts = [keep[i] for i in range(count)]
-                score = target.score(out, p, OPS)
+                score = plain(target.score)(out, p, OPS)
                 total = tf.reduce_sum(score)  # recorded by the tape
             tape_box.clear()
             if not gradients:

@@ -19,6 +19,7 @@ from xcam.viz import to_uint8_rgb
 
 from . import evaluate, files
 from .batch import MAP_DTYPES, MAP_SIZES
+from .clips import explain_clips, kind_of
 from .demo import run_demo
 from .explain import ENGINES, Job, parse_labels, run
 from .files import check_new_dir
@@ -53,6 +54,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="class indices or label names to explain for every image, 'all', or 'top1' (default)")
     e.add_argument("--labels", help="class names, 'cat,dog' or a file with one name a line")
     e.add_argument("--normalize", default="imagenet", help=f"input normalization: {', '.join(NORMALIZATIONS)}")
+    e.add_argument("--frames", type=int, default=16,
+                   help="videos (.mp4, .avi, ...): frames sampled evenly per clip (default 16); volumes: .npy, "
+                        ".nii, .nii.gz (NIfTI: pip install 'xcam[medical]')")
     _output_args(e, "xcam-out")
     _large_run_args(e)
 
@@ -112,6 +116,11 @@ def _load(args):
 def _explain(args) -> int:
     for m in args.methods:
         get_method(m)
+    if all(kind_of(p) for p in args.images):  # videos and volumes: one input at a time, pictures per rank
+        framework, model = _load(args)
+        return explain_clips(framework, model, args.images, Path(args.out), args.methods, args.layer, args.frames,
+                             args.input_size, None, args.normalize, args.overwrite,
+                             log=None if args.quiet else sys.stderr)
     labels = parse_labels(args.labels)
     if not args.resume:
         check_new_dir(args.out, args.overwrite)
