@@ -96,7 +96,7 @@ def model_input(kind: str, data: np.ndarray, channels: int, norm) -> np.ndarray:
 
 def explain_clips(framework, model, paths: list, out, methods: list, layer=None, frames: int = 16,
                   size: int | None = None, targets=None, normalize: str = "imagenet", overwrite: bool = False,
-                  alpha: float = 0.5, log=sys.stderr) -> int:
+                  alpha: float = 0.5, log=sys.stderr, output=None) -> int:
     """Explain each video / volume in ``paths`` (see the module docstring); returns the exit code (1 if an input
     could not be read, the others still explained)."""
     adapter = framework.adapter
@@ -127,7 +127,7 @@ def explain_clips(framework, model, paths: list, out, methods: list, layer=None,
             folder.mkdir()
             entry = {"input": str(path), "kind": kind, "shape": list(x.shape[1:]), "layer": name, "maps": {}}
             for m in ms:
-                heat = adapter.cam(model, batch, name, m.name, targets=targets)[0]
+                heat = adapter.cam(model, batch, name, m.name, targets=targets, output=output)[0]
                 files.write_npy(folder / f"{m.name}.npy", heat.astype(np.float32))
                 if kind == "video":
                     files.write_png(folder / f"{m.name}_strip.png", clip_strip(data, heat, 8, alpha))
