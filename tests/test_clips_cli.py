@@ -96,3 +96,18 @@ def test_a_video_shorter_than_frames_is_one_line(tmp_path):
         pytest.skip(str(exc))
     with pytest.raises(XcamError, match="has 3 frames; --frames 8 needs at least that many"):
         read_video(tmp_path / "short.mp4", 8, (16, 16))
+
+
+def test_layers_listing_for_volume_and_signal_models(tmp_path, capsys):
+    torch.save(net3d(1), tmp_path / "vol.pth")
+    assert main(["layers", "--model", str(tmp_path / "vol.pth"), "--trust-model", "--input-size", "12"]) == 0
+    out = capsys.readouterr().out
+    assert "input 1x12x12x12" in out and "4x12x12x12" in out and "(default)" in out
+    torch.manual_seed(0)
+    signal = nn.Sequential(nn.Conv1d(2, 3, 5, padding=2), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                           nn.Linear(3, 2))
+    torch.save(signal, tmp_path / "sig.pth")
+    assert main(["layers", "--model", str(tmp_path / "sig.pth"), "--trust-model"]) == 0
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if ln.startswith("1 "))
+    assert "3x1000" in line and "(default)" in line and "input 2x1000" in out

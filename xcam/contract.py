@@ -130,7 +130,8 @@ class ScoresFromOutputs:
 class Adapter(Protocol):
     """The module interface of ``xcam_torch`` and ``xcam_tf``: fetch arrays, run the model, nothing else.
 
-    ``inputs`` are in the framework's layout (``LAYOUT``): PyTorch (N, C, *S), Keras (N, *S, C).
+    ``inputs`` are in the framework's layout (``LAYOUT``): PyTorch (N, C, *S), Keras (N, *S, C); or several
+    inputs, a tuple / list or a dict of them (``xcam.inputs``).
     ``layer`` is a name, a path into a nested model, or the layer object; a list of them captures several
     layers in one forward and one backward.
     """
@@ -145,8 +146,9 @@ class Adapter(Protocol):
         """Activations, gradients of the target's score and the selected output, as a ``Capture`` (channels
         first); ``reshape`` overrides the detected layer layout (``xcam.layouts.as_layout``)."""
 
-    def probe(self, model, inputs, layer, output=None, reshape=None) -> Probe:
-        """A ``Probe`` for methods that run the model again on this batch and layer (``output`` selected)."""
+    def probe(self, model, inputs, layer, output=None, reshape=None, key=None) -> Probe:
+        """A ``Probe`` for methods that run the model again on this batch and layer (``output`` selected); with
+        several inputs, ``key`` names the image-like input the probe's ``inputs`` are (``xcam.inputs``)."""
 
     def layer_records(self, model, input_shape: tuple) -> list:
         """``xcam.layers.LayerRecord`` for every layer, from one forward on zeros of ``(1, *input_shape)``

@@ -170,7 +170,7 @@ def _layers(args) -> int:
     channels, hw = framework.input_spec(model, args.input_size)
     records = framework.layer_records(model, channels, hw)
     print(format_table(records, default_layer(records).name))
-    print(f"\n* = usable by a CAM (spatial output, runs once); input {channels}x{hw[0]}x{hw[1]}")
+    print(f"\n* = usable by a CAM (spatial output, runs once); input {channels}x{'x'.join(map(str, hw))}")
     return 0
 
 

@@ -30,9 +30,15 @@ class Framework:
     def load_model(self, path, **kwargs):
         return self.models.load_model(path, **kwargs)
 
-    def input_spec(self, model, size: int | None) -> tuple[int, tuple[int, int]]:
-        """(channels, (H, W)) the model is fed: its declared size, else ``size``, else 224 x 224."""
-        channels, h, w = self.adapter.input_shape(model)
+    def input_spec(self, model, size: int | None) -> tuple[int, tuple]:
+        """(channels, (H, W)) the model is fed: its declared size, else ``size``, else 224 x 224. Signal and
+        volume models: (channels, (L,)) or (channels, (D, H, W)), undeclared sizes ``size``, else 1000 samples
+        or 16 x 112 x 112."""
+        channels, *spatial = self.adapter.input_shape(model)
+        if len(spatial) != 2:
+            fallback = {1: (1000,), 3: (16, 112, 112)}.get(len(spatial), (size or DEFAULT_SIDE,) * len(spatial))
+            return channels, tuple(s or size or d for s, d in zip(spatial, fallback))
+        h, w = spatial
         if size:
             if h is not None and (h, w) != (size, size):
                 raise XcamError(f"the model takes {h}x{w} inputs; --input-size {size} does not fit")
