@@ -257,3 +257,11 @@ def test_cli_layers_and_explain_on_a_vision_transformer(capsys, tmp_path):
     first = next((tmp_path / "o").glob("*/gradcam*.npy"))
     heat = np.load(first)
     assert heat.shape == (32, 32) and heat.max() == 1
+
+
+def test_fusing_two_token_layers_is_layercam_fusion_of_their_grids():
+    model, x = tiny_vit(), images()
+    layers = ["encoder.layers.encoder_layer_0.ln_1", LN1]
+    raws = [xcam.raw_maps(xcam_torch.capture(model, x, name, targets=2), "layercam") for name in layers]
+    np.testing.assert_allclose(xcam_torch.cam(model, x, layers, "layercam", targets=2), xcam.fuse(raws, (32, 32)),
+                               atol=1e-6)
