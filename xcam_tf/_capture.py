@@ -99,6 +99,25 @@ def wrapped(layers, keep: dict, tape_box: dict, final, replace=None):
         restore(saved)
 
 
+@contextlib.contextmanager
+def traced_errors():
+    """Re-raise an XcamError raised while a compiled step is traced (TensorFlow wraps it in a StagingError
+    or a Keras layer error) as the original one-line XcamError."""
+    try:
+        yield
+    except XcamError:
+        raise
+    except Exception as exc:
+        found, seen, depth = None, exc, 0
+        while seen is not None and depth < 20:
+            if isinstance(seen, XcamError):
+                found = seen
+            seen, depth = seen.__cause__ or seen.__context__, depth + 1
+        if found is None:
+            raise
+        raise found.with_traceback(None) from None
+
+
 def restore(saved) -> None:
     """Undo (object, attribute, old value) patches, newest first; a patched ``call`` is an instance attribute
     shadowing the class's method, so it is deleted rather than set back."""
@@ -165,11 +184,31 @@ def _step(model, paths, shape, classes_per_sample: int, gradients: bool):
     return _cached((id(model), tuple(paths), tuple(shape), classes_per_sample, gradients), model, build)
 
 
-def as_batch(inputs) -> tf.Tensor:
-    """The inputs as a float32 tensor (N, H, W, C)."""
+def as_batch(inputs, model=None) -> tf.Tensor:
+    """The inputs as a float32 tensor (N, H, W, C), checked against the shape the model declares."""
     x = tf.convert_to_tensor(inputs, dtype=tf.float32)
     check_batch(tuple(x.shape), LAYOUT)
+    if model is not None:
+        check_input_shape(model, tuple(x.shape))
     return x
+
+
+def check_input_shape(model, shape: tuple) -> None:
+    """Refuse a batch that does not fit the model's declared input (H, W, C) before anything is traced; a
+    channels-first batch (N, C, H, W) is named as such."""
+    try:
+        declared = tuple(model.inputs[0].shape[1:])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return
+    got = tuple(int(d) for d in shape[1:])
+    if len(declared) != 3 or all(d is None or d == g for d, g in zip(declared, got)):
+        return
+    want = "(N, " + ", ".join("?" if d is None else str(d) for d in declared) + ")"
+    hint = ""
+    if declared[2] is not None and got[0] == declared[2] and got[2] != declared[2]:
+        hint = ": this batch looks channels first (N, C, H, W); give np.moveaxis(inputs, 1, -1)"
+    raise XcamError(f"the model takes inputs {want}, channels last (N, H, W, C), got shape {(shape[0], *got)}"
+                    f"{hint}")
 
 
 def _last_dense_weight(model):
@@ -187,7 +226,7 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     if not layers:
         raise XcamError("no layer given")
     resolved = [resolve_layer(model, one) for one in layers]
-    x = as_batch(inputs)
+    x = as_batch(inputs, model)
     wanted = requested(targets, classes, int(x.shape[0]))
     num = _num_classes(model)
     if num is not None:  # a class index past the model's range would be silently zero in one_hot
@@ -197,7 +236,7 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
                                  gradients)
     final = final_layer(model)
     try:
-        with wrapped([obj for _, obj in resolved], keep, tape_box, final):
+        with wrapped([obj for _, obj in resolved], keep, tape_box, final), traced_errors():
             acts, grads, logits = step(x, tf.constant(np.maximum(wanted, TOP1).astype(np.int32)))
     except tf.errors.InvalidArgumentError as exc:
         raise XcamError(f"the model could not run on inputs of shape {tuple(x.shape)}: "

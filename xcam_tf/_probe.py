@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from xcam.errors import XcamError
 
-from ._capture import _cached, as_batch, final_layer, resolve_layer, restore, walk, wrapped
+from ._capture import _cached, as_batch, final_layer, resolve_layer, restore, traced_errors, walk, wrapped
 
 
 @tf.custom_gradient
@@ -22,23 +22,34 @@ def _is_relu(fn) -> bool:
     return getattr(fn, "__name__", "") in ("relu", "relu6")
 
 
+def relu_layers(model) -> list:
+    """Every ReLU layer and every layer with a fused relu activation (what guided backprop changes)."""
+    return [layer for _, layer in walk(model)
+            if isinstance(layer, keras.layers.ReLU) or _is_relu(getattr(layer, "activation", None))]
+
+
+def check_guided(model) -> None:
+    """Guided backprop needs ReLUs; refused before anything is traced."""
+    if not relu_layers(model):
+        raise XcamError("guided backprop needs ReLU layers or relu activations; this model has none")
+
+
 @contextlib.contextmanager
 def guided_relus(model):
     """While tracing: every ReLU layer and every layer with a fused relu activation passes only positive
     gradients backward. The layers' attributes are restored on exit."""
+    check_guided(model)
     saved = []
     try:
-        for _, layer in walk(model):
+        for layer in relu_layers(model):
             if isinstance(layer, keras.layers.ReLU):
                 original = layer.call
                 object.__setattr__(layer, "call", lambda *a, _f=original, **k: _positive_gradient(_f(*a, **k)))
                 saved.append((layer, "call", None))
-            elif _is_relu(getattr(layer, "activation", None)):
+            else:
                 act = layer.activation
                 object.__setattr__(layer, "activation", lambda t, _f=act: _positive_gradient(_f(t)))
                 saved.append((layer, "activation", act))
-        if not saved:
-            raise XcamError("guided backprop needs ReLU layers or relu activations; this model has none")
         yield
     finally:
         restore(saved)
@@ -68,7 +79,7 @@ class Probe:
             return forward
 
         fn = _cached((id(model), "predict", tuple(x.shape[1:])), model, build)
-        with wrapped([], {}, {}, self.final):
+        with wrapped([], {}, {}, self.final), traced_errors():
             return fn(x).numpy()
 
     def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
@@ -106,6 +117,8 @@ class Probe:
         x = _channels_last(inputs)
         use_guided = bool(guided)
         model = self.model
+        if use_guided:
+            check_guided(model)
 
         def build():
             @tf.function(input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32),
@@ -123,13 +136,14 @@ class Probe:
             return grads
 
         fn = _cached((id(model), "input_grad", bool(use_guided), tuple(x.shape[1:])), model, build)
-        g = fn(x, tf.constant(np.asarray(targets), tf.int32)).numpy()
+        with traced_errors():
+            g = fn(x, tf.constant(np.asarray(targets), tf.int32)).numpy()
         return np.moveaxis(g, -1, 1)
 
 
 def probe(model, inputs, layer) -> Probe:
     """A ``Probe`` for methods that run the model again on this batch (N, H, W, C) and layer."""
-    return Probe(model, resolve_layer(model, layer)[1], as_batch(inputs).numpy())
+    return Probe(model, resolve_layer(model, layer)[1], as_batch(inputs, model).numpy())
 
 
 class _Stop(Exception):
