@@ -139,3 +139,30 @@ def test_unknown_arch_lists_valid_ones(tmp_path, capsys):
     code = main(["layers", "--model", str(tmp_path / "state.pth"), "--arch", "alexnett"])
     err = capsys.readouterr().err
     assert code == 2 and "unknown --arch 'alexnett'; torchvision classifiers include: alexnet" in err
+
+
+def test_every_kind_of_image_file_is_read_right_or_refused_in_one_line(tmp_path):
+    from imagefiles import check_read, make_files
+
+    for name, (path, expected) in make_files(tmp_path).items():
+        if expected is None:
+            with pytest.raises(XcamError) as err:
+                load_image(path)
+            msg = str(err.value)
+            assert msg.startswith(f"cannot read image {str(path)!r}: ") and "\n" not in msg, msg
+        else:
+            check_read(name, expected, load_image(path))
+
+
+def test_unreadable_files_say_why(tmp_path):
+    from imagefiles import make_files
+
+    files = make_files(tmp_path)
+    reasons = {"truncated.jpg": "a JPEG file OpenCV cannot decode (truncated or corrupt)",
+               "empty.png": "the file is empty", "text.jpg": "not an image file OpenCV can decode",
+               "a_directory.png": "Is a directory", "loop.png": "Too many levels of symbolic links",
+               "missing.png": "No such file or directory"}
+    for name, reason in reasons.items():
+        with pytest.raises(XcamError) as err:
+            load_image(files[name][0])
+        assert str(err.value) == f"cannot read image {str(files[name][0])!r}: {reason}"
