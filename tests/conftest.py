@@ -61,3 +61,13 @@ def fw(request):
     from kits import make_kit
 
     return make_kit(request.param)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many cases the property suite (test_properties.py) generated."""
+    import sys
+
+    cases = getattr(sys.modules.get("test_properties"), "CASES", None)
+    if cases:
+        parts = ", ".join(f"{name} {count}" for name, count in sorted(cases.items()))
+        terminalreporter.write_line(f"hypothesis: {sum(cases.values())} generated cases ({parts})")

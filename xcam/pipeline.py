@@ -22,7 +22,8 @@ def method_args(capture: Capture, method, *, model_inputs=None, probe=None, opti
     acts = _finite(capture.activations, "activations", capture.layer)
     if capture.targets.ndim == 2:  # several classes per sample: (N, K) targets, (N, K, C, h, w) gradients
         acts = acts[:, None]
-    grads = None if capture.gradients is None else _finite(capture.gradients, "gradients", capture.layer)
+    grads = None if capture.gradients is None or not m.needs_gradients else \
+        _finite(capture.gradients, "gradients", capture.layer)
     return MethodArgs(acts, grads, capture.targets, capture.head_weights, capture.scores, model_inputs, probe,
                       resolve_options(m, options))
 
@@ -44,8 +45,9 @@ def raw_maps(capture: Capture, method="gradcam", *, model_inputs=None, probe=Non
     """Un-normalized maps: (N, h, w) at the layer's resolution (pixel methods: the input's), or (N, K, ...)."""
     m = get_method(method)
     x = method_args(capture, m, model_inputs=model_inputs, probe=probe, options=options)
-    out = m.fn(x)
-    maps = combine(out, x.activations) if m.kind == "weights" else out
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught below, as a non-finite map
+        out = m.fn(x)
+        maps = combine(out, x.activations) if m.kind == "weights" else out
     if capture.targets.ndim == 2 and maps.shape[1] == 1 and capture.targets.shape[1] > 1:
         maps = np.broadcast_to(maps, (maps.shape[0], capture.targets.shape[1], *maps.shape[2:]))
     if m.relu:
