@@ -38,13 +38,15 @@ def resolve_module(model: nn.Module, layer) -> tuple[str, nn.Module]:
 
 @contextlib.contextmanager
 def preserved(model: nn.Module):
-    """Run with the model in eval mode and grad mode off; restore every module's mode and grad mode after."""
+    """Run with the model in eval mode and grad mode off (outside any inference_mode of the caller); restore
+    every module's mode and grad mode after."""
     modes = [(m, m.training) for m in model.modules()]
     grad_mode = torch.is_grad_enabled()
     try:
-        model.eval()
-        torch.set_grad_enabled(False)
-        yield
+        with torch.inference_mode(False):
+            model.eval()
+            torch.set_grad_enabled(False)
+            yield
     finally:
         torch.set_grad_enabled(grad_mode)
         for module, training in modes:
@@ -64,7 +66,11 @@ def as_batch(model: nn.Module, inputs) -> torch.Tensor:
     device, dtype = model_device(model)
     x = torch.as_tensor(inputs) if not isinstance(inputs, torch.Tensor) else inputs
     check_batch(tuple(x.shape), LAYOUT)
-    return x.to(device=device, dtype=dtype)
+    x = x.to(device=device, dtype=dtype)
+    if x.is_inference():  # made under torch.inference_mode: autograd needs a normal copy
+        with torch.inference_mode(False):
+            x = x.clone()
+    return x
 
 
 @contextlib.contextmanager
