@@ -148,6 +148,13 @@ def test_adapter_satisfies_the_protocols(module):
     np.testing.assert_allclose(probe.inputs, kit.x_nchw, atol=1e-6)
     np.testing.assert_allclose(probe.predict(kit.x_nchw), kit.predict(kit.x_nchw), atol=1e-5)
     assert adapter.input_shape(kit.model)[0] == 3
+    # the randomization callbacks: the same layers in the canonical layout on both frameworks, restored exactly
+    assert [(r.name, r.shapes) for r in adapter.parameter_layers(kit.model)] == [
+        ("conv1", ((4, 3, 3, 3), (4,))), ("conv2", ((3, 4, 3, 3), (3,))), ("fc", ((2, 3), (2,)))]
+    before = kit.predict(kit.x_nchw)
+    with adapter.randomized(kit.model, ["fc"]):
+        assert not np.array_equal(kit.predict(kit.x_nchw), before)
+    np.testing.assert_array_equal(kit.predict(kit.x_nchw), before)
 
 
 def test_every_public_function_and_class_has_a_docstring():

@@ -156,6 +156,15 @@ def test_demo_on_both_frameworks_finds_the_cat(capsys, tmp_path):
     parity = json.loads((out / "parity.json").read_text())["max_abs_difference_torch_vs_tf"]
     assert parity < 1e-4
     assert "max |torch - tf|" in err
+    # the evaluation section: the same metrics on both frameworks, and Grad-CAM beats the random map
+    ev = {fw: json.loads((out / fw / "evaluation" / "metrics.json").read_text())["metrics"] for fw in ("torch", "tf")}
+    for metric in ("deletion", "insertion", "average_drop", "average_gain"):
+        for name in ("gradcam", "layercam", "random", "centre", "sobel"):
+            np.testing.assert_allclose(ev["torch"][metric]["methods"][name]["per_image"],
+                                       ev["tf"][metric]["methods"][name]["per_image"], atol=2e-3)
+    insertion = ev["torch"]["insertion"]["methods"]
+    assert insertion["gradcam"]["mean"] > insertion["random"]["mean"]
+    assert (out / "torch" / "evaluation" / "report.html").is_file()
 
 
 # ---------------------------------------------------------------- bad input: one line, no traceback, no output

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import xcam
+import xcam.contract
+import xcam.targets
 from xcam import Capture, XcamError, compute_cam
 from xcam.maps import fuse
 
@@ -71,7 +73,7 @@ def test_eigengradcam_uses_gradient_times_activation():
     np.testing.assert_allclose(compute_cam(cap(TWIN, g), "eigengradcam")[0], [[1, 0], [0, 0]], atol=1e-6)
 
 
-class FakeProbe:
+class FakeProbe(xcam.contract.ScoresFromOutputs):
     """A 'model' whose logits are [s, 0] with s = the sum of the (masked) input; counts the forwards."""
 
     def __init__(self, head=None):
@@ -141,7 +143,8 @@ class GradProbe:
 
     def input_gradients(self, inputs, targets, guided=False):
         self.calls += 1
-        return np.stack([self.w[t] for t in targets]).astype(np.float32)
+        classes = xcam.targets.as_target(targets).class_indices(len(inputs))  # a Class target from the method
+        return np.stack([self.w[t] for t in classes]).astype(np.float32)
 
 
 W_IN = np.array([[[[1, -2], [0, 4]], [[-3, 1], [1, 0]]], [[[0, 1], [1, 0]], [[0, 0], [2, 0]]]], np.float32)

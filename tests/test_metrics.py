@@ -470,3 +470,17 @@ def test_bad_input_raises_one_line_xcam_error(case):
         BAD[case]()
     message = str(info.value)
     assert message and "\n" not in message
+
+
+def test_more_planes_than_opencv_takes_in_one_call():
+    # OpenCV 5 refuses a Mat of more than 128 channels (4.x: 512): batches are cut into chunks of 128 planes
+    from xcam.metrics._common import gaussian_blur
+    from xcam.ops import resize_bilinear
+
+    rng = np.random.default_rng(0)
+    maps = rng.random((300, 4, 5), dtype=np.float32)
+    big = resize_bilinear(maps, (8, 10))
+    np.testing.assert_allclose(big[257], cv2.resize(maps[257], (10, 8), interpolation=cv2.INTER_LINEAR), atol=1e-6)
+    planes = rng.random((2, 150, 12, 12))
+    blurred = gaussian_blur(planes, 11, 5.0)
+    np.testing.assert_allclose(blurred[1, 149], cv2.GaussianBlur(planes[1, 149], (11, 11), 5.0), atol=1e-12)

@@ -37,12 +37,16 @@ def check_maps(maps, shape):
     assert np.isin(flat.max(axis=1), [0.0, 1.0]).all(), flat.max(axis=1)
 
 
+def error_lines(err: str) -> list[str]:
+    return [ln for ln in err.splitlines() if ln.startswith("xcam: error:")]
+
+
 def check_refusal(exc: XcamError):
     text = str(exc)
     assert text and "\n" not in text, text
 
 
-class NumpyProbe:
+class NumpyProbe(xcam.contract.ScoresFromOutputs):
     """``xcam.contract.Probe`` for a NumPy model: logits = V mean_hw(x) (inputs) and W mean_hw(A) (layer)."""
 
     def __init__(self, inputs, v, w):
@@ -54,10 +58,11 @@ class NumpyProbe:
     def predict_from_layer(self, sample, activations):
         return activations.astype(np.float64).mean(axis=(2, 3)) @ self.w.T
 
-    def input_gradients(self, inputs, targets, guided=False):
+    def input_gradients(self, inputs, targets, guided=False, samples=None):
         v = np.maximum(self.v, 0) if guided else self.v
         hw = inputs.shape[2] * inputs.shape[3]
-        return np.broadcast_to((v[targets] / hw)[:, :, None, None], inputs.shape).astype(np.float32)
+        classes = xcam.targets.as_target(targets).class_indices(len(inputs))
+        return np.broadcast_to((v[classes] / hw)[:, :, None, None], inputs.shape).astype(np.float32)
 
 
 def _values(rng, shape, dtype, kind, scale):
@@ -185,7 +190,7 @@ def _run_adapter(case, module, model, x, layer, targets, classes):
     try:
         maps = module.cam(model, x, layer, case["method"], targets, classes=classes, size=case["size"])
     except XcamError as exc:
-        CASES["adapter-refused"] += 1
+        CASES["adapters:refused"] += 1
         check_refusal(exc)
         # any other refusal must be one of these (a constant logit row can look like probabilities for K=1
         # is impossible: the check needs K > 1; a constant input gives constant logits, which are not refused)
@@ -253,14 +258,15 @@ def explain_setup(tmp_path_factory):
 
 
 @pytest.mark.torch
-@settings(FAST, max_examples=30)
+@settings(FAST, max_examples=40)
 @given(data=st.data())
 def test_explain_on_generated_image_files(explain_setup, data):
     from xcam.app.cli import main
     from xcam.app.images import load_image
 
     model, pool = explain_setup
-    names = data.draw(st.lists(st.sampled_from(sorted(pool)), min_size=1, max_size=4))
+    names = data.draw(st.lists(st.sampled_from(sorted(set(pool) - {"a_directory.png"})), min_size=1, max_size=4,
+                               unique=True))
     methods = data.draw(st.lists(st.sampled_from(["gradcam", "layercam", "eigencam", "scorecam", "saliency"]),
                                  min_size=1, max_size=2, unique=True))
     classes = data.draw(st.sampled_from([["top1"], ["all"], ["1"], ["2"], ["-1"]]))
@@ -278,7 +284,7 @@ def test_explain_on_generated_image_files(explain_setup, data):
                          *[str(pool[n][0]) for n in names], "--methods", *methods, "--classes", *classes,
                          "--input-size", "8", "--batch-size", str(batch), "--out", str(out)])
         err = err.getvalue()
-        CASES[f"explain-exit-{code}"] += 1
+        CASES[f"explain:exit {code}"] += 1
         assert "Traceback" not in err
         if not readable or classes in (["2"], ["-1"]):
             assert code == 2, err
@@ -301,6 +307,29 @@ def test_explain_on_generated_image_files(explain_setup, data):
 
 
 @pytest.mark.torch
+def test_explain_on_a_directory(explain_setup, tmp_path, capsys):
+    from xcam.app.cli import main
+
+    model, pool = explain_setup
+    empty = pool["a_directory.png"][0]
+    code = main(["explain", "--model", str(model), "--trust-model", "--images", str(empty), "--input-size", "8",
+                 "--out", str(tmp_path / "o")])
+    assert code == 2 and error_lines(capsys.readouterr().err) == [
+        f"xcam: error: no image files in directory {str(empty)!r} (extensions: .bmp, .exr, .hdr, .jp2, .jpeg, .jpg, "
+        ".pbm, .pgm, .pic, .png, .pnm, .ppm, .ras, .sr, .tif, .tiff, .webp)"]
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("plain.png", "rotated_exif.jpg", "deep16.png"):
+        (folder / name).write_bytes(pool[name][0].read_bytes())
+    code = main(["explain", "--model", str(model), "--trust-model", "--images", str(folder), "--input-size", "8",
+                 "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 0
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert [Path(e["image"]).name for e in summary["images"]] == ["deep16.png", "plain.png", "rotated_exif.jpg"]
+
+
+@pytest.mark.torch
+@pytest.mark.slow
 def test_explain_on_a_10000_by_10000_image(explain_setup, tmp_path, capsys):
     from imagefiles import check_read, make_files
 

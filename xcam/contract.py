@@ -6,6 +6,7 @@ model inputs handed to a probe are (N, C_in, H, W). An adapter whose framework i
 moves the axis when it hands arrays over and back; nothing else in the core knows about layouts.
 """
 
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -13,6 +14,7 @@ import numpy as np
 
 from .errors import XcamError
 from .ops import softmax
+from .targets import Class, evaluate
 
 
 @dataclass(frozen=True)
@@ -22,11 +24,15 @@ class Capture:
     activations: (N, C, h, w) float32, the layer's output as the layer produced it (channels first).
     gradients:   (N, C, h, w) float32, d score / d activations, or None for gradient-free capture.
                  With several classes per sample (``classes=[...]``) it is (N, K, C, h, w).
-    scores:      (N, K_model) float32 logits (pre-softmax) of the whole batch.
-    targets:     (N,) or (N, K) int64, the class differentiated for each sample.
+    scores:      the selected model output as NumPy, (N, K_model) float32 logits (pre-softmax) for a
+                 classifier, (N, ...) for other tensors, (N, 0) for a structured output (a detector's).
+    targets:     (N,) or (N, K) int64, the class differentiated for each sample (-1 for targets without one).
     layer:       the layer's name as the user gave it.
     head_weights: (K_model, C) weights of a final linear layer after global average pooling
                  (only captured for ``cam``), else None.
+    target:      the ``xcam.targets.Target`` differentiated, resolved (top-1 classes, predicted masks fixed);
+                 None means ``Class(targets)``.
+    target_scores: (N,) or (N, K) the target's score per sample, or None.
     """
 
     activations: np.ndarray
@@ -35,6 +41,8 @@ class Capture:
     targets: np.ndarray
     layer: str = ""
     head_weights: np.ndarray | None = None
+    target: Any = None
+    target_scores: np.ndarray | None = None
 
     def __post_init__(self):
         a = self.activations
@@ -42,13 +50,18 @@ class Capture:
             raise ValueError(f"activations must be (N, C, h, w), got shape {a.shape}")
         if self.gradients is not None and self.gradients.shape[-3:] != a.shape[-3:]:
             raise ValueError(f"gradients {self.gradients.shape} do not match activations {a.shape}")
-        if self.scores.ndim != 2 or self.scores.shape[0] != a.shape[0]:
-            raise ValueError(f"scores must be (N, K) with N={a.shape[0]}, got {self.scores.shape}")
+        if self.scores.ndim < 1 or self.scores.shape[0] != a.shape[0]:
+            raise ValueError(f"scores must be (N, ...) with N={a.shape[0]}, got {self.scores.shape}")
 
     @property
     def probabilities(self) -> np.ndarray:
-        """Softmax of the logits, (N, K)."""
+        """Softmax of the logits, (N, K) (a classifier's output)."""
         return softmax(self.scores)
+
+    @property
+    def explained(self):
+        """The target that was differentiated (``Class(targets)`` when none was recorded)."""
+        return self.target if self.target is not None else Class(self.targets)
 
 
 @runtime_checkable
@@ -63,15 +76,42 @@ class Probe(Protocol):
     """The batch the probe was made for, (N, C_in, H, W)."""
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Logits (B, K) for a batch of inputs (B, C_in, H, W)."""
+        """The selected output, logits (B, K) for a classifier, for a batch of inputs (B, C_in, H, W)."""
 
     def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
-        """Logits (B, K) when the layer's output for input ``sample`` is replaced by ``activations``
-        (B, C, h, w); the layers before it run once, on that input."""
+        """The selected output (B, K) when the layer's output for input ``sample`` is replaced by
+        ``activations`` (B, C, h, w); the layers before it run once, on that input."""
 
-    def input_gradients(self, inputs: np.ndarray, targets: np.ndarray, guided: bool = False) -> np.ndarray:
-        """d logit[n, targets[n]] / d input, (B, C_in, H, W); ``guided``: through ReLUs that pass only
-        positive gradients (guided backprop), without changing the model."""
+    def score(self, inputs: np.ndarray, target, samples: np.ndarray) -> np.ndarray:
+        """The target's scores (B,) or (B, K) for inputs (B, C_in, H, W) whose row b belongs to input
+        ``samples[b]`` of the batch (the target's per-sample arguments follow it)."""
+
+    def score_from_layer(self, sample: int, activations: np.ndarray, target) -> np.ndarray:
+        """The target's scores (B,) or (B, K) for input ``sample`` when the layer's output is replaced by
+        ``activations`` (B, C, h, w)."""
+
+    def input_gradients(self, inputs: np.ndarray, targets, guided: bool = False, samples=None) -> np.ndarray:
+        """d score / d input, (B, C_in, H, W), for a Target (rows belonging to ``samples``, default all) or
+        class indices (B,) (the logit); ``guided``: through ReLUs that pass only positive gradients (guided
+        backprop), without changing the model."""
+
+
+class ScoresFromOutputs:
+    """``Probe.score`` and ``score_from_layer`` from ``predict`` / ``predict_from_layer`` and the target on NumPy
+    (``xcam.targets.evaluate``): for probes written in NumPy (tests, custom runners)."""
+
+    def _batch_size(self, samples) -> int:
+        inputs = getattr(self, "inputs", None)
+        return len(inputs) if inputs is not None else int(np.max(samples)) + 1
+
+    def score(self, inputs: np.ndarray, target, samples: np.ndarray) -> np.ndarray:
+        """The target on ``predict(inputs)``."""
+        return evaluate(target, self.predict(inputs), samples, self._batch_size(samples))
+
+    def score_from_layer(self, sample: int, activations: np.ndarray, target) -> np.ndarray:
+        """The target on ``predict_from_layer(sample, activations)``."""
+        samples = np.full(len(activations), sample)
+        return evaluate(target, self.predict_from_layer(sample, activations), samples, self._batch_size(samples))
 
 
 @runtime_checkable
@@ -89,11 +129,12 @@ class Adapter(Protocol):
     """"channels_first" or "channels_last": the layout of the framework's inputs and layers."""
 
     def capture(self, model, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
-                head: bool = False, labels=None) -> "Capture | list[Capture]":
-        """Activations, gradients of the target logits and the logits, as a ``Capture`` (channels first)."""
+                head: bool = False, labels=None, output=None) -> "Capture | list[Capture]":
+        """Activations, gradients of the target's score and the selected output, as a ``Capture`` (channels
+        first)."""
 
-    def probe(self, model, inputs, layer) -> Probe:
-        """A ``Probe`` for methods that run the model again on this batch and layer."""
+    def probe(self, model, inputs, layer, output=None) -> Probe:
+        """A ``Probe`` for methods that run the model again on this batch and layer (``output`` selected)."""
 
     def layer_records(self, model, input_shape: tuple) -> list:
         """``xcam.layers.LayerRecord`` for every layer, from one forward on zeros of ``(1, *input_shape)``
@@ -110,6 +151,14 @@ class Adapter(Protocol):
 
     def cam(self, model, inputs, layer, method: Any = "gradcam", targets=None, **kwargs) -> np.ndarray:
         """Maps in [0, 1] (see ``xcam.pipeline.explain``)."""
+
+    def parameter_layers(self, model) -> list:
+        """``xcam.randomization.ParamLayer`` for every layer with trainable parameters, input to output, shapes in
+        the canonical (PyTorch) layout."""
+
+    def randomized(self, model, layers, seed: int = 0) -> AbstractContextManager:
+        """A context manager: inside, the parameters of ``layers`` (names, top-down) hold the values
+        ``xcam.randomization.random_parameters`` draws; on exit every one is restored bit for bit."""
 
 
 def check_batch(shape: tuple, layout: str) -> None:

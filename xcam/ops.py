@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-_CV2_MAX_CHANNELS = 512
+_CV2_MAX_CHANNELS = 128  # planes per OpenCV call: OpenCV 5 takes at most 128 channels (CV_CN_MAX; 4.x: 512)
 
 
 def relu(x: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ def method_args(capture: Capture, method, *, model_inputs=None, probe=None, opti
     grads = None if capture.gradients is None or not m.needs_gradients else \
         _finite(capture.gradients, "gradients", capture.layer)
     return MethodArgs(acts, grads, capture.targets, capture.head_weights, capture.scores, model_inputs, probe,
-                      resolve_options(m, options))
+                      resolve_options(m, options), capture.explained)
 
 
 def _finite(values: np.ndarray, what: str, layer: str) -> np.ndarray:
@@ -84,9 +84,9 @@ def cam_for(adapter: Adapter):
     layout = "(N, C, H, W)" if adapter.LAYOUT == "channels_first" else "(N, H, W, C)"
 
     def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
-            options=None) -> np.ndarray:
+            options=None, output=None) -> np.ndarray:
         return explain(adapter, model, inputs, layer, method, targets, classes=classes, size=size, labels=labels,
-                       options=options)
+                       options=options, output=output)
 
     cam.__doc__ = (f"Class activation maps for a batch {layout}: float32 (N, H, W) in [0, 1], or (N, K, H, W) with "
                    f"``classes``.\n\n{explain.__doc__.split(chr(10), 2)[2]}")
@@ -95,20 +95,23 @@ def cam_for(adapter: Adapter):
 
 
 def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None,
-            labels=None, options=None) -> np.ndarray:
+            labels=None, options=None, output=None) -> np.ndarray:
     """Class activation maps for a batch: float32 (N, H, W) in [0, 1] (or (N, K, H, W) with ``classes``).
 
     inputs: a batch in the adapter's layout; layer: a name, path or layer object, or a list of them (maps
-    fused as in LayerCAM); method: a name from ``xcam.methods()``; targets: None for each sample's top-1
-    class, an int for all, or one int per sample; classes: several classes for every sample; size: (h, w)
-    of the maps (default: the input's H, W; the layer's own size skips resampling); options: the method's
-    options (see its docstring), e.g. {"weighting": "logit-softmax"} for scorecam.
+    fused as in LayerCAM); method: a name from ``xcam.methods()``; targets: what is explained: None for each
+    sample's top-1 class, an int for all, one int per sample, a ``xcam.targets`` Target (Class, Binary,
+    Regression, Segmentation, Boxes, Similarity, Custom), a spec string ("segmentation:15") or a callable;
+    classes: several classes for every sample; size: (h, w) of the maps (default: the input's H, W; the
+    layer's own size skips resampling); options: the method's options (see its docstring), e.g.
+    {"weighting": "logit-softmax"} for scorecam; output: which model output the target sees (a dict key, a
+    tuple index, a Keras output name, an attribute such as "logits", or a callable).
     """
     m = get_method(method)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     caps = adapter.capture(model, inputs, layers, targets, classes=classes, gradients=m.needs_gradients,
-                           head=m.needs_head, labels=labels)
+                           head=m.needs_head, labels=labels, output=output)
     out_size = tuple(size) if size is not None else spatial_size(tuple(inputs.shape), adapter.LAYOUT)
-    probes = [adapter.probe(model, inputs, one) for one in layers] if m.needs_probe else None
+    probes = [adapter.probe(model, inputs, one, output=output) for one in layers] if m.needs_probe else None
     model_inputs = probes[0].inputs if probes else None
     return layer_maps(caps, m, out_size, model_inputs=model_inputs, probes=probes, options=options)

@@ -19,9 +19,12 @@ from xcam.contract import Capture, check_batch
 from xcam.errors import XcamError
 from xcam.layers import unknown_layer
 from xcam.methods.activation import check_head_weights
-from xcam.targets import TOP1, check_class_range, check_scores, requested, resolve
+from xcam.targets import as_target, is_tensor, select_output
+
+from ._tensor_ops import TFOps
 
 LAYOUT = "channels_last"
+OPS = TFOps()
 
 _STEPS: OrderedDict = OrderedDict()  # (id(model), layer, shape, rank, gradients) -> compiled step; LRU
 _MAX_STEPS = 16  # a step holds its model: keep only the few most recent
@@ -99,25 +102,6 @@ def wrapped(layers, keep: dict, tape_box: dict, final, replace=None):
         restore(saved)
 
 
-@contextlib.contextmanager
-def traced_errors():
-    """Re-raise an XcamError raised while a compiled step is traced (TensorFlow wraps it in a StagingError
-    or a Keras layer error) as the original one-line XcamError."""
-    try:
-        yield
-    except XcamError:
-        raise
-    except Exception as exc:
-        found, seen, depth = None, exc, 0
-        while seen is not None and depth < 20:
-            if isinstance(seen, XcamError):
-                found = seen
-            seen, depth = seen.__cause__ or seen.__context__, depth + 1
-        if found is None:
-            raise
-        raise found.with_traceback(None) from None
-
-
 def restore(saved) -> None:
     """Undo (object, attribute, old value) patches, newest first; a patched ``call`` is an instance attribute
     shadowing the class's method, so it is deleted rather than set back."""
@@ -148,40 +132,108 @@ def _cached(key, model, build):
     return _STEPS[key][1]
 
 
-def _step(model, paths, shape, classes_per_sample: int, gradients: bool):
-    """The compiled capture step for this model, layers, input shape and class count (0: one per sample)."""
-    target_rank = 2 if classes_per_sample else 1
-    count = len(paths)
+def output_names(model):
+    """The Keras output names of a model with several outputs (None if it has no such list)."""
+    names = getattr(model, "output_names", None)
+    return list(names) if names else None
+
+
+def canonical(output):
+    """A selected output in xcam's layout: a rank-4 tensor (Keras class maps (N, H, W, K)) channels first."""
+    if is_tensor(output) and output.shape.rank == 4:
+        return tf.transpose(output, (0, 3, 1, 2))
+    return output
+
+
+def selected(model, raw, output, target):
+    """The output the target sees (``xcam.targets.select_output`` with the model's output names), canonical."""
+    return canonical(select_output(raw, output, names=output_names(model), whole=target.whole_output))
+
+
+def param_specs(params: dict) -> dict:
+    """TensorSpecs (batch axis free) for a target's NumPy parameters: floats float32, integers int32."""
+    return {k: tf.TensorSpec((None, *v.shape[1:]), tf.float32 if v.dtype.kind == "f" else tf.int32)
+            for k, v in params.items()}
+
+
+def param_tensors(params: dict) -> dict:
+    """A target's NumPy parameters as tensors matching ``param_specs``."""
+    out = {}
+    for k, v in params.items():
+        if v.dtype.kind == "f":
+            out[k] = tf.constant(v, tf.float32)
+        else:
+            info = np.iinfo(np.int32)
+            out[k] = tf.constant(np.clip(v, info.min, info.max).astype(np.int32))
+    return out
+
+
+def output_key(output):
+    """A cache key for an ``output=`` selection."""
+    return output if output is None or isinstance(output, (str, int)) else ("callable", id(output))
+
+
+def unstaged(exc: BaseException) -> BaseException:
+    """The one-line XcamError behind an error TensorFlow re-raised from inside a traced step (it adds the
+    traceback to the message, or wraps it in a StagingError); the error itself when there is none."""
+    seen, todo = set(), [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, XcamError) and "\n" not in str(e):
+            return e
+        todo += [e.__cause__, e.__context__]
+    return exc
+
+
+def _step(model, paths, shape, target, params: dict, output, gradients: bool):
+    """The compiled capture step for this model, layers, input shape, target kind and output selection."""
+    count, columns = len(paths), target.columns
+    specs = param_specs(params)
 
     def build():
         keep: dict = {}
         tape_box: dict = {}
 
-        @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.float32),
-                                      tf.TensorSpec((None, classes_per_sample)[:target_rank], tf.int32)])
-        def step(x, targets):
+        @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.float32), specs])
+        def step(x, p):
             keep.clear()
-            with tf.GradientTape(watch_accessed_variables=False, persistent=target_rank == 2) as tape:
+            with tf.GradientTape(watch_accessed_variables=False, persistent=columns > 0) as tape:
                 tape_box["tape"] = tape if gradients else None
-                logits = model(x, training=False)
+                out = selected(model, model(x, training=False), output, target)
                 acts = [keep[i] for i in range(count)]
-                top1 = tf.argmax(logits, axis=1, output_type=tf.int32)
-                if target_rank == 1:
-                    chosen = tf.where(targets == TOP1, top1, targets)
-                    score = tf.reduce_sum(logits * tf.one_hot(chosen, tf.shape(logits)[1], dtype=logits.dtype))
+                score = target.score(out, p, OPS)
+                total = tf.reduce_sum(score)  # recorded by the tape
             tape_box.clear()
             if not gradients:
-                return acts, [tf.zeros((0,))] * count, logits
-            if target_rank == 1:
-                return acts, tape.gradient(score, acts), logits
-            onehots = tf.one_hot(targets, tf.shape(logits)[1], dtype=logits.dtype)  # (N, K, classes)
-            per_class = [tape.gradient(logits, acts, output_gradients=onehots[:, j])
-                         for j in range(classes_per_sample)]
-            return acts, [tf.stack([pc[i] for pc in per_class], axis=1) for i in range(count)], logits
+                return acts, [tf.zeros((0,))] * count, out, score
+            zero = tf.UnconnectedGradients.ZERO
+            if not columns:
+                return acts, tape.gradient(total, acts, unconnected_gradients=zero), out, score
+            onehots = tf.eye(columns, dtype=score.dtype)
+            per_class = [tape.gradient(score, acts, output_gradients=tf.ones_like(score) * onehots[j],
+                                       unconnected_gradients=zero) for j in range(columns)]
+            return acts, [tf.stack([pc[i] for pc in per_class], axis=1) for i in range(count)], out, score
 
         return step, keep, tape_box
 
-    return _cached((id(model), tuple(paths), tuple(shape), classes_per_sample, gradients), model, build)
+    key = (id(model), tuple(paths), tuple(shape), target.key(),
+           tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output), gradients)
+    return _cached(key, model, build)
+
+
+def to_numpy(tree):
+    """Tensors of an output (nested in dicts, lists, tuples) as NumPy; floats as float32."""
+    if isinstance(tree, (tf.Tensor, tf.Variable)) or (hasattr(tree, "numpy") and hasattr(tree, "dtype")):
+        a = np.asarray(tree.numpy())
+        return a.astype(np.float32) if a.dtype.kind == "f" else a
+    if isinstance(tree, dict):
+        return {k: to_numpy(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [to_numpy(v) for v in tree]
+    return tree
 
 
 def as_batch(inputs, model=None) -> tf.Tensor:
@@ -217,35 +269,41 @@ def _last_dense_weight(model):
 
 
 def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool = True, head: bool = False,
-            labels=None):
-    """Activations and gradients as (N, C, h, w) NumPy arrays (channels first), and the logits (N, K).
+            labels=None, output=None):
+    """Activations and gradients as (N, C, h, w) NumPy arrays (channels first), and the selected output.
 
     layer: a name, path or layer, or a list of them (then a list of Captures from one forward/backward).
+    targets, classes, output: as in ``xcam_torch.capture`` (a Target, ints, a spec or a callable; the model
+    output the target sees, by dict key, Keras output name, index or callable).
     """
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if not layers:
         raise XcamError("no layer given")
     resolved = [resolve_layer(model, one) for one in layers]
+    target = as_target(targets, classes)
     x = as_batch(inputs, model)
-    wanted = requested(targets, classes, int(x.shape[0]))
-    num = _num_classes(model)
-    if num is not None:  # a class index past the model's range would be silently zero in one_hot
-        check_class_range(wanted, num, labels)
+    n = int(x.shape[0])
+    params = target.params(n)
     paths = [p for p, _ in resolved]
-    step, keep, tape_box = _step(model, paths, x.shape[1:], wanted.shape[1] if wanted.ndim == 2 else 0,
-                                 gradients)
+    step, keep, tape_box = _step(model, paths, x.shape[1:], target, params, output, gradients)
     final = final_layer(model)
     try:
-        with wrapped([obj for _, obj in resolved], keep, tape_box, final), traced_errors():
-            acts, grads, logits = step(x, tf.constant(np.maximum(wanted, TOP1).astype(np.int32)))
+        with wrapped([obj for _, obj in resolved], keep, tape_box, final):
+            acts, grads, out, score = step(x, param_tensors(params))
     except tf.errors.InvalidArgumentError as exc:
         raise XcamError(f"the model could not run on inputs of shape {tuple(x.shape)}: "
                         f"{exc.message.splitlines()[0]}") from None
+    except Exception as exc:  # an XcamError raised while tracing comes back wrapped by TensorFlow
+        found = unstaged(exc)
+        if found is exc:
+            raise
+        raise found.with_traceback(None) from None
     finally:
         keep.clear()
-    scores = logits.numpy().astype(np.float32)
-    check_scores(scores, softmax_skipped=_has_softmax(final))
-    chosen = resolve(wanted, scores, labels)
+    out_np = to_numpy(out)
+    target.check(out_np, labels, softmax_skipped=_has_softmax(final))
+    chosen = target.resolve(out_np)
+    scores = out_np if is_tensor(out_np) and out_np.ndim >= 1 else np.zeros((n, 0), np.float32)
     caps = []
     for path, act, grad in zip(paths, acts, grads):
         if act.shape.rank != 4:
@@ -253,13 +311,6 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
         a = np.moveaxis(act.numpy(), -1, -3)  # NHWC -> NCHW, a view
         g = np.moveaxis(grad.numpy(), -1, -3) if gradients else None
         head_w = check_head_weights(_last_dense_weight(model), a.shape[1], scores.shape[1]) if head else None
-        caps.append(Capture(activations=a, gradients=g, scores=scores, targets=chosen, layer=path,
-                            head_weights=head_w))
+        caps.append(Capture(activations=a, gradients=g, scores=scores, targets=chosen.class_indices(n), layer=path,
+                            head_weights=head_w, target=chosen, target_scores=score.numpy()))
     return caps if isinstance(layer, (list, tuple)) else caps[0]
-
-
-def _num_classes(model):
-    try:
-        return int(model.outputs[0].shape[-1])
-    except (AttributeError, IndexError, TypeError, ValueError):
-        return None

@@ -8,8 +8,24 @@ import numpy as np
 import tensorflow as tf
 
 from xcam.errors import XcamError
+from xcam.targets import Target, as_target, batch_params
 
-from ._capture import _cached, as_batch, final_layer, resolve_layer, restore, traced_errors, walk, wrapped
+from ._capture import (
+    OPS,
+    _cached,
+    as_batch,
+    final_layer,
+    output_key,
+    param_specs,
+    param_tensors,
+    resolve_layer,
+    restore,
+    selected,
+    to_numpy,
+    unstaged,
+    walk,
+    wrapped,
+)
 
 
 @tf.custom_gradient
@@ -22,34 +38,23 @@ def _is_relu(fn) -> bool:
     return getattr(fn, "__name__", "") in ("relu", "relu6")
 
 
-def relu_layers(model) -> list:
-    """Every ReLU layer and every layer with a fused relu activation (what guided backprop changes)."""
-    return [layer for _, layer in walk(model)
-            if isinstance(layer, keras.layers.ReLU) or _is_relu(getattr(layer, "activation", None))]
-
-
-def check_guided(model) -> None:
-    """Guided backprop needs ReLUs; refused before anything is traced."""
-    if not relu_layers(model):
-        raise XcamError("guided backprop needs ReLU layers or relu activations; this model has none")
-
-
 @contextlib.contextmanager
 def guided_relus(model):
     """While tracing: every ReLU layer and every layer with a fused relu activation passes only positive
     gradients backward. The layers' attributes are restored on exit."""
-    check_guided(model)
     saved = []
     try:
-        for layer in relu_layers(model):
+        for _, layer in walk(model):
             if isinstance(layer, keras.layers.ReLU):
                 original = layer.call
                 object.__setattr__(layer, "call", lambda *a, _f=original, **k: _positive_gradient(_f(*a, **k)))
                 saved.append((layer, "call", None))
-            else:
+            elif _is_relu(getattr(layer, "activation", None)):
                 act = layer.activation
                 object.__setattr__(layer, "activation", lambda t, _f=act: _positive_gradient(_f(t)))
                 saved.append((layer, "activation", act))
+        if not saved:
+            raise XcamError("guided backprop needs ReLU layers or relu activations; this model has none")
         yield
     finally:
         restore(saved)
@@ -59,91 +64,131 @@ def _channels_last(inputs: np.ndarray) -> tf.Tensor:
     return tf.constant(np.ascontiguousarray(np.moveaxis(inputs, 1, -1)), tf.float32)
 
 
-class Probe:
-    """``xcam.contract.Probe`` for a Keras model, one layer and one batch (arrays channels first)."""
+def _unstaged_call(fn, *args):
+    try:
+        return fn(*args)
+    except XcamError:
+        raise
+    except Exception as exc:  # an XcamError raised while tracing comes back wrapped by TensorFlow
+        found = unstaged(exc)
+        if found is exc:
+            raise
+        raise found.with_traceback(None) from None
 
-    def __init__(self, model, layer, batch_nhwc: np.ndarray):
-        self.model, self.layer, self.batch = model, layer, batch_nhwc
+
+_CLASS_LOGITS = as_target(None)  # predict: the selected output itself, whatever the target
+
+
+class Probe:
+    """``xcam.contract.Probe`` for a Keras model, one layer, one batch and one output selection (arrays
+    channels first)."""
+
+    def __init__(self, model, layer, batch_nhwc: np.ndarray, output=None):
+        self.model, self.layer, self.batch, self.output = model, layer, batch_nhwc, output
         self.inputs = np.ascontiguousarray(np.moveaxis(batch_nhwc, -1, 1))
         self.final = final_layer(model)
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Logits (B, K) for a batch of inputs (B, C, H, W)."""
+    def _forward(self, inputs: np.ndarray, target: Target | None, params: dict | None):
+        """The selected output (target None) or the target's scores for inputs (B, C, H, W), compiled."""
         x = _channels_last(inputs)
-        model = self.model
+        model, output, final = self.model, self.output, self.final
+        specs = param_specs(params or {})
+        pick = target or _CLASS_LOGITS
 
         def build():
-            @tf.function(input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32)])
-            def forward(batch):
-                return model(batch, training=False)
+            @tf.function(input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32), specs])
+            def forward(batch, p):
+                with wrapped([], {}, {}, final):
+                    out = selected(model, model(batch, training=False), output, pick)
+                return out if target is None else target.score(out, p, OPS)
             return forward
 
-        fn = _cached((id(model), "predict", tuple(x.shape[1:])), model, build)
-        with wrapped([], {}, {}, self.final), traced_errors():
-            return fn(x).numpy()
+        key = (id(model), "predict", tuple(x.shape[1:]), None if target is None else target.key(),
+               tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted((params or {}).items())), output_key(output))
+        fn = _cached(key, model, build)
+        return to_numpy(_unstaged_call(fn, x, param_tensors(params or {})))
 
-    def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
-        """Logits (B, K) when the layer's output for input ``sample`` is replaced by ``activations``
-        (B, C, h, w); the layers before it run once on that input (or on B copies if the network cannot
-        broadcast a batch of one)."""
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """The selected output (logits (B, K) for a classifier) for a batch of inputs (B, C, H, W)."""
+        return self._forward(inputs, None, None)
+
+    def score(self, inputs: np.ndarray, target, samples: np.ndarray) -> np.ndarray:
+        """The target's scores (B,) or (B, K) for inputs whose row b belongs to sample ``samples[b]``."""
+        return self._forward(inputs, target, batch_params(target, len(self.inputs), samples))
+
+    def _from_layer(self, sample: int, activations: np.ndarray, target: Target | None):
         acts = tf.constant(np.ascontiguousarray(np.moveaxis(activations, 1, -1)), tf.float32)
         one = tf.constant(self.batch[sample:sample + 1], tf.float32)
-        model, layer = self.model, self.layer
+        model, layer, output = self.model, self.layer, self.output
+        params = {} if target is None else batch_params(target, len(self.inputs), np.full(len(activations), sample))
+        specs = param_specs(params)
+        pick = target or _CLASS_LOGITS
 
         def build():
-            box = {}
-
             @tf.function(input_signature=[tf.TensorSpec((None, *one.shape[1:]), tf.float32),
-                                          tf.TensorSpec((None, *acts.shape[1:]), tf.float32)])
-            def forward(x, replacement):
-                box["replacement"] = replacement
+                                          tf.TensorSpec((None, *acts.shape[1:]), tf.float32), specs])
+            def forward(x, replacement, p):
                 with wrapped([layer], {}, {}, final_layer(model), replace=replacement):
-                    return model(x, training=False)
+                    out = selected(model, model(x, training=False), output, pick)
+                return out if target is None else target.score(out, p, OPS)
             return forward
 
-        fn = _cached((id(model), "from_layer", layer.name, tuple(one.shape[1:]), tuple(acts.shape[1:])),
-                     model, build)
+        key = (id(model), "from_layer", layer.name, tuple(one.shape[1:]), tuple(acts.shape[1:]),
+               None if target is None else target.key(),
+               tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output))
+        fn = _cached(key, model, build)
+        p = param_tensors(params)
         try:
-            out = fn(one, acts)
+            out = fn(one, acts, p)
             if out.shape[0] == acts.shape[0]:
-                return out.numpy()
+                return to_numpy(out)
         except (tf.errors.InvalidArgumentError, ValueError):
             pass
-        return fn(tf.repeat(one, acts.shape[0], axis=0), acts).numpy()
+        return to_numpy(_unstaged_call(fn, tf.repeat(one, acts.shape[0], axis=0), acts, p))
 
-    def input_gradients(self, inputs: np.ndarray, targets: np.ndarray, guided: bool = False) -> np.ndarray:
-        """d logit[n, targets[n]] / d input, returned channels first (B, C, H, W); ``guided``: through ReLUs
-        that pass only positive gradients."""
+    def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
+        """The selected output (B, K) when the layer's output for input ``sample`` is replaced by
+        ``activations`` (B, C, h, w); the layers before it run once on that input (or on B copies if the
+        network cannot broadcast a batch of one)."""
+        return self._from_layer(sample, activations, None)
+
+    def score_from_layer(self, sample: int, activations: np.ndarray, target) -> np.ndarray:
+        """The target's scores for input ``sample`` with the layer's output replaced by ``activations``."""
+        return self._from_layer(sample, activations, target)
+
+    def input_gradients(self, inputs: np.ndarray, targets, guided: bool = False, samples=None) -> np.ndarray:
+        """d score / d input for a Target or class indices, returned channels first (B, C, H, W); ``guided``:
+        through ReLUs that pass only positive gradients."""
+        target = as_target(targets)
         x = _channels_last(inputs)
+        params = target.params(len(inputs)) if samples is None else batch_params(target, len(self.inputs), samples)
         use_guided = bool(guided)
-        model = self.model
-        if use_guided:
-            check_guided(model)
+        model, output = self.model, self.output
 
         def build():
-            @tf.function(input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32),
-                                          tf.TensorSpec((None,), tf.int32)])
-            def grads(batch, t):
+            @tf.function(input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32), param_specs(params)])
+            def grads(batch, p):
                 with tf.GradientTape(watch_accessed_variables=False) as tape:
                     tape.watch(batch)
                     with contextlib.ExitStack() as stack:
                         stack.enter_context(wrapped([], {}, {}, final_layer(model)))
                         if use_guided:
                             stack.enter_context(guided_relus(model))
-                        logits = model(batch, training=False)
-                    score = tf.reduce_sum(logits * tf.one_hot(t, tf.shape(logits)[1], dtype=logits.dtype))
-                return tape.gradient(score, batch)
+                        out = selected(model, model(batch, training=False), output, target)
+                    score = tf.reduce_sum(target.score(out, p, OPS))  # inside the tape
+                return tape.gradient(score, batch, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return grads
 
-        fn = _cached((id(model), "input_grad", bool(use_guided), tuple(x.shape[1:])), model, build)
-        with traced_errors():
-            g = fn(x, tf.constant(np.asarray(targets), tf.int32)).numpy()
+        key = (id(model), "input_grad", use_guided, tuple(x.shape[1:]), target.key(),
+               tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output))
+        fn = _cached(key, model, build)
+        g = _unstaged_call(fn, x, param_tensors(params)).numpy()
         return np.moveaxis(g, -1, 1)
 
 
-def probe(model, inputs, layer) -> Probe:
-    """A ``Probe`` for methods that run the model again on this batch (N, H, W, C) and layer."""
-    return Probe(model, resolve_layer(model, layer)[1], as_batch(inputs, model).numpy())
+def probe(model, inputs, layer, output=None) -> Probe:
+    """A ``Probe`` for methods that run the model again on this batch (N, H, W, C), layer and output."""
+    return Probe(model, resolve_layer(model, layer)[1], as_batch(inputs, model).numpy(), output)
 
 
 class _Stop(Exception):

@@ -12,10 +12,11 @@ from xcam.pipeline import cam_for
 from ._capture import LAYOUT, capture, resolve_module
 from ._layers import input_shape, layer_records
 from ._probe import activation_gradient, kernels, probe
+from ._randomize import parameter_layers, randomized
 
 NAME = "torch"
 cam = cam_for(sys.modules[__name__])
 visualize_filters = visualize_filters_for(sys.modules[__name__])
 
 __all__ = ["LAYOUT", "NAME", "activation_gradient", "cam", "capture", "input_shape", "kernels", "layer_records",
-           "probe", "resolve_module", "visualize_filters"]
+           "parameter_layers", "probe", "randomized", "resolve_module", "visualize_filters"]

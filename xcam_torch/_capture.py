@@ -17,10 +17,13 @@ from xcam.contract import Capture, check_batch
 from xcam.errors import XcamError
 from xcam.layers import unknown_layer
 from xcam.methods.activation import check_head_weights
-from xcam.targets import check_scores, requested, resolve
+from xcam.targets import as_target, is_tensor, select_output
+
+from ._tensor_ops import TorchOps
 
 LAYOUT = "channels_first"
 _SOFTMAX = (nn.Softmax, nn.LogSoftmax)
+OPS = TorchOps()
 
 
 def resolve_module(model: nn.Module, layer) -> tuple[str, nn.Module]:
@@ -38,13 +41,12 @@ def resolve_module(model: nn.Module, layer) -> tuple[str, nn.Module]:
 
 @contextlib.contextmanager
 def preserved(model: nn.Module):
-    """Run with the model in eval mode and grad mode off (outside any inference_mode of the caller); restore
-    every module's mode and grad mode after."""
+    """Run with the model in eval mode and grad mode off; restore every module's mode and grad mode after."""
     modes = [(m, m.training) for m in model.modules()]
     grad_mode = torch.is_grad_enabled()
     try:
-        with torch.inference_mode(False):
-            model.eval()
+        model.eval()
+        with torch.inference_mode(False):  # a caller inside torch.inference_mode() still gets gradients
             torch.set_grad_enabled(False)
             yield
     finally:
@@ -67,15 +69,53 @@ def as_batch(model: nn.Module, inputs) -> torch.Tensor:
     x = torch.as_tensor(inputs) if not isinstance(inputs, torch.Tensor) else inputs
     check_batch(tuple(x.shape), LAYOUT)
     x = x.to(device=device, dtype=dtype)
-    if x.is_inference():  # made under torch.inference_mode: autograd needs a normal copy
+    if x.is_inference():  # made inside torch.inference_mode(): a normal copy can enter autograd
         with torch.inference_mode(False):
             x = x.clone()
     return x
 
 
+def check_gradients_possible(model: nn.Module) -> None:
+    """Gradients need parameters that autograd may save: refuse inference tensors in one line."""
+    if any(p.is_inference() for p in model.parameters()):
+        raise XcamError("the model's parameters were created inside torch.inference_mode(), and inference "
+                        "tensors cannot take part in gradients; create or load the model outside it (calling "
+                        "xcam inside inference_mode or no_grad is fine), or use a gradient-free method")
+
+
+def to_numpy(tree):
+    """Tensors of an output (nested in dicts, lists, tuples) as NumPy; floats as float32."""
+    if isinstance(tree, torch.Tensor):
+        t = tree.detach()
+        return (t.float() if t.is_floating_point() else t).cpu().numpy()
+    if isinstance(tree, dict):
+        return {k: to_numpy(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [to_numpy(v) for v in tree]
+    return tree
+
+
+def first_tensor(tree):
+    """The first tensor inside an output (the device and dtype target parameters go to)."""
+    if isinstance(tree, torch.Tensor):
+        return tree
+    values = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, (list, tuple)) else ()
+    for v in values:
+        found = first_tensor(v)
+        if found is not None:
+            return found
+    return None
+
+
+def tensors(params: dict, like) -> dict:
+    """A target's NumPy parameters as tensors next to ``like``."""
+    return {k: OPS.constant(v, like) for k, v in params.items()}
+
+
 @contextlib.contextmanager
-def hooked(model: nn.Module, hooks):
-    """Register (module, forward hook) pairs, plus hooks that see a final nn.Softmax; yield ``logits(x)``."""
+def hooked(model: nn.Module, hooks, output=None, whole: bool = False):
+    """Register (module, forward hook) pairs, plus hooks that see a final nn.Softmax; yield ``logits(x)``, the
+    model's output selected by ``output`` (``xcam.targets.select_output``; ``whole``: the whole output)."""
     softmax_io: dict = {}
     handles = [module.register_forward_hook(hook) for module, hook in hooks]
     for i, sm in enumerate(m for m in model.modules() if isinstance(m, _SOFTMAX)):
@@ -84,7 +124,8 @@ def hooked(model: nn.Module, hooks):
 
     def logits(x):
         softmax_io.clear()
-        out, logits.softmax_skipped = _logits(model(x), softmax_io)
+        selected = select_output(model(x), output, whole=whole)
+        out, logits.softmax_skipped = _logits(selected, softmax_io)
         return out
 
     try:
@@ -130,11 +171,10 @@ class _Keeper:
         return self.kept.clone()  # later in-place ops change the copy, never the kept tensor
 
 
-def _logits(out, softmax_io: dict) -> tuple[torch.Tensor, bool]:
-    """The tensor to differentiate: the model's output, or the input of a final nn.Softmax (then True)."""
-    if not isinstance(out, torch.Tensor):
-        raise XcamError(f"the model returns a {type(out).__name__}; xcam explains classifiers returning logits "
-                        "(N, K)")
+def _logits(out, softmax_io: dict) -> tuple:
+    """The selected output, or the input of a final nn.Softmax that produced it (then True)."""
+    if not is_tensor(out):
+        return out, False
     for module_out, module_in in softmax_io.values():
         if module_out is out:  # a final nn.Softmax: explain the logits it was given
             return module_in, True
@@ -147,51 +187,63 @@ def _last_linear_weight(model: nn.Module):
 
 
 def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
-            head: bool = False, labels=None):
-    """Activations (N, C, h, w), gradients of the target logits and the logits (N, K), as NumPy.
+            head: bool = False, labels=None, output=None):
+    """Activations (N, C, h, w), gradients of the target's score and the selected output, as NumPy.
 
     layer: a name or module, or a list of them (then a list of Captures, from one forward and one backward).
-    targets: None (top-1 per sample), an int, or one int per sample. classes: several classes for every
-    sample instead (gradients become (N, K, C, h, w)).
+    targets: None (top-1 per sample), an int, one int per sample, a ``xcam.targets`` Target, a spec string or
+    a callable; classes: several classes for every sample instead (gradients become (N, K, C, h, w)).
+    output: which of the model's outputs the target sees (``xcam.targets.select_output``).
     """
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if not layers:
         raise XcamError("no layer given")
     resolved = [resolve_module(model, one) for one in layers]
+    target = as_target(targets, classes)
     x = as_batch(model, inputs)
-    wanted = requested(targets, classes, x.shape[0])
+    n = x.shape[0]
+    target.params(n)  # a per-sample argument of the wrong length fails before the forward
+    if gradients:
+        check_gradients_possible(model)
     keepers = [_Keeper(name, gradients) for name, _ in resolved]
-    with hooked(model, [(module, k) for (_, module), k in zip(resolved, keepers)]) as run, preserved(model):
-        logits = run(x)
+    hooks = [(module, k) for (_, module), k in zip(resolved, keepers)]
+    with hooked(model, hooks, output, target.whole_output) as run, preserved(model):
+        selected = run(x)
         for keeper in keepers:
             if keeper.kept is None:
                 raise XcamError(f"layer {keeper.name!r} did not run in the forward pass")
-        scores = logits.detach().float().cpu().numpy()
-        check_scores(scores, softmax_skipped=run.softmax_skipped)
-        chosen = resolve(wanted, scores, labels)
-        grads = _gradients(logits, [k.kept for k in keepers], chosen) if gradients else [None] * len(keepers)
+        out_np = to_numpy(selected)
+        target.check(out_np, labels, softmax_skipped=run.softmax_skipped)
+        chosen = target.resolve(out_np)
+        score = chosen.score(selected, tensors(chosen.params(n), first_tensor(selected)), OPS)
+        grads = _gradients(score, [k.kept for k in keepers], chosen.columns) if gradients \
+            else [None] * len(keepers)
+    scores = out_np if is_tensor(out_np) and out_np.ndim >= 1 else np.zeros((n, 0), np.float32)
     caps = []
     for keeper, g in zip(keepers, grads):
         acts = keeper.kept.detach()
         head_w = check_head_weights(_last_linear_weight(model), acts.shape[1], scores.shape[1]) if head else None
-        caps.append(Capture(activations=acts.float().cpu().numpy(), gradients=g, scores=scores, targets=chosen,
-                            layer=keeper.name, head_weights=head_w))
+        caps.append(Capture(activations=acts.float().cpu().numpy(), gradients=g, scores=scores,
+                            targets=chosen.class_indices(n), layer=keeper.name, head_weights=head_w,
+                            target=chosen, target_scores=to_numpy(score)))
     return caps if isinstance(layer, (list, tuple)) else caps[0]
 
 
-def _gradients(logits: torch.Tensor, kept: list, chosen: np.ndarray) -> list:
-    """d logit[n, chosen[n]] / d kept, one backward for the batch; (N, K, ...) for several classes."""
-    index = torch.as_tensor(chosen, device=logits.device)
-    if chosen.ndim == 1:
-        score = logits.gather(1, index[:, None]).sum()
-        return [g.float().cpu().numpy() for g in torch.autograd.grad(score, kept)]
-    k = chosen.shape[1]
-    onehots = torch.zeros((k, *logits.shape), dtype=logits.dtype, device=logits.device)
-    onehots.scatter_(2, index.T[:, :, None], 1.0)
+def _gradients(score: torch.Tensor, kept: list, columns: int) -> list:
+    """d score[n] / d kept, one backward for the batch; (N, K, ...) for K scores per sample (``columns``)."""
+    if not score.requires_grad:  # the score does not depend on the layer (e.g. no detection at all)
+        zeros = [torch.zeros_like(k).float().cpu().numpy() for k in kept]
+        return zeros if not columns else [np.repeat(z[:, None], columns, axis=1) for z in zeros]
+    if not columns:
+        return [g.float().cpu().numpy() for g in torch.autograd.grad(score.sum(), kept, allow_unused=True,
+                                                                      materialize_grads=True)]
+    eye = torch.eye(columns, dtype=score.dtype, device=score.device)
+    onehots = eye[:, None, :].expand(columns, *score.shape).contiguous()       # (K, N, K)
     try:
-        grads = torch.autograd.grad(logits, kept, grad_outputs=onehots, is_grads_batched=True)
+        grads = torch.autograd.grad(score, kept, grad_outputs=onehots, is_grads_batched=True, allow_unused=True,
+                                    materialize_grads=True)
     except RuntimeError:  # an op without a batching rule: one backward per class
-        per_class = [torch.autograd.grad(logits, kept, grad_outputs=onehots[j], retain_graph=j < k - 1)
-                     for j in range(k)]
+        per_class = [torch.autograd.grad(score, kept, grad_outputs=onehots[j], retain_graph=j < columns - 1,
+                                         allow_unused=True, materialize_grads=True) for j in range(columns)]
         grads = [torch.stack([pc[i] for pc in per_class]) for i in range(len(kept))]
     return [g.transpose(0, 1).float().cpu().numpy() for g in grads]

@@ -1,4 +1,4 @@
-"""The command line: ``xcam explain``, ``xcam demo``, ``xcam layers``, ``xcam methods``.
+"""The command line: ``xcam explain``, ``xcam evaluate``, ``xcam demo``, ``xcam layers``, ``xcam methods``.
 
 Bad input ends with one line on stderr (``xcam: error: ...``) and exit code 2; an image that cannot be read
 is reported, the others are still explained, and the exit code is 1.
@@ -17,12 +17,15 @@ from xcam.layers import default_layer, format_table
 from xcam.methods import get_method, method_names
 from xcam.viz import to_uint8_rgb
 
-from . import files
+from . import evaluate, files
+from .batch import MAP_DTYPES, MAP_SIZES
 from .demo import run_demo
-from .explain import Job, parse_labels, run
+from .explain import ENGINES, Job, parse_labels, run
 from .files import check_new_dir
 from .frameworks import FRAMEWORKS, available, infer_framework, load_framework
 from .images import NORMALIZATIONS
+from .modelspec import ModelSpec
+from .report import REPORT_MODES, SINGLE_PAGE_LIMIT
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="explain images with a model: overlays, maps, feature grids, report")
     model_args(e)
-    e.add_argument("--images", nargs="+", required=True, help="image files (any size or mode)")
+    e.add_argument("--images", nargs="+", required=True,
+                   help="image files (any size or mode), directories (recursive), glob patterns ('data/**/*.jpg') "
+                        "or .txt files with one path a line")
     e.add_argument("--layer", help="layer name (default: the last layer with a spatial output)")
     e.add_argument("--methods", nargs="+", default=["gradcam", "layercam"], metavar="METHOD",
                    help=f"any of: {', '.join(method_names())} (default: gradcam layercam)")
@@ -75,10 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--labels", help="class names, 'cat,dog' or a file with one name a line")
     e.add_argument("--normalize", default="imagenet", help=f"input normalization: {', '.join(NORMALIZATIONS)}")
     _output_args(e, "xcam-out")
+    _large_run_args(e)
+
+    evaluate.add_subparser(sub, model_args, _output_args)
 
     d = sub.add_parser("demo", help="the lab on a bundled ImageNet EfficientNet-Lite0 with a cat/dog head")
     d.add_argument("--framework", choices=[*FRAMEWORKS, "both"], help="default: torch if installed, else tf")
     d.add_argument("--methods", nargs="+", default=["gradcam", "layercam"], metavar="METHOD")
+    d.add_argument("--no-evaluation", action="store_true", help="skip the evaluation section (metrics of the maps)")
     _output_args(d, "xcam-demo")
 
     f = sub.add_parser("filters", help="a conv layer's kernels as a grid, and inputs that excite its filters")
@@ -102,6 +111,23 @@ def _output_args(s, default_out):
     s.add_argument("--quiet", action="store_true", help="no progress or notes on stderr")
 
 
+def _large_run_args(s):
+    s.add_argument("--resume", action="store_true",
+                   help="go on with an interrupted run in --out (same options), or start one if --out is missing")
+    s.add_argument("--report", choices=REPORT_MODES, default="auto",
+                   help="single: one self-contained page; paged: an index and pages of 100 that link to the files; "
+                        f"auto (default): single up to {SINGLE_PAGE_LIMIT} images")
+    s.add_argument("--map-size", choices=MAP_SIZES, default="input",
+                   help="maps at the input size (default) or at the layer's own resolution")
+    s.add_argument("--map-dtype", choices=MAP_DTYPES, default="float32", help="dtype of the .npy maps")
+    s.add_argument("--no-overlays", action="store_true", help="do not write overlay PNGs")
+    s.add_argument("--no-features", action="store_true", help="do not write the feature-grid PNGs")
+    s.add_argument("--engine", choices=ENGINES, default="local",
+                   help="local (default): this process; ray: a Ray Data job (pip install 'xcam[ray]')")
+    s.add_argument("--address", help="Ray cluster address (default: the running cluster, or a local one)")
+    s.add_argument("--workers", type=int, help="Ray actors (default: one per GPU, else half the CPUs)")
+
+
 def _load(args):
     framework = load_framework(args.framework or infer_framework(args.model))
     model = framework.load_model(args.model, trust_model=args.trust_model, arch=args.arch,
@@ -113,20 +139,32 @@ def _explain(args) -> int:
     for m in args.methods:
         get_method(m)
     labels = parse_labels(args.labels)
-    check_new_dir(args.out, args.overwrite)
-    framework, model = _load(args)
+    if not args.resume:
+        check_new_dir(args.out, args.overwrite)
+    spec = ModelSpec(framework=args.framework or infer_framework(args.model), path=str(Path(args.model).resolve()),
+                     trust_model=args.trust_model, arch=args.arch, num_classes=args.num_classes)
+    framework, model = spec.build()
     job = Job(framework=framework, model=model, model_name=str(args.model), images=args.images, out=Path(args.out),
               methods=args.methods, classes=args.classes, labels=labels, layer=args.layer,
               input_size=args.input_size, normalize=args.normalize, overwrite=args.overwrite,
-              batch_size=args.batch_size, log=None if args.quiet else sys.stderr)
+              batch_size=args.batch_size, log=None if args.quiet else sys.stderr, resume=args.resume,
+              report=args.report, map_size=args.map_size, map_dtype=args.map_dtype, overlays=not args.no_overlays,
+              features=not args.no_features, engine=args.engine, model_spec=spec, address=args.address,
+              workers=args.workers)
     return run(job)
+
+
+def _evaluate(args) -> int:
+    check_new_dir(args.out, args.overwrite)
+    return evaluate.command(args, *_load(args))
 
 
 def _demo(args) -> int:
     frameworks = list(FRAMEWORKS) if args.framework == "both" else \
         [args.framework or ("torch" if available("torch") else "tf")]
     return run_demo(frameworks, Path(args.out), args.methods, overwrite=args.overwrite,
-                    batch_size=args.batch_size, log=None if args.quiet else sys.stderr)
+                    batch_size=args.batch_size, log=None if args.quiet else sys.stderr,
+                    evaluate=not args.no_evaluation)
 
 
 def _layers(args) -> int:
@@ -170,13 +208,15 @@ def main(argv=None) -> int:
     """Run the command line; returns the exit code (0 done, 1 some images unreadable, 2 bad input)."""
     args = _parser().parse_args(argv)
     try:
-        commands = {"explain": _explain, "demo": _demo, "layers": _layers, "methods": _methods, "filters": _filters}
+        commands = {"explain": _explain, "evaluate": _evaluate, "demo": _demo, "layers": _layers, "methods": _methods,
+                    "filters": _filters}
         return commands[args.command](args)
     except XcamError as exc:
         print(f"xcam: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("xcam: interrupted", file=sys.stderr)
+        resume = " (run the same command with --resume to go on)" if getattr(args, "command", "") == "explain" else ""
+        print(f"xcam: interrupted{resume}", file=sys.stderr)
         return 130
     except Exception as exc:  # never a bare traceback for the user; XCAM_DEBUG=1 shows it
         if os.environ.get("XCAM_DEBUG"):

@@ -1,23 +1,36 @@
 """The lab in one call: for every image, the layer's feature grid and each method's map for each class,
-written as PNG overlays, .npy maps, summary.json and report.html (all into a fresh directory at once)."""
+written as PNG overlays and .npy maps, with results.jsonl (a line per image, as it goes), summary.json and a
+report (one self-contained page, or an index with pages for large runs).
 
+Images stream through in fixed batches (``stream``: decoded in background threads), each batch staged and
+moved into place before its lines are appended (``results``), so an interrupted run resumes with
+``resume=True`` and ends with the same files as an uninterrupted one. ``engine="ray"`` runs the same
+per-batch function (``batch``) on a Ray cluster (``ray_engine``).
+"""
+
+import hashlib
+import json
+import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from tqdm import tqdm
 
 from xcam.errors import XcamError
 from xcam.layers import check_layer, default_layer
 from xcam.methods import get_method
-from xcam.pipeline import compute_cam
-from xcam.viz import feature_grid, overlay
 
-from . import files
-from .images import load_image, parse_normalization, preprocess
-from .report import render_html
+from . import files, results
+from .batch import MAP_DTYPES, MAP_SIZES, TOP1_COLUMN, Plan, Worker, load_one
+from .images import parse_normalization
+from .ray_engine import ray_batches
+from .report import REPORT_MODES, SINGLE_PAGE_LIMIT, write_report
+from .sources import expand_images
+from .stream import batches_of, prefetched
 
-TOP1_COLUMN = "top-1"  # the report column when each image is explained for its own top class
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -41,6 +54,18 @@ class Job:
     colormap: str = "jet"
     log: object = sys.stderr
     shown_out: Path | None = None  # where the output ends up, if `out` is a staging directory
+    resume: bool = False           # go on with an interrupted run in `out` (same settings), or start one
+    report: str = "auto"           # "single" page, "paged" (index + pages of 100), "auto": single up to 100
+    map_size: str = "input"        # maps at the "input" size or at the "layer"'s own resolution
+    map_dtype: str = "float32"     # or "float16" (half the disk)
+    overlays: bool = True          # overlay PNGs per map
+    features: bool = True          # the layer's feature grid PNG per image
+    capture_options: dict = field(default_factory=dict)  # extra keywords for the adapter's capture
+    engine: str = "local"          # "local" (this process) or "ray" (needs model_spec)
+    model_spec: object = None      # xcam.app.modelspec.ModelSpec: how a Ray actor builds the model
+    address: str | None = None     # Ray cluster address (default: the running one, or a local cluster)
+    workers: int | None = None     # Ray actors (default: one per GPU, else half the CPUs)
+    decode_workers: int = 2        # background decoding threads of the local engine
 
 
 def parse_labels(spec) -> list[str] | None:
@@ -80,16 +105,6 @@ def class_indices(tokens, labels, num_classes) -> list[int] | None:
     return out
 
 
-def _progress(done, total, log):
-    if total > 2 and log is not None:
-        width = 30
-        filled = round(width * done / total)
-        log.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} images")
-        if done == total:
-            log.write("\n")
-        log.flush()
-
-
 def _say(job, text):
     if job.log is not None:
         print(f"xcam: {text}", file=job.log)
@@ -104,14 +119,37 @@ def _unique_keys(paths):
     return keys
 
 
-def run(job: Job) -> int:
-    """Explain every image; returns the exit code (0 all done, 1 some images could not be read)."""
-    methods = [get_method(m) for m in job.methods]
+def _choice(name, value, valid):
+    if value not in valid:
+        raise XcamError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+
+
+def _check_options(job):
+    _choice("--report", job.report, REPORT_MODES)
+    _choice("--map-size", job.map_size, MAP_SIZES)
+    _choice("--map-dtype", job.map_dtype, MAP_DTYPES)
+    _choice("--engine", job.engine, ENGINES)
+    if int(job.batch_size) < 1:
+        raise XcamError(f"--batch-size must be at least 1, got {job.batch_size}")
+    if job.workers is not None and int(job.workers) < 1:
+        raise XcamError(f"--workers must be at least 1, got {job.workers}")
+    if job.engine == "ray" and job.model_spec is None:
+        raise XcamError("engine 'ray' needs a model_spec (xcam.app.modelspec.ModelSpec) to build the model in "
+                        "each worker")
+
+
+def _first_readable(plan, items):
+    for index, key, path in items:
+        loaded = load_one(plan, index, key, path)
+        if loaded.error is None:
+            return loaded
+    raise XcamError(f"none of the {len(items)} images could be read; the first: "
+                    f"{load_one(plan, *items[0]).error}")
+
+
+def _plan(job, methods, items, out) -> Plan:
+    """The layer, classes and labels, checked on the first readable image before anything is written."""
     norm = parse_normalization(job.normalize) if isinstance(job.normalize, str) else job.normalize
-    out = Path(job.out)
-    files.check_new_dir(out, job.overwrite)
-    if not job.images:
-        raise XcamError("no images given")
     channels, hw = job.framework.input_spec(job.model, job.input_size)
     records = job.framework.layer_records(job.model, channels, hw)
     if job.layer:
@@ -119,82 +157,124 @@ def run(job: Job) -> int:
     else:
         layer = default_layer(records).name
         _say(job, f"explaining layer {layer} (the last layer with a spatial output; choose one with --layer)")
+    report = job.report if job.report != "auto" else "single" if len(items) <= SINGLE_PAGE_LIMIT else "paged"
+    plan = Plan(out=str(out.resolve()), layer=layer, channels=channels, input_size=tuple(hw), normalize=norm,
+                methods=[m.name for m in methods], classes=None, labels=[], columns=[], map_size=job.map_size,
+                map_dtype=job.map_dtype, overlays=job.overlays, features=job.features,
+                thumbnails=report == "paged", alpha=job.alpha, colormap=job.colormap,
+                capture_options=dict(job.capture_options), root=os.getcwd())
+    first = _first_readable(plan, items)  # learn the class count, then check labels and classes
+    cap = job.framework.capture(job.model, first.x[None], layer, gradients=False, **plan.capture_options)
+    k = cap.scores.shape[1]
+    labels = job.labels
+    if labels is not None and len(labels) != k:
+        raise XcamError(f"{len(labels)} labels given but the model has {k} classes")
+    labels = list(labels or [str(i) for i in range(k)])
+    classes = class_indices(job.classes, labels, k)
+    if classes is not None:
+        job.framework.capture(job.model, first.x[None], layer, classes=classes, gradients=False, labels=labels,
+                              **plan.capture_options)  # a class out of range fails here, before any output
+    plan.labels, plan.classes = labels, classes
+    plan.columns = [labels[c] for c in classes] if classes is not None else [TOP1_COLUMN]
+    plan.report = report
+    return plan
 
-    errors, loaded = [], []
-    for path in job.images:
-        try:
-            loaded.append((str(path), load_image(path)))
-        except XcamError as exc:
-            errors.append(str(exc))
-            _say(job, f"error: {exc}")
-    if not loaded:
-        raise XcamError("none of the images could be read: " + "; ".join(errors))
 
-    keys = _unique_keys([p for p, _ in loaded])
-    with files.staged_dir(out, job.overwrite) as tmp:
-        summary, pictures = _explain_all(job, methods, layer, channels, hw, norm, loaded, keys, tmp)
-        summary["errors"] = errors
-        files.write_json(tmp / "summary.json", summary)
-        files.write_text(tmp / "report.html", render_html(summary, pictures))
-    _say(job, f"wrote {(job.shown_out or out) / 'report.html'} ({len(loaded)} images, {len(errors)} unreadable)")
+def _settings(job, plan, paths) -> dict:
+    """What must not change between an interrupted run and its resumption (written to run.json)."""
+    digest = hashlib.sha256("\n".join(paths).encode()).hexdigest()
+    norm = plan.normalize if isinstance(plan.normalize, str) else [list(v) for v in plan.normalize]
+    return {"model": job.model_name, "framework": job.framework.name, "layer": plan.layer,
+            "input_size": list(plan.input_size), "channels": plan.channels, "normalize": norm,
+            "methods": plan.methods, "classes": plan.classes, "labels": plan.labels, "columns": plan.columns,
+            "batch_size": int(job.batch_size), "map_size": plan.map_size, "map_dtype": plan.map_dtype,
+            "overlays": plan.overlays, "features": plan.features, "report": plan.report, "alpha": plan.alpha,
+            "colormap": plan.colormap, "capture_options": plan.capture_options, "images": len(paths),
+            "images_sha256": digest}
+
+
+def _progress_bar(job, total, initial):
+    log = job.log
+    quiet = log is None or not getattr(log, "isatty", lambda: False)()
+    return tqdm(total=total, initial=initial, unit="img", file=log if log is not None else sys.stderr,
+                disable=quiet, dynamic_ncols=True, smoothing=0.1)
+
+
+def run(job: Job) -> int:
+    """Explain every image; returns the exit code (0 all done, 1 some images could not be read)."""
+    _check_options(job)
+    methods = [get_method(m) for m in job.methods]
+    out = Path(job.out)
+    resuming = job.resume and out.exists()
+    if not resuming:
+        files.check_new_dir(out, job.overwrite)
+    if not job.images:
+        raise XcamError("no images given")
+    paths = expand_images(job.images)
+    items = list(zip(range(len(paths)), _unique_keys(paths), paths))
+    plan = _plan(job, methods, items, out)
+    settings = _settings(job, plan, paths)
+    batches = batches_of(items, int(job.batch_size))
+    if resuming:
+        done = results.resume(out, settings, [len(b) for b in batches])
+        _say(job, f"resuming {out}: {min(len(paths), done * int(job.batch_size))} of {len(paths)} images done")
+    else:
+        if out.exists():  # --overwrite
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        results.start(out, settings)
+        done = 0
+    todo = [(b, batches[b]) for b in range(done, len(batches))]
+    with _progress_bar(job, len(paths), sum(len(b) for b in batches[:done])) as bar:
+        for batch_no, lines in _engine(job, plan, todo):
+            results.commit(out, batch_no, lines)
+            for line in lines:
+                if line.get("error") and job.log is not None:
+                    bar.write(f"xcam: error: {line['error']}", file=job.log)
+            bar.update(len(lines))
+    results.finish(out)
+    header = {k: settings[k] for k in ("model", "framework", "layer", "input_size", "normalize")}
+    header.update(methods=plan.methods, method_titles={m.name: m.title for m in methods}, labels=plan.labels,
+                  columns=plan.columns, map_size=plan.map_size, map_dtype=plan.map_dtype, results=results.RESULTS_FILE)
+    write_summary(out, header)
+    write_report(out, header, plan.report, root=plan.root, alpha=plan.alpha, colormap=plan.colormap)
+    errors = sum(1 for r in results.read(out) if r.get("error"))
+    _say(job, f"wrote {(job.shown_out or out) / 'report.html'} ({len(paths) - errors} images, {errors} unreadable)")
     return 1 if errors else 0
 
 
-def _explain_all(job, methods, layer, channels, hw, norm, loaded, keys, tmp):
-    needs_grad = any(m.needs_gradients for m in methods)
-    needs_head = any(m.needs_head for m in methods)
-    labels, classes, columns = job.labels, None, None
-    entries, pictures = [], {}
-    for start in range(0, len(loaded), job.batch_size):
-        chunk = loaded[start:start + job.batch_size]
-        batch = preprocess([img for _, img in chunk], hw, norm, channels)
-        if start == 0:  # learn the class count from the first batch, then check labels and classes
-            first = job.framework.capture(job.model, batch[:1], layer, gradients=False)
-            k = first.scores.shape[1]
-            if labels is not None and len(labels) != k:
-                raise XcamError(f"{len(labels)} labels given but the model has {k} classes")
-            labels = labels or [str(i) for i in range(k)]
-            classes = class_indices(job.classes, labels, k)
-            columns = [labels[c] if 0 <= c < k else str(c) for c in classes] if classes is not None else [TOP1_COLUMN]
-        cap = job.framework.capture(job.model, batch, layer, targets=None, classes=classes, gradients=needs_grad,
-                                    head=needs_head, labels=labels)
-        probe = job.framework.probe(job.model, batch, layer) if any(m.needs_probe for m in methods) else None
-        maps = {m.name: compute_cam(cap, m, size=hw, model_inputs=None if probe is None else probe.inputs,
-                                    probe=probe) for m in methods}
-        probs = cap.probabilities
-        for i, (path, img) in enumerate(chunk):
-            key = keys[start + i]
-            folder = tmp / key
-            folder.mkdir()
-            grid = feature_grid(cap.activations[i])
-            files.write_png(folder / "features.png", grid)
-            pics = {"original": img, "features": grid}
-            top = int(probs[i].argmax())
-            entry = {"key": key, "image": path, "predicted": labels[top], "predicted_index": top,
-                     "probabilities": {labels[c]: round(float(probs[i, c]), 6) for c in range(len(labels))},
-                     "features": f"{key}/features.png",
-                     "channels": int(cap.activations.shape[1]), "maps": {}}
-            for m in methods:
-                entry["maps"][m.name] = {}
-                for j, col in enumerate(columns):
-                    heat = maps[m.name][i, j] if classes is not None else maps[m.name][i]
-                    label = col if classes is not None else labels[int(cap.targets[i])]
-                    stem = f"{m.name}_{_safe(label)}"
-                    pic = overlay(img, heat, alpha=job.alpha, colormap=job.colormap)
-                    files.write_png(folder / f"{stem}.png", pic)
-                    files.write_npy(folder / f"{stem}.npy", heat.astype(np.float32))
-                    pics[(m.name, col)] = pic
-                    entry["maps"][m.name][col] = {"class": label, "overlay": f"{key}/{stem}.png",
-                                                  "map": f"{key}/{stem}.npy"}
-            entries.append(entry)
-            pictures[key] = pics
-        _progress(len(entries), len(loaded), job.log)
-    summary = {"model": job.model_name, "framework": job.framework.name, "layer": layer,
-               "input_size": list(hw), "normalize": job.normalize if isinstance(job.normalize, str) else "custom",
-               "methods": [m.name for m in methods], "method_titles": {m.name: m.title for m in methods},
-               "labels": labels, "columns": columns, "images": entries}
-    return summary, pictures
+def _engine(job, plan, todo):
+    """(batch_no, result lines) for every batch to do, in batch order."""
+    if job.engine == "ray":
+        yield from ray_batches(job.model_spec, plan, todo, address=job.address, workers=job.workers)
+        return
+    worker = Worker(job.framework, job.model, plan)
+    for batch_no, loaded in prefetched(plan, todo, workers=job.decode_workers, depth=2):
+        yield batch_no, worker(batch_no, loaded)
 
 
-def _safe(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(text))
+def write_summary(out, header: dict) -> None:
+    """summary.json: the run's header, every explained image's entry and the errors, streamed from
+    results.jsonl (written atomically; memory stays flat)."""
+    out = Path(out)
+    path = out / "summary.json"
+    tmp = out / ".summary.json.part"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(header, indent=2)[:-2] + ',\n  "images": [')
+        first = True
+        for record in results.read(out):
+            if record.get("error"):
+                continue
+            f.write(("\n" if first else ",\n") + _indent(json.dumps(record, indent=2), "    "))
+            first = False
+        f.write('\n  ],\n  "errors": [')
+        first = True
+        for record in results.read(out):
+            if record.get("error"):
+                f.write(("\n    " if first else ",\n    ") + json.dumps(record["error"]))
+                first = False
+        f.write("\n  ]\n}\n")
+    os.replace(tmp, path)
+
+
+def _indent(text, pad):
+    return "\n".join(pad + line for line in text.splitlines())

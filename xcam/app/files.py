@@ -1,6 +1,7 @@
 """Writing output files atomically: a reader never sees a half-written file."""
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -50,10 +51,17 @@ def write_png(path, rgb: np.ndarray) -> None:
     write_bytes(path, buf.tobytes())
 
 
+def write_jpeg(path, rgb: np.ndarray, quality: int = 85) -> None:
+    """An RGB uint8 picture as a JPEG, written atomically."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise XcamError(f"could not encode JPEG for {str(path)!r}")
+    write_bytes(path, buf.tobytes())
+
+
 def write_npy(path, array: np.ndarray) -> None:
     """An array as .npy, written atomically."""
-    import io
-
     buf = io.BytesIO()
     np.save(buf, array)
     write_bytes(path, buf.getvalue())

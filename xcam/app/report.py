@@ -1,11 +1,26 @@
-"""summary.json and report.html: one self-contained page laid out like the lab report's tables."""
+"""report.html: one self-contained page laid out like the lab report's tables (pictures embedded), or, for
+large runs, an index with thumbnails and pages of at most 100 images that link to the files (nothing
+embedded, so the report stays small whatever the number of images). Both are built from results.jsonl one
+line at a time."""
 
 import base64
 import html
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from xcam.errors import XcamError
+from xcam.viz import overlay
+
+from . import files, results
+from .images import load_image
+
+REPORT_MODES = ("auto", "single", "paged")
+SINGLE_PAGE_LIMIT = 100  # "auto": one self-contained page up to this many images, else pages
+PAGE_SIZE = 100
+INDEX_THUMBS = 12  # thumbnails shown per page on the index
 
 
 def png_data_uri(rgb: np.ndarray, max_side: int = 320) -> str:
@@ -28,34 +43,166 @@ img.grid{width:360px;max-width:none}
 .scroll{max-height:300px;overflow-y:auto}
 .meta{color:#555;font-size:90%}
 .err{color:#b00}
+img.thumb{display:inline-block;margin:2px;max-width:96px;max-height:96px}
+td.left{text-align:left}
 """
 
 
-def render_html(summary: dict, pictures: dict) -> str:
-    """pictures[image key] = {"original": rgb, "features": rgb, (method, column): rgb overlay}."""
+def _meta(summary: dict) -> str:
+    esc = html.escape
+    return (f"model: {esc(summary['model'])} ({esc(summary['framework'])}) &middot; layer: "
+            f"<b>{esc(summary['layer'])}</b> &middot; input {summary['input_size'][0]}x{summary['input_size'][1]}"
+            f" &middot; normalization: {esc(str(summary['normalize']))}")
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
+
+
+def _head(summary: dict) -> str:
     esc = html.escape
     columns = [(m, col) for m in summary["methods"] for col in summary["columns"]]
-    head = "".join(f"<th>{esc(summary['method_titles'][m])}<br>{esc(col)}</th>" for m, col in columns)
+    cells = "".join(f"<th>{esc(summary['method_titles'][m])}<br>{esc(col)}</th>" for m, col in columns)
+    return f"<tr><th>image</th><th>feature maps of {esc(summary['layer'])}</th>{cells}</tr>"
+
+
+def _probs(entry: dict) -> str:
+    return "<br>".join(f"{html.escape(k)}: {v:.3f}" for k, v in entry["probabilities"].items())
+
+
+def _note(entry: dict, record: dict) -> str:
+    label = record["class"]
+    p = entry["probabilities"].get(label)
+    return f"{html.escape(label)}: p = {p:.3f}" if p is not None else html.escape(label)
+
+
+def render_html(summary: dict, pictures: dict) -> str:
+    """The self-contained page; pictures[image key] = {"original": rgb, "features": rgb or None,
+    (method, column): rgb overlay}."""
+    esc = html.escape
+    columns = [(m, col) for m in summary["methods"] for col in summary["columns"]]
     rows = []
     for entry in summary["images"]:
         pics = pictures[entry["key"]]
-        probs = "<br>".join(f"{esc(k)}: {v:.3f}" for k, v in entry["probabilities"].items())
         cells = [f"<td><img src='{png_data_uri(pics['original'])}'><div class='meta'>{esc(Path(entry['image']).name)}"
-                 f"<br>predicted: <b>{esc(entry['predicted'])}</b><br>{probs}</div></td>",
-                 f"<td><div class='scroll'><img class='grid' src='{png_data_uri(pics['features'], 4096)}'></div>"
-                 f"<div class='meta'>{entry['channels']} channels</div></td>"]
+                 f"<br>predicted: <b>{esc(entry['predicted'])}</b><br>{_probs(entry)}</div></td>"]
+        if pics.get("features") is not None:
+            cells.append(f"<td><div class='scroll'><img class='grid' src='{png_data_uri(pics['features'], 4096)}'>"
+                         f"</div><div class='meta'>{entry['channels']} channels</div></td>")
+        else:
+            cells.append(f"<td><div class='meta'>{entry['channels']} channels</div></td>")
         for m, col in columns:
-            label = entry["maps"][m][col]["class"]
-            p = entry["probabilities"].get(label)
-            note = f"{esc(label)}: p = {p:.3f}" if p is not None else esc(label)
+            note = _note(entry, entry["maps"][m][col])
             cells.append(f"<td><img src='{png_data_uri(pics[(m, col)])}'><div class='meta'>{note}</div></td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     errors = "".join(f"<li class='err'>{esc(e)}</li>" for e in summary.get("errors", []))
-    meta = (f"model: {esc(summary['model'])} ({esc(summary['framework'])}) &middot; layer: "
-            f"<b>{esc(summary['layer'])}</b> &middot; input {summary['input_size'][0]}x{summary['input_size'][1]}"
-            f" &middot; normalization: {esc(summary['normalize'])}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>xcam report</title>"
-            f"<style>{_STYLE}</style></head><body><h1>xcam report</h1><p class='meta'>{meta}</p>"
-            f"{'<ul>' + errors + '</ul>' if errors else ''}"
-            f"<table><tr><th>image</th><th>feature maps of {esc(summary['layer'])}</th>{head}</tr>"
-            f"{''.join(rows)}</table></body></html>\n")
+    return _page("xcam report", f"<h1>xcam report</h1><p class='meta'>{_meta(summary)}</p>"
+                 f"{'<ul>' + errors + '</ul>' if errors else ''}<table>{_head(summary)}{''.join(rows)}</table>")
+
+
+def _read_png(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise XcamError(f"cannot read {str(path)!r} for the report")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _pictures(out: Path, entry: dict, summary: dict, root: str, alpha: float, colormap: str) -> dict:
+    """One image's pictures for the single page, read back from its files (an overlay not written is drawn
+    from the map)."""
+    original = load_image(os.path.join(root, entry["image"]), name=entry["image"])
+    pics = {"original": original,
+            "features": _read_png(out / entry["features"]) if entry.get("features") else None}
+    for m in summary["methods"]:
+        for col, record in entry["maps"][m].items():
+            if record.get("overlay"):
+                pics[(m, col)] = _read_png(out / record["overlay"])
+            else:
+                pics[(m, col)] = overlay(original, np.load(out / record["map"]).astype(np.float32), alpha=alpha,
+                                         colormap=colormap)
+    return pics
+
+
+def write_report(out, summary: dict, mode: str, root: str = ".", alpha: float = 0.5, colormap: str = "jet") -> None:
+    """report.html for the run in ``out`` from its results.jsonl: "single" (self-contained) or "paged"."""
+    out = Path(out)
+    if mode == "single":
+        entries = [r for r in results.read(out) if not r.get("error")]
+        errors = [r["error"] for r in results.read(out) if r.get("error")]
+        pictures = {e["key"]: _pictures(out, e, summary, root, alpha, colormap) for e in entries}
+        files.write_text(out / "report.html", render_html({**summary, "images": entries, "errors": errors},
+                                                          pictures))
+    elif mode == "paged":
+        _write_paged(out, summary, root)
+    else:
+        raise XcamError(f"unknown report mode {mode!r}; valid: single, paged")
+
+
+def _pages(out: Path):
+    """Lists of at most PAGE_SIZE explained entries, streamed; the errors come last as their own list."""
+    page = []
+    for record in results.read(out):
+        if record.get("error"):
+            continue
+        page.append(record)
+        if len(page) == PAGE_SIZE:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def _page_name(number: int) -> str:
+    return f"page-{number:06d}.html"
+
+
+def _write_paged(out: Path, summary: dict, root: str) -> None:
+    esc = html.escape
+    pages_dir = out / "pages"
+    pages_dir.mkdir(exist_ok=True)
+    count = sum(1 for _ in _pages(out))
+    index_rows = []
+    columns = [(m, col) for m in summary["methods"] for col in summary["columns"]]
+    first = 0
+    for number, page in enumerate(_pages(out), 1):
+        nav = " &middot; ".join(
+            ["<a href='../report.html'>index</a>"]
+            + ([f"<a href='{_page_name(number - 1)}'>&larr; page {number - 1}</a>"] if number > 1 else [])
+            + ([f"<a href='{_page_name(number + 1)}'>page {number + 1} &rarr;</a>"] if number < count else []))
+        rows = []
+        for entry in page:
+            source = Path(os.path.relpath(os.path.join(root, entry["image"]), pages_dir)).as_posix()
+            thumb = f"<img loading='lazy' src='../{esc(entry['thumbnail'])}'>" if entry.get("thumbnail") else ""
+            cells = [f"<td id='{esc(entry['key'])}'><a href='{esc(source)}'>{thumb}</a><div class='meta'>"
+                     f"{esc(Path(entry['image']).name)}<br>predicted: <b>{esc(entry['predicted'])}</b><br>"
+                     f"{_probs(entry)}</div></td>"]
+            if entry.get("features"):
+                cells.append(f"<td><a href='../{esc(entry['features'])}'><img class='grid' loading='lazy' "
+                             f"src='../{esc(entry['features'])}'></a></td>")
+            else:
+                cells.append(f"<td><div class='meta'>{entry['channels']} channels</div></td>")
+            for m, col in columns:
+                record = entry["maps"][m][col]
+                pic = (f"<img loading='lazy' src='../{esc(record['overlay'])}'>" if record.get("overlay")
+                       else "")
+                cells.append(f"<td>{pic}<div class='meta'>{_note(entry, record)}<br>"
+                             f"<a href='../{esc(record['map'])}'>map (.npy)</a></div></td>")
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        body = (f"<h1>xcam report, page {number} of {count}</h1><p>{nav}</p><p class='meta'>{_meta(summary)}</p>"
+                f"<table>{_head(summary)}{''.join(rows)}</table><p>{nav}</p>")
+        files.write_text(pages_dir / _page_name(number), _page(f"xcam report, page {number}", body))
+        thumbs = "".join(f"<a href='pages/{_page_name(number)}#{esc(e['key'])}'><img class='thumb' loading='lazy' "
+                         f"src='{esc(e['thumbnail'])}' title='{esc(Path(e['image']).name)}'></a>"
+                         for e in page[:INDEX_THUMBS] if e.get("thumbnail"))
+        index_rows.append(f"<tr><td><a href='pages/{_page_name(number)}'>page {number}</a><div class='meta'>"
+                          f"images {first + 1}-{first + len(page)}</div></td><td class='left'>{thumbs}</td></tr>")
+        first += len(page)
+    errors = [r["error"] for r in results.read(out) if r.get("error")]
+    listed = "".join(f"<li class='err'>{esc(e)}</li>" for e in errors[:1000])
+    more = f"<p class='err'>... and {len(errors) - 1000} more in results.jsonl</p>" if len(errors) > 1000 else ""
+    body = (f"<h1>xcam report</h1><p class='meta'>{_meta(summary)}</p><p>{first} images on {count} pages of at "
+            f"most {PAGE_SIZE}; every line is in <a href='results.jsonl'>results.jsonl</a>.</p>"
+            f"{'<ul>' + listed + '</ul>' + more if errors else ''}"
+            f"<table><tr><th>page</th><th>images</th></tr>{''.join(index_rows)}</table>")
+    files.write_text(out / "report.html", _page("xcam report", body))

@@ -11,7 +11,11 @@ from .registry import MethodArgs, register
           paper="Zhou et al., Learning Deep Features for Discriminative Localization, CVPR 2016, arXiv:1512.04150")
 def cam(x: MethodArgs) -> np.ndarray:
     r"""w_k^c = W_{c,k}, the final linear layer's weight after global average pooling;
-    L^c = \sum_k w_k^c A_k (no ReLU in the paper; min-max normalization keeps negative evidence lowest)."""
+    L^c = \sum_k w_k^c A_k (no ReLU in the paper; min-max normalization keeps negative evidence lowest).
+    Needs a class target (the head's row c)."""
+    if (np.asarray(x.targets) < 0).any():
+        raise XcamError("method 'cam' explains a class (the head's weights of class c); use gradcam for this "
+                        "target")
     return x.head_weights[x.targets]
 
 

@@ -13,32 +13,35 @@ def _per_sample(x):
     return a[:, 0] if a.ndim == 5 else a
 
 
-def _pick(scores_per_channel: np.ndarray, targets_n) -> np.ndarray:
-    """(C, classes) -> (C,) for one target, or (K, C) for several."""
-    return scores_per_channel[:, targets_n].T if np.ndim(targets_n) else scores_per_channel[:, targets_n]
+def _channels_last_axis(per_channel: np.ndarray) -> np.ndarray:
+    """(C,) stays; (C, K) scores of several classes -> (K, C)."""
+    return per_channel.T if per_channel.ndim == 2 else per_channel
 
 
 def scorecam_weights(x, mode: str, batch_size: int) -> np.ndarray:
-    """Score-CAM weights (N, C) or (N, K, C); one forward per distinct mask (constant channels share one)."""
+    """Score-CAM weights (N, C) or (N, K, C); one forward per distinct mask (constant channels share one).
+    The masked inputs are scored with the explained target (its probability form for mode "probability")."""
     acts = _per_sample(x)
     n, c, h, w = acts.shape
     size = x.model_inputs.shape[-2:]
+    target = x.target.as_probability() if mode == "probability" else x.target
     out = []
     for i in range(n):
         # minmax(Up(a)) depends only on minmax(a) (bilinear weights sum to 1), so equal normalized low-res
         # channels give equal masks: one forward each
         low = normalize_minmax(acts[i]).reshape(c, -1)
         uniq, inverse = np.unique(low, axis=0, return_inverse=True)
-        logits = np.empty((len(uniq), x.scores.shape[1]), np.float32)
+        parts = []
         for start in range(0, len(uniq), batch_size):
             part = uniq[start:start + batch_size].reshape(-1, h, w)
             masks = normalize_minmax(resize_bilinear(part, size))                   # (B, H, W) in [0, 1]
-            logits[start:start + len(part)] = x.probe.predict(x.model_inputs[i][None] * masks[:, None])
-        per_channel = logits[inverse.reshape(-1)]                                      # (C, classes)
+            parts.append(x.probe.score(x.model_inputs[i][None] * masks[:, None], target,
+                                       np.full(len(part), i)))
+        per_channel = np.concatenate(parts)[inverse.reshape(-1)]                       # (C,) or (C, K)
         if mode == "probability":
-            out.append(_pick(softmax(per_channel, axis=1), x.targets[i]))
-        else:  # softmax over channels of the target logit
-            out.append(softmax(_pick(per_channel, x.targets[i]), axis=-1))
+            out.append(_channels_last_axis(per_channel))
+        else:  # softmax over channels of the target's score
+            out.append(softmax(_channels_last_axis(per_channel), axis=-1))
     return np.stack(out).astype(np.float32)
 
 
@@ -49,17 +52,17 @@ def ablation_weights(x, batch_size: int) -> np.ndarray:
     out = []
     for i in range(n):
         live = np.flatnonzero(np.abs(acts[i]).reshape(c, -1).max(axis=1) > 0)
-        base = x.probe.predict_from_layer(i, acts[i][None])[0]                        # (classes,)
-        ablated = np.tile(base, (c, 1))
+        base = np.asarray(x.probe.score_from_layer(i, acts[i][None], x.target)[0], np.float32)  # () or (K,)
+        ablated = np.tile(base, (c,) + (1,) * base.ndim)
         for start in range(0, len(live), batch_size):
             idx = live[start:start + batch_size]
             batch = np.repeat(acts[i][None], len(idx), axis=0)
             batch[np.arange(len(idx)), idx] = 0
-            ablated[idx] = x.probe.predict_from_layer(i, batch)
-        drop = base[None, :] - ablated                                                 # (C, classes)
-        scale = np.abs(base)
+            ablated[idx] = x.probe.score_from_layer(i, batch, x.target)
+        drop = base[None] - ablated                                                    # (C,) or (C, K)
+        scale = np.broadcast_to(np.abs(base), drop.shape)
         drop = np.divide(drop, scale, out=drop.copy(), where=scale > 1e-12)
-        out.append(_pick(drop, x.targets[i]))
+        out.append(_channels_last_axis(drop))
     return np.stack(out).astype(np.float32)
 
 
@@ -67,9 +70,10 @@ def ablation_weights(x, batch_size: int) -> np.ndarray:
           options={"weighting": "probability", "batch_size": 64},
           paper="Wang et al., Score-CAM, CVPR Workshops 2020, arXiv:1910.01279")
 def scorecam(x: MethodArgs) -> np.ndarray:
-    r"""M_k = minmax(Up(A_k)) (bilinear to the input size), s_k^c = score of class c for X \odot M_k;
-    L^c = ReLU(\sum_k w_k^c A_k).
-    weighting="probability" (default, the authors' code): w_k^c = softmax(f(X \odot M_k))_c.
+    r"""M_k = minmax(Up(A_k)) (bilinear to the input size), s_k^c = the target's score for X \odot M_k
+    (class c's, or a segmentation, box, similarity ... target's); L^c = ReLU(\sum_k w_k^c A_k).
+    weighting="probability" (default, the authors' code): w_k^c = softmax(f(X \odot M_k))_c (a Binary
+    target: its sigmoid; targets without a probability form: their own score).
     weighting="logit-softmax" (pytorch-grad-cam, torch-cam): w^c = softmax over k of the logits f_c(X \odot M_k).
     Exact and cheaper: channels with the same mask (constant channels give the all-zero mask) share one
     forward. Forwards are batched (option batch_size)."""

@@ -10,14 +10,14 @@ from .registry import MethodArgs, register
 
 
 def _per_target(x, fn) -> np.ndarray:
-    """Call fn(targets (N,)) once per class column: (N, C, H, W), or (N, K, C, H, W) for several classes."""
-    if x.targets.ndim == 1:
-        return fn(x.targets)
-    return np.stack([fn(x.targets[:, j]) for j in range(x.targets.shape[1])], axis=1)
+    """Call fn(target) once per target column: (N, C, H, W), or (N, K, C, H, W) for several classes."""
+    if not x.target.columns:
+        return fn(x.target)
+    return np.stack([fn(x.target.column(j)) for j in range(x.target.columns)], axis=1)
 
 
 def input_gradients(x, guided: bool = False) -> np.ndarray:
-    """d logit_target / d input (guided: through ReLUs that pass only positive gradients)."""
+    """d score / d input for the explained target (guided: through ReLUs that pass only positive gradients)."""
     return _per_target(x, lambda t: x.probe.input_gradients(x.model_inputs, t, guided))
 
 

@@ -13,6 +13,7 @@ variant is a named option (``options=``), documented in the method's docstring.
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +33,7 @@ class MethodArgs:
     model_inputs: np.ndarray | None = None  # (N, C_in, H, W) model inputs, channels first (probe methods)
     probe: Probe | None = None              # the adapter's extra forwards and input gradients
     options: dict = field(default_factory=dict)
+    target: Any = None                      # the resolved xcam.targets.Target (probe methods score with it)
 
 
 @dataclass(frozen=True)

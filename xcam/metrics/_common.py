@@ -13,7 +13,7 @@ import numpy as np
 from xcam.errors import XcamError
 from xcam.ops import softmax
 
-_CV2_MAX_CHANNELS = 512
+_CV2_MAX_CHANNELS = 128  # planes per OpenCV call: OpenCV 5 takes at most 128 channels (CV_CN_MAX; 4.x: 512)
 SCORES = ("probability", "logit")
 
 
@@ -203,7 +203,7 @@ def ranks_from_order(order: np.ndarray) -> np.ndarray:
 
 
 def per_plane(fn: Callable[[np.ndarray], np.ndarray], arr: np.ndarray) -> np.ndarray:
-    """Applies a 2-D OpenCV function to every (H, W) plane of ``arr`` (any leading axes), 512 planes a call."""
+    """Applies a 2-D OpenCV function to every (H, W) plane of ``arr`` (any leading axes), 128 planes a call."""
     arr = np.asarray(arr)
     h, w = arr.shape[-2:]
     planes = np.ascontiguousarray(arr.reshape(-1, h, w).transpose(1, 2, 0))

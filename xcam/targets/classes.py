@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import XcamError
+from ..errors import XcamError
 
 TOP1 = int(np.iinfo(np.int32).min)  # sentinel for "this sample's top-1 class"; no user index can equal it
 

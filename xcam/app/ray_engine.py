@@ -1,0 +1,104 @@
+"""``xcam explain`` as a Ray Data job: the batches of a run become the rows of a dataset, ``map_batches`` sends
+them to a pool of actors (``ActorPoolStrategy``), each actor builds the model once from a ``ModelSpec`` and
+runs the same per-batch function as the single-process job (``batch.run_batch``), writing into the batch's
+staging folder; the driver moves the folders into place and appends results.jsonl in batch order. So the
+outputs equal the single-process run's, and ``--resume`` works across engines. The output directory must be
+on a file system every node sees (it is the same machine for a local cluster).
+
+    from xcam.app.modelspec import ModelSpec
+    from xcam.app.ray_engine import explain_on_ray
+    explain_on_ray(ModelSpec("torch", "resnet50.pth", arch="resnet50"), ["val/"], "out", workers=4)
+
+Ray is optional (``pip install 'xcam[ray]'``); nothing else in xcam imports it.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from xcam.errors import XcamError
+
+from .batch import Worker, run_batch
+
+
+def _ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise XcamError("the ray engine needs Ray Data: pip install 'xcam[ray]'") from None
+    return ray
+
+
+class BatchActor:
+    """One Ray actor: builds the model from the spec once, then explains batches (rows: batch number and
+    its items as JSON) with ``batch.run_batch``; returns each batch's result lines as JSON."""
+
+    def __init__(self, spec, plan):
+        framework, model = spec.build()
+        self.worker = Worker(framework, model, plan)
+
+    def __call__(self, rows: dict) -> dict:
+        numbers, lines = [], []
+        for batch_no, items in zip(rows["batch"], rows["items"]):
+            numbers.append(int(batch_no))
+            lines.append(json.dumps(run_batch(self.worker, int(batch_no), json.loads(items))))
+        return {"batch": np.array(numbers, dtype=np.int64), "lines": np.array(lines, dtype=object)}
+
+
+def _default_workers(ray) -> tuple[int, float]:
+    """(actors, GPUs per actor): one per GPU when the cluster has GPUs, else half the CPUs."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    if gpus:
+        return gpus, 1.0
+    return max(1, int(resources.get("CPU", 1)) // 2), 0.0
+
+
+def ray_batches(spec, plan, todo, address=None, workers=None):
+    """(batch_no, result lines) for every (batch_no, items) of ``todo``, explained on a Ray cluster (the
+    running one, ``address``, or a new local one), yielded in batch order as they finish."""
+    ray = _ray()
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 logging_level="ERROR", configure_logging=False)
+    if not todo:
+        return
+    count, gpus = _default_workers(ray)
+    if workers:
+        count = int(workers)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    rows = [{"batch": b, "items": json.dumps(items)} for b, items in todo]
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), count * 4)))
+    remote = {"num_gpus": gpus} if gpus else {"num_cpus": 1}
+    ds = ds.map_batches(BatchActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=count),
+                        fn_constructor_args=(spec, plan), **remote)
+    waiting, expected = {}, [b for b, _ in todo]
+    position = 0
+    for row in ds.iter_rows():
+        waiting[int(row["batch"])] = json.loads(row["lines"])
+        while position < len(expected) and expected[position] in waiting:
+            batch_no = expected[position]
+            yield batch_no, waiting.pop(batch_no)
+            position += 1
+    if position < len(expected):
+        raise XcamError(f"the Ray job returned {position} of {len(expected)} batches")
+
+
+def explain_on_ray(spec, images, out, *, address=None, workers=None, log=sys.stderr, **options) -> int:
+    """Run ``xcam explain`` on a Ray cluster: ``spec`` (a ``ModelSpec``) says how each actor builds the
+    model, ``images`` are files, directories, globs or lists, ``out`` the output directory; ``options`` are
+    the other ``explain.Job`` fields (methods, classes, labels, layer, batch_size, resume, map_size, ...).
+    Returns the exit code (0, or 1 when some images could not be read)."""
+    from .explain import Job, run  # explain imports this module
+
+    framework, model = spec.build()
+    name = options.pop("model_name", spec.path or getattr(spec.factory, "__name__", "model"))
+    job = Job(framework=framework, model=model, model_name=str(name), images=list(images), out=Path(out),
+              engine="ray", model_spec=spec, address=address, workers=workers, log=log, **options)
+    return run(job)
