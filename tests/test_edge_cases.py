@@ -260,3 +260,19 @@ def test_outputs_follow_the_umask(tmp_path, mask):
     for f in ("out/summary.json", "out/sub/p.png", "alone.txt"):
         assert mode(tmp_path / f) == 0o666 & ~mask, f
     assert json.loads((tmp_path / "out" / "summary.json").read_text()) == {"a": 1}
+
+
+@pytest.mark.torch
+def test_explain_outputs_follow_the_umask(tmp_path, tiny_torch_file):
+    model, image = tiny_torch_file
+    old = os.umask(0o027)
+    try:
+        code = main(["explain", "--model", str(model), "--trust-model", "--images", str(image), "--input-size", "8",
+                     "--methods", "gradcam", "--out", str(tmp_path / "o"), "--quiet"])
+    finally:
+        os.umask(old)
+    assert code == 0
+    paths = [tmp_path / "o", *(tmp_path / "o").rglob("*")]
+    assert len(paths) > 5
+    for p in paths:
+        assert stat.S_IMODE(p.stat().st_mode) == (0o750 if p.is_dir() else 0o640), p

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xcam.contract import Capture, check_batch
+from xcam.contract import Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
 from xcam.layers import unknown_layer
 from xcam.methods.activation import check_head_weights
@@ -245,6 +245,12 @@ def as_batch(inputs, model=None) -> tf.Tensor:
     return x
 
 
+def compute_dtype(model) -> str:
+    """The lowest-precision float dtype any layer computes in ("float32" for a plain model)."""
+    found = {str(getattr(layer, "compute_dtype", "float32")) for _, layer in walk(model)}
+    return next((d for d in ("float16", "bfloat16") if d in found), "float32")
+
+
 def check_input_shape(model, shape: tuple) -> None:
     """Refuse a batch that does not fit the model's declared input (H, W, C) before anything is traced; a
     channels-first batch (N, C, H, W) is named as such."""
@@ -282,6 +288,7 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     resolved = [resolve_layer(model, one) for one in layers]
     target = as_target(targets, classes)
     x = as_batch(inputs, model)
+    warn_low_precision(compute_dtype(model))
     n = int(x.shape[0])
     params = target.params(n)
     paths = [p for p, _ in resolved]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xcam.contract import Capture, check_batch
+from xcam.contract import Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
 from xcam.layers import unknown_layer
 from xcam.methods.activation import check_head_weights
@@ -201,6 +201,7 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     resolved = [resolve_module(model, one) for one in layers]
     target = as_target(targets, classes)
     x = as_batch(model, inputs)
+    warn_low_precision(str(x.dtype).removeprefix("torch."))
     n = x.shape[0]
     target.params(n)  # a per-sample argument of the wrong length fails before the forward
     if gradients:
