@@ -205,8 +205,12 @@ def _methods(_args) -> int:
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit code (0 done, 1 some images unreadable, 2 bad input)."""
-    args = _parser().parse_args(argv)
+    """Run the command line; returns the exit code (0 done, 1 some images unreadable, 2 bad input; argparse's
+    own errors, --help and --version return their code too instead of raising SystemExit)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
         commands = {"explain": _explain, "evaluate": _evaluate, "demo": _demo, "layers": _layers, "methods": _methods,
                     "filters": _filters}

@@ -83,10 +83,10 @@ def quiet_tensorflow():
     """Import TensorFlow without its start-up lines (CUDA probing, oneDNN and CPU-feature notices): its C++
     logging is set to errors only (``TF_CPP_MIN_LOG_LEVEL=3`` unless the user set it), and what it writes
     to stderr while it loads, before that setting applies, goes to /dev/null. ``XCAM_DEBUG=1`` shows it all."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if "tensorflow" in sys.modules or os.environ.get("XCAM_DEBUG"):
         yield
         return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
     saved = os.dup(2)
     try:
