@@ -5,7 +5,7 @@ of whole runs on 100 and on 5,000 images (each in a fresh process).
 
     python benchmarks/throughput.py                       # torch and Keras, 256 images (a few minutes)
     python benchmarks/throughput.py --ray                  # + Ray (local cluster) against the local engine
-    python benchmarks/throughput.py --rss 100 5000         # + peak RSS per image count (about 5 minutes)
+    python benchmarks/throughput.py --rss 100 5000         # + peak RSS per image count (Keras; --rss-framework)
     python benchmarks/throughput.py --device-note "H200"   # label the table (a GPU is used when present)
 
 Model: the demo's EfficientNet-Lite0 with the cat/dog head (bundled ImageNet weights, both frameworks), its
@@ -16,8 +16,8 @@ the demo photos. The end-to-end options are those for large runs: --map-size lay
 
 import argparse
 import os
-import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,7 +67,9 @@ def job(framework, model, layer, images, out, batch_size, **options):
 
 
 def floor_fn(fw: str, framework, model, layer, batches):
-    """Forward + backward to the layer for every batch (top-1 logit), nothing else."""
+    """Forward + backward to the layer for every batch (top-1 logit), nothing else. PyTorch: the layers
+    before the explained one run without autograd and the graph starts at its output (the least work a
+    backward to that layer needs); Keras: a compiled tape through a sub-model [layer output, logits]."""
     if fw == "torch":
         import torch
 
@@ -77,15 +79,24 @@ def floor_fn(fw: str, framework, model, layer, batches):
         device, _ = model_device(model)
         tensors = [torch.from_numpy(framework.to_inputs(b)).to(device) for b in batches]
 
+        def start_graph(m, args, out):
+            kept["a"] = out.detach().requires_grad_(True)
+            torch.set_grad_enabled(True)
+            return kept["a"]
+
+        kept = {}
+
         def run():
-            for x in tensors:
-                kept = {}
-                handle = module.register_forward_hook(lambda m, a, out: kept.__setitem__("a", out))
-                try:
-                    out = model(x)
-                    torch.autograd.grad(out.max(1).values.sum(), kept["a"])
-                finally:
-                    handle.remove()
+            handle = module.register_forward_hook(start_graph)
+            try:
+                for x in tensors:
+                    with torch.no_grad():
+                        out = model(x)
+                        torch.autograd.grad(out.max(1).values.sum(), kept["a"])
+                    torch.set_grad_enabled(False)
+            finally:
+                handle.remove()
+                torch.set_grad_enabled(True)
             if device.type == "cuda":
                 torch.cuda.synchronize()
         return run
@@ -108,19 +119,26 @@ def floor_fn(fw: str, framework, model, layer, batches):
     return run
 
 
-def best_of(fn, rounds, out=None):
-    """Fastest of ``rounds`` runs; ``out`` (a directory the run writes) is removed before each, untimed."""
-    times = []
+def fresh(out: Path) -> Path:
+    shutil.rmtree(out, ignore_errors=True)
+    return out
+
+
+def interleaved(entries, rounds):
+    """Median seconds of each (name, fn, out dir or None), run round-robin so load on a shared machine falls
+    on all alike; an output directory is removed before each run, untimed."""
+    times = {name: [] for name, _, _ in entries}
     for _ in range(rounds):
-        if out is not None:
-            shutil.rmtree(out, ignore_errors=True)
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times), times
+        for name, fn, out in entries:
+            if out is not None:
+                fresh(out)
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def throughput(fw: str, images, work: Path, batch_size: int, rounds: int):
+def throughput(fw: str, images, work: Path, batch_size: int, rounds: int) -> list[str]:
     from xcam.app.explain import run
     from xcam.app.images import load_image, preprocess
 
@@ -129,19 +147,22 @@ def throughput(fw: str, images, work: Path, batch_size: int, rounds: int):
     batches = [data[i:i + batch_size] for i in range(0, len(data), batch_size)]
     floor = floor_fn(fw, framework, model, layer, batches)
     floor()  # warm: compiles the Keras steps for every batch shape
-    run(job(framework, model, layer, images, work / "fast", batch_size, **FAST))
+    run(job(framework, model, layer, images, fresh(work / "fast"), batch_size, **FAST))
+    t = interleaved([("floor", floor, None),
+                     ("fast", lambda: run(job(framework, model, layer, images, work / "fast", batch_size, **FAST)),
+                      work / "fast")], rounds)
+    full = interleaved([("full", lambda: run(job(framework, model, layer, images, work / "full", batch_size)),
+                         work / "full")], 1)["full"]
     n = len(images)
-    t_floor, tf_all = best_of(floor, rounds)
-    t_fast, te_all = best_of(lambda: run(job(framework, model, layer, images, work / "fast", batch_size, **FAST)),
-                             rounds, work / "fast")
-    t_full, _ = best_of(lambda: run(job(framework, model, layer, images, work / "full", batch_size)), 1, work / "full")
-    return [f"| {fw} | floor: fwd + bwd to {layer} (decoded in memory) | {n / t_floor:7.1f} | 1.00 |",
-            f"| {fw} | xcam explain, large-run options | {n / t_fast:7.1f} | {t_floor / t_fast:4.2f} |",
-            f"| {fw} | xcam explain, defaults (overlays, feature grids) | {n / t_full:7.1f} | "
-            f"{t_floor / t_full:4.2f} |"], (tf_all, te_all)
+    return [f"| {fw} | floor: fwd + bwd to {layer} (decoded in memory) | {n / t['floor']:7.1f} | 1.00 |",
+            f"| {fw} | xcam explain, large-run options | {n / t['fast']:7.1f} | {t['floor'] / t['fast']:4.2f} |",
+            f"| {fw} | xcam explain, defaults (overlays, feature grids) | {n / full:7.1f} | "
+            f"{t['floor'] / full:4.2f} |"]
 
 
 def ray_vs_local(images, work: Path, batch_size: int, workers: int, rounds: int) -> list[str]:
+    """Each engine on N and on 2N images: the whole run's rate, and the marginal rate N / (t(2N) - t(N)),
+    which leaves out what every run pays once (Ray: starting the actors and building a model in each)."""
     import ray
 
     from xcam.app.explain import run
@@ -150,46 +171,68 @@ def ray_vs_local(images, work: Path, batch_size: int, workers: int, rounds: int)
     framework, model, layer = setup("torch")
     spec = ModelSpec("torch", demo=True)
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    run(job(framework, model, layer, images[:batch_size], work / "warm", batch_size, **FAST))
-    local, _ = best_of(lambda: run(job(framework, model, layer, images, work / "local", batch_size, **FAST)), rounds,
-                       work / "local")
-    remote, _ = best_of(lambda: run(job(framework, model, layer, images, work / "ray", batch_size, engine="ray",
-                                        model_spec=spec, workers=workers, **FAST)), rounds, work / "ray")
+    half = images[:len(images) // 2]
+    run(job(framework, model, layer, half[:batch_size], fresh(work / "warm"), batch_size, **FAST))
+
+    def engine(paths, out, **kw):
+        return lambda: run(job(framework, model, layer, paths, out, batch_size, **FAST, **kw))
+
+    ray_kw = dict(engine="ray", model_spec=spec, workers=workers)
+    t = interleaved([("local N", engine(half, work / "l1"), work / "l1"),
+                     ("local 2N", engine(images, work / "l2"), work / "l2"),
+                     ("ray N", engine(half, work / "r1", **ray_kw), work / "r1"),
+                     ("ray 2N", engine(images, work / "r2", **ray_kw), work / "r2")], rounds)
     ray.shutdown()
-    n = len(images)
-    return [f"| torch | local engine (one process, decoding threads) | {n / local:7.1f} | 1.00 |",
-            f"| torch | ray engine, {workers} actors on this machine (incl. actor start) | {n / remote:7.1f} | "
-            f"{local / remote:4.2f} |"]
+    n = len(half)
+    local_m, ray_m = n / (t["local 2N"] - t["local N"]), n / (t["ray 2N"] - t["ray N"])
+    return [f"| torch | local engine (one process, decoding threads) | {2 * n / t['local 2N']:7.1f} | "
+            f"{local_m:7.1f} | 1.00 |",
+            f"| torch | ray engine, {workers} actors on this machine | {2 * n / t['ray 2N']:7.1f} | {ray_m:7.1f} | "
+            f"{ray_m / local_m:4.2f} |"]
 
 
-def rss_child(count: int, work: Path) -> None:
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(field)
+
+
+def rss_child(count: int, work: Path, fw: str) -> None:
+    """One whole run in this process; prints the RSS with the model loaded, the peak RSS during the run (the
+    kernel's high-water mark, reset after loading through /proc/self/clear_refs) and the seconds."""
+    if fw == "tf":
+        import torch  # noqa: F401  (before tensorflow)
     from xcam.app.explain import run
 
     images = make_images(work / f"imgs{count}", count)
-    framework, model, layer = setup("torch")
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    framework, model, layer = setup(fw)
+    base = _status_mib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak (VmHWM) to the current RSS
     start = time.perf_counter()
     run(job(framework, model, layer, [str(work / f"imgs{count}")], work / f"out{count}", 32, **FAST))
     seconds = time.perf_counter() - start
     assert len(os.listdir(work / f"out{count}")) >= len(images)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{base:.1f} {peak:.1f} {seconds:.1f}")
+    print(f"{base:.1f} {_status_mib('VmHWM'):.1f} {seconds:.1f}")
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--frameworks", nargs="+", default=["torch", "tf"])
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--frameworks", nargs="*", default=["torch", "tf"])
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--ray", action="store_true")
     parser.add_argument("--ray-workers", type=int, default=2)
     parser.add_argument("--rss", nargs="*", type=int, default=None)
-    parser.add_argument("--rss-child", nargs=2)
+    parser.add_argument("--rss-framework", default="tf")
+    parser.add_argument("--rss-child", nargs=3)
     parser.add_argument("--device-note", default="")
     args = parser.parse_args()
     if args.rss_child:
-        rss_child(int(args.rss_child[0]), Path(args.rss_child[1]))
+        rss_child(int(args.rss_child[0]), Path(args.rss_child[1]), args.rss_child[2])
         return 0
     import torch  # noqa: F401  (before tensorflow)
 
@@ -200,17 +243,20 @@ def main():
               flush=True)
         print("| framework | what | images/s | ratio to floor |\n|---|---|---|---|", flush=True)
         for fw in args.frameworks:
-            lines, _ = throughput(fw, images, work, args.batch_size, args.rounds)
+            lines = throughput(fw, images, work, args.batch_size, args.rounds)
             print("\n".join(lines), flush=True)
         if args.ray:
-            print("\n| framework | engine | images/s | ratio to local |\n|---|---|---|---|", flush=True)
+            print("\n| framework | engine | images/s, whole run of 2N | images/s, marginal | marginal ratio to local |"
+                  "\n|---|---|---|---|---|", flush=True)
             print("\n".join(ray_vs_local(images, work, args.batch_size, args.ray_workers, args.rounds)), flush=True)
         if args.rss is not None:
-            print("\n| images | peak RSS MiB | model loaded MiB | seconds |\n|---|---|---|---|", flush=True)
+            print("\n| framework | images | peak RSS MiB | model loaded MiB | seconds |\n|---|---|---|---|---|",
+                  flush=True)
             for count in args.rss or [100, 5000]:
-                out = subprocess.run([sys.executable, __file__, "--rss-child", str(count), str(work)], check=True,
-                                     capture_output=True, text=True).stdout.split()
-                print(f"| {count} | {float(out[1]):.1f} | {float(out[0]):.1f} | {float(out[2]):.1f} |", flush=True)
+                out = subprocess.run([sys.executable, __file__, "--rss-child", str(count), str(work),
+                                      args.rss_framework], check=True, capture_output=True, text=True).stdout.split()
+                print(f"| {args.rss_framework} | {count} | {float(out[1]):.1f} | {float(out[0]):.1f} | "
+                      f"{float(out[2]):.1f} |", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -103,6 +103,13 @@ def test_sources_errors_are_one_line(tmp_path):
     assert expand_images([str(tmp_path / "gone.png")]) == [str(tmp_path / "gone.png")]
 
 
+def test_output_folder_names_never_collide():
+    from xcam.app.explain import unique_keys
+
+    assert unique_keys(["a/x.png", "b/x.jpg", "c/x-2.png", "d/x.png", "pages.png", ".hid.png"]) == \
+        ["x", "x-2", "x-2-2", "x-3", "_pages", "_.hid"]
+
+
 # ------------------------------------------------------------------------- streaming: values and options
 
 

@@ -15,6 +15,7 @@ from xcam.errors import XcamError
 from xcam.filters import deprocess, kernel_grid
 from xcam.layers import default_layer, format_table
 from xcam.methods import get_method, method_names
+from xcam.targets import parse_target
 from xcam.viz import to_uint8_rgb
 
 from . import evaluate, files
@@ -78,6 +79,11 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--classes", nargs="+", default=["top1"],
                    help="class indices or label names to explain for every image, 'all', or 'top1' (default)")
     e.add_argument("--labels", help="class names, 'cat,dog' or a file with one name a line")
+    e.add_argument("--target", help="what to explain instead of --classes: class:281, class:281:probability, "
+                                    "binary, binary:negative, regression, regression:2, segmentation:15, "
+                                    "segmentation:15:predicted")
+    e.add_argument("--output", help="which model output the target sees: a dict key, a Keras output name, an "
+                                    "attribute (logits) or a tuple index")
     e.add_argument("--normalize", default="imagenet", help=f"input normalization: {', '.join(NORMALIZATIONS)}")
     _output_args(e, "xcam-out")
     _large_run_args(e)
@@ -138,6 +144,8 @@ def _load(args):
 def _explain(args) -> int:
     for m in args.methods:
         get_method(m)
+    if args.target:
+        parse_target(args.target)  # a bad spec fails before the model is loaded
     labels = parse_labels(args.labels)
     if not args.resume:
         check_new_dir(args.out, args.overwrite)
@@ -150,8 +158,15 @@ def _explain(args) -> int:
               batch_size=args.batch_size, log=None if args.quiet else sys.stderr, resume=args.resume,
               report=args.report, map_size=args.map_size, map_dtype=args.map_dtype, overlays=not args.no_overlays,
               features=not args.no_features, engine=args.engine, model_spec=spec, address=args.address,
-              workers=args.workers)
+              workers=args.workers, target=args.target, capture_options=_output_option(args.output))
     return run(job)
+
+
+def _output_option(output: str | None) -> dict:
+    """--output as the capture keyword: a tuple index when it is a number, else a name."""
+    if output is None:
+        return {}
+    return {"output": int(output) if output.lstrip("-").isdigit() else output}
 
 
 def _evaluate(args) -> int:

@@ -60,6 +60,31 @@ def write_jpeg(path, rgb: np.ndarray, quality: int = 85) -> None:
     write_bytes(path, buf.tobytes())
 
 
+def write_video(path, frames: np.ndarray, fps: float = 8.0) -> None:
+    """RGB uint8 frames (T, H, W, 3) as an MP4 (OpenCV's mp4v codec), written beside ``path`` and renamed into
+    place; a codec OpenCV lacks is a one-line error."""
+    path = Path(path)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise XcamError(f"a video needs uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
+    os.close(fd)
+    try:
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
+                                 (frames.shape[2], frames.shape[1]))
+        if not writer.isOpened():
+            raise XcamError(f"OpenCV cannot write MP4 video for {str(path)!r} (no mp4v codec)")
+        try:
+            for frame in frames:
+                writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_npy(path, array: np.ndarray) -> None:
     """An array as .npy, written atomically."""
     buf = io.BytesIO()

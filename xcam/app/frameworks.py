@@ -55,8 +55,8 @@ class Framework:
     def capture(self, model, batch_nhwc, layer, **kwargs):
         return self.adapter.capture(model, self.to_inputs(batch_nhwc), layer, **kwargs)
 
-    def probe(self, model, batch_nhwc, layer):
-        return self.adapter.probe(model, self.to_inputs(batch_nhwc), layer)
+    def probe(self, model, batch_nhwc, layer, **kwargs):
+        return self.adapter.probe(model, self.to_inputs(batch_nhwc), layer, **kwargs)
 
 
 def load_framework(name: str) -> Framework:
