@@ -30,8 +30,33 @@ from .modelspec import ModelSpec
 from .report import REPORT_MODES, SINGLE_PAGE_LIMIT
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``xcam explain: error: ...`` and exit code 2, without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (1, 2, ...), got {text!r}")
+    return value
+
+
+def _version() -> str:
+    import xcam
+
+    return f"xcam {xcam.__version__}"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xcam", description="Class activation maps for PyTorch and Keras CNNs.")
+    p = _Parser(prog="xcam", description="Class activation maps for PyTorch and Keras CNNs.")
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_args(s):
@@ -40,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--trust-model", action="store_true",
                        help="allow loading a whole pickled model (this runs code from the file)")
         s.add_argument("--arch", help="torchvision architecture for a PyTorch state dict (alexnet, vgg16, ...)")
-        s.add_argument("--num-classes", type=int, help="classes of --arch (default: from the state dict)")
-        s.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's, or 224)")
+        s.add_argument("--num-classes", type=positive_int, help="classes of --arch (default: from the state dict)")
+        s.add_argument("--input-size", type=positive_int,
+                       help="square input side in pixels (default: the model's, or 224)")
 
     e = sub.add_parser("explain", help="explain images with a model: overlays, maps, feature grids, report")
     model_args(e)
@@ -78,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     model_args(f)
     f.add_argument("--layer", required=True, help="a convolution layer")
     f.add_argument("--channels", nargs="+", type=int, default=list(range(8)), help="filters to visualize")
-    f.add_argument("--steps", type=int, default=30, help="gradient-ascent steps")
+    f.add_argument("--steps", type=positive_int, default=30, help="gradient-ascent steps")
     f.add_argument("--out", default="xcam-filters", help="output directory (default: xcam-filters)")
     f.add_argument("--overwrite", action="store_true")
 
@@ -91,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
 def _output_args(s, default_out):
     s.add_argument("--out", default=default_out, help=f"output directory (default: {default_out})")
     s.add_argument("--overwrite", action="store_true", help="replace the output directory if it exists")
-    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--batch-size", type=positive_int, default=8, help="images per forward (default: 8)")
     s.add_argument("--quiet", action="store_true", help="no progress or notes on stderr")
 
 
@@ -203,8 +229,12 @@ def _methods(_args) -> int:
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit code (0 done, 1 some images unreadable, 2 bad input)."""
-    args = _parser().parse_args(argv)
+    """Run the command line; returns the exit code (0 done, 1 some images unreadable, 2 bad input; argparse's
+    own errors, --help and --version return their code too instead of raising SystemExit)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
         commands = {"explain": _explain, "evaluate": _evaluate, "demo": _demo, "layers": _layers, "methods": _methods,
                     "filters": _filters}
