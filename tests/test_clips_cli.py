@@ -111,3 +111,27 @@ def test_layers_listing_for_volume_and_signal_models(tmp_path, capsys):
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("1 "))
     assert "3x1000" in line and "(default)" in line and "input 2x1000" in out
+
+
+@pytest.mark.tf
+def test_explain_a_volume_with_a_keras_model(tmp_path, capsys):
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tensorflow")
+    import xcam_tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6, 10, 12, 1))
+    x = keras.layers.Conv3D(4, 3, padding="same", activation="relu", name="conv1")(inp)
+    x = keras.layers.Conv3D(4, 3, padding="same", activation="relu", name="conv2")(x)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling3D()(x)))
+    model.save(tmp_path / "vol.keras")
+    vol = np.random.default_rng(1).normal(size=(6, 10, 12)).astype(np.float32)
+    np.save(tmp_path / "scan.npy", vol)
+    code = main(["explain", "--model", str(tmp_path / "vol.keras"), "--images", str(tmp_path / "scan.npy"),
+                 "--methods", "gradcam", "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert summary["inputs"][0]["layer"] == "conv2"
+    x = np.moveaxis(model_input("volume", vol, 1, None)[None], 1, -1)
+    np.testing.assert_allclose(np.load(tmp_path / "o" / "scan" / "gradcam.npy"),
+                               xcam_tf.cam(model, x, "conv2", "gradcam")[0], atol=1e-6)
