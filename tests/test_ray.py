@@ -21,9 +21,15 @@ pytestmark = pytest.mark.torch
 
 @pytest.fixture(scope="module")
 def cluster():
+    """A local cluster; the driver's PyTorch pinned to one thread, as Ray runs each one-CPU actor, because float
+    sums in a convolution depend on how many threads split them (a feature grid's uint8 pixel can then differ)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -245,3 +245,23 @@ def test_keras_inputs_that_cannot_be_batched_are_one_line_errors():
         xcam_tf.cam(kmodel, [nhwc(IMG), "table"], "image_act2")
     with pytest.raises(XcamError, match="different batch sizes"):
         xcam_tf.cam(kmodel, {"img": nhwc(IMG), "tab": TAB[:1]}, "image_act2")
+
+
+def test_integer_inputs_keep_their_dtype_and_are_held_fixed():
+    class ImageWords(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.image, self.words, self.head = Branch(), nn.Embedding(10, 4), nn.Linear(7, 2)
+
+        def forward(self, img, ids):
+            return self.head(torch.cat([self.image(img), self.words(ids).mean(1)], dim=1))
+
+    model = seeded(ImageWords)
+    ids = np.array([[1, 2, 3], [4, 5, 6]], np.int64)
+    for cls in (0, 1):
+        expected = hand_gradcam(model, model.image.act2, (IMG, ids), cls)
+        np.testing.assert_allclose(xcam_torch.cam(model, {"img": IMG, "ids": ids}, "image.act2", targets=cls),
+                                   expected, atol=1e-6)
+    sal = xcam_torch.cam(model, (IMG, ids), "image.act2", "saliency", targets=1)    # only the image is image-like
+    np.testing.assert_allclose(sal, xcam.normalize_minmax(np.abs(hand_input_gradient(model, (IMG, ids), 0)).max(1)),
+                               atol=1e-6)

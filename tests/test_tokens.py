@@ -257,3 +257,66 @@ def test_cli_layers_and_explain_on_a_vision_transformer(capsys, tmp_path):
     first = next((tmp_path / "o").glob("*/gradcam*.npy"))
     heat = np.load(first)
     assert heat.shape == (32, 32) and heat.max() == 1
+
+
+def test_fusing_two_token_layers_is_layercam_fusion_of_their_grids():
+    model, x = tiny_vit(), images()
+    layers = ["encoder.layers.encoder_layer_0.ln_1", LN1]
+    raws = [xcam.raw_maps(xcam_torch.capture(model, x, name, targets=2), "layercam") for name in layers]
+    np.testing.assert_allclose(xcam_torch.cam(model, x, layers, "layercam", targets=2), xcam.fuse(raws, (32, 32)),
+                               atol=1e-6)
+
+
+class TorchTwin(torch.nn.Module):
+    """The Keras ViT-like model in PyTorch, for ported weights: patch conv, class token, layer norm (Keras eps
+    1e-3), Keras MultiHeadAttention written out (2 heads of 4), residual, layer norm, class token -> dense."""
+
+    def __init__(self, kmodel):
+        super().__init__()
+        k = {layer.name: layer for layer in kmodel.layers}
+        w = lambda a: torch.nn.Parameter(torch.from_numpy(np.asarray(a, np.float32)))  # noqa: E731
+        pk, pb = k["patch"].get_weights()
+        self.patch = torch.nn.Conv2d(3, 8, 4, stride=4)
+        self.patch.weight, self.patch.bias = w(pk.transpose(3, 2, 0, 1)), w(pb)
+        self.cls_token = w(k["class_token"].get_weights()[0])
+        self.ln1, self.ln2 = torch.nn.LayerNorm(8, eps=1e-3), torch.nn.LayerNorm(8, eps=1e-3)
+        for name in ("ln1", "ln2"):
+            gamma, beta = k[name].get_weights()
+            getattr(self, name).weight, getattr(self, name).bias = w(gamma), w(beta)
+        att = k["attn"]
+        self.q, self.qb = w(att._query_dense.kernel), w(att._query_dense.bias)
+        self.k, self.kb = w(att._key_dense.kernel), w(att._key_dense.bias)
+        self.v, self.vb = w(att._value_dense.kernel), w(att._value_dense.bias)
+        self.o, self.ob = w(att._output_dense.kernel), w(att._output_dense.bias)
+        hk, hb = k["head"].get_weights()
+        self.head = torch.nn.Linear(8, 3)
+        self.head.weight, self.head.bias = w(hk.T), w(hb)
+
+    def forward(self, x):
+        t = self.patch(x).flatten(2).transpose(1, 2)                                   # (N, 16, 8), row-major
+        t = torch.cat([self.cls_token.expand(len(x), -1, -1), t], dim=1)
+        y = self.ln1(t)
+        q = torch.einsum("ntd,dhk->nthk", y, self.q) + self.qb
+        k = torch.einsum("ntd,dhk->nthk", y, self.k) + self.kb
+        v = torch.einsum("ntd,dhk->nthk", y, self.v) + self.vb
+        a = torch.softmax(torch.einsum("nqhk,nshk->nhqs", q, k) / 2.0, dim=-1)          # sqrt(key_dim 4)
+        o = torch.einsum("nhqs,nshk->nqhk", a, v)
+        z = t + torch.einsum("nqhk,hkd->nqd", o, self.o) + self.ob
+        return self.head(self.ln2(z)[:, 0])
+
+
+@pytest.mark.parametrize("method", ["gradcam", "layercam", "gradcampp", "scorecam", "ablationcam"])
+def test_keras_vit_like_and_its_torch_twin_give_the_same_token_maps(method):
+    import xcam_tf
+
+    kmodel, _ = keras_vit()
+    twin = TorchTwin(kmodel).eval()
+    x = np.random.default_rng(3).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(twin(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy(),
+                                   np.asarray(kmodel(x, training=False)), atol=1e-4)
+    theirs = xcam_tf.cam(kmodel, x, "ln1", method, targets=[0, 2])
+    mine = xcam_torch.cam(twin, x.transpose(0, 3, 1, 2), "ln1", method, targets=[0, 2])
+    assert mine.max() == 1
+    assert xcam_torch.capture(twin, x.transpose(0, 3, 1, 2), "ln1").layout.describe() == "tokens 1+4x4"
+    np.testing.assert_allclose(mine, theirs, atol=5e-5)

@@ -7,6 +7,7 @@ model inputs handed to a probe are (N, C_in, *S). A layer whose output is channe
 to this layout by its ``xcam.layouts.Layout`` (the adapter applies it when it hands arrays over and back).
 """
 
+import warnings
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -130,7 +131,8 @@ class ScoresFromOutputs:
 class Adapter(Protocol):
     """The module interface of ``xcam_torch`` and ``xcam_tf``: fetch arrays, run the model, nothing else.
 
-    ``inputs`` are in the framework's layout (``LAYOUT``): PyTorch (N, C, *S), Keras (N, *S, C).
+    ``inputs`` are in the framework's layout (``LAYOUT``): PyTorch (N, C, *S), Keras (N, *S, C); or several
+    inputs, a tuple / list or a dict of them (``xcam.inputs``).
     ``layer`` is a name, a path into a nested model, or the layer object; a list of them captures several
     layers in one forward and one backward.
     """
@@ -145,8 +147,9 @@ class Adapter(Protocol):
         """Activations, gradients of the target's score and the selected output, as a ``Capture`` (channels
         first); ``reshape`` overrides the detected layer layout (``xcam.layouts.as_layout``)."""
 
-    def probe(self, model, inputs, layer, output=None, reshape=None) -> Probe:
-        """A ``Probe`` for methods that run the model again on this batch and layer (``output`` selected)."""
+    def probe(self, model, inputs, layer, output=None, reshape=None, key=None) -> Probe:
+        """A ``Probe`` for methods that run the model again on this batch and layer (``output`` selected); with
+        several inputs, ``key`` names the image-like input the probe's ``inputs`` are (``xcam.inputs``)."""
 
     def layer_records(self, model, input_shape: tuple) -> list:
         """``xcam.layers.LayerRecord`` for every layer, from one forward on zeros of ``(1, *input_shape)``
@@ -172,6 +175,25 @@ class Adapter(Protocol):
         """A context manager: inside, the parameters of ``layers`` (names, top-down; ``layers[j]`` at cascade
         position ``first_position + j``) hold the values ``xcam.randomization.random_parameters`` draws; on exit
         every one is restored bit for bit."""
+
+
+class LowPrecisionWarning(UserWarning):
+    """The model computes in 16-bit floats: its maps differ from the same weights' in float32."""
+
+
+LOW_PRECISION = ("float16", "bfloat16")
+
+
+def warn_low_precision(dtype: str, stacklevel: int = 3) -> None:
+    """Warn (``LowPrecisionWarning``) when the model computes in float16 or bfloat16. xcam computes every map
+    in float32 from the captured tensors, but the forward and backward themselves ran in 16 bits: measured on
+    AlexNet (random weights, ``benchmarks/precision.py``), maps differ from float32 by up to 0.49 (bfloat16) and
+    1.0 (float16) max abs in [0, 1], mean abs up to 0.017."""
+    if dtype in LOW_PRECISION:
+        warnings.warn(f"the model computes in {dtype}: maps can differ from the same weights in float32 by up to "
+                      f"{'0.5' if dtype == 'bfloat16' else '1.0'} per pixel (max abs, measured on AlexNet; README "
+                      "'Precision'); cast the model to float32 for exact maps", LowPrecisionWarning,
+                      stacklevel=stacklevel)
 
 
 BATCH_LAYOUTS = {"channels_first": {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"},

@@ -23,13 +23,18 @@ def normalize_minmax(maps: np.ndarray) -> np.ndarray:
     """Per-sample min-max scaling of (N, ...) maps to [0, 1]: (x - min) / (max - min), min and max over the
     whole signal, image, volume or clip of each sample.
 
-    A constant map (max == min, the all-zero map included) becomes all zeros, never NaN.
+    A constant map (max == min, the all-zero map included) becomes all zeros, never NaN; finite maps whose
+    range overflows float32 are scaled in float64.
     """
     maps = np.asarray(maps, dtype=np.float32)
     flat = maps.reshape(maps.shape[0], -1)
     lo = flat.min(axis=1, keepdims=True)
-    span = flat.max(axis=1, keepdims=True) - lo
-    safe = np.where(span > 0, span, 1.0).astype(np.float32)
+    with np.errstate(over="ignore"):
+        span = flat.max(axis=1, keepdims=True) - lo
+    if flat.size and not np.isfinite(span).all() and np.isfinite(flat).all():  # max - min overflows float32
+        flat, lo = flat.astype(np.float64), lo.astype(np.float64)
+        span = flat.max(axis=1, keepdims=True) - lo
+    safe = np.where(span > 0, span, 1.0).astype(span.dtype)
     out = np.where(span > 0, (flat - lo) / safe, 0.0).astype(np.float32)
     return out.reshape(maps.shape)
 

@@ -20,25 +20,44 @@ def method_args(capture: Capture, method, *, model_inputs=None, probe=None, opti
         raise XcamError(f"method {m.name!r} needs the weights of a final linear layer after global average pooling")
     if m.needs_probe and (probe is None or model_inputs is None):
         raise XcamError(f"method {m.name!r} runs the model again: call it through xcam_torch.cam or xcam_tf.cam")
-    acts = capture.activations.astype(np.float32, copy=False)
+    acts = _finite(capture.activations, "activations", capture.layer)
     if capture.targets.ndim == 2:  # several classes per sample: (N, K) targets, (N, K, C, *s) gradients
         acts = acts[:, None]
-    grads = None if capture.gradients is None else capture.gradients.astype(np.float32, copy=False)
+    grads = None if capture.gradients is None or not m.needs_gradients else \
+        _finite(capture.gradients, "gradients", capture.layer)
     return MethodArgs(acts, grads, capture.targets, capture.head_weights, capture.scores, model_inputs, probe,
                       resolve_options(m, options), target=capture.explained, rank=capture.rank)
+
+
+def _finite(values: np.ndarray, what: str, layer: str) -> np.ndarray:
+    """``values`` as float32 if every entry is finite there, else a one-line XcamError naming what holds NaN or
+    inf (float64 values beyond float32's range included)."""
+    with np.errstate(over="ignore"):
+        values = values.astype(np.float32, copy=False)
+    if not np.isfinite(values).all():
+        kind = "NaN" if np.isnan(values).any() else "infinite"
+        where = f" of layer {layer!r}" if layer else ""
+        raise XcamError(f"the {what}{where} hold {kind} values (in float32): a map needs finite activations and "
+                        "gradients; check the model and inputs for overflow or a division by zero")
+    return values
 
 
 def raw_maps(capture: Capture, method="gradcam", *, model_inputs=None, probe=None, options=None) -> np.ndarray:
     """Un-normalized maps: (N, *s) at the layer's resolution (pixel methods: the input's), or (N, K, ...)."""
     m = get_method(method)
     x = method_args(capture, m, model_inputs=model_inputs, probe=probe, options=options)
-    out = m.fn(x)
-    maps = combine(out, x.activations, x.rank) if m.kind == "weights" else out
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught below, as a non-finite map
+        out = m.fn(x)
+        maps = combine(out, x.activations, x.rank) if m.kind == "weights" else out
     if capture.targets.ndim == 2 and maps.shape[1] == 1 and capture.targets.shape[1] > 1:
         maps = np.broadcast_to(maps, (maps.shape[0], capture.targets.shape[1], *maps.shape[2:]))
     if m.relu:
         maps = relu(maps)
-    return np.ascontiguousarray(maps, dtype=np.float32)
+    maps = np.ascontiguousarray(maps, dtype=np.float32)
+    if not np.isfinite(maps).all():
+        raise XcamError(f"the {m.name} map of layer {capture.layer!r} overflows float32 (NaN or inf): the "
+                        "activations or gradients are too large for this method")
+    return maps
 
 
 def map_rank(capture: Capture, method, model_inputs=None) -> int:

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xcam.contract import Capture, check_batch
+from xcam.contract import BATCH_LAYOUTS, Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import SINGLE, batch_size, entries, image_like, name, rebuild
 from xcam.layers import unknown_layer
@@ -173,6 +173,13 @@ def param_tensors(params: dict) -> dict:
     return out
 
 
+def plain(fn):
+    """``fn`` called as is inside a traced step: autograph does not convert it (targets need no conversion: their
+    Python branches are on shapes and settings), which also keeps autograph's cache of converted functions, keyed
+    by code objects that a long test session recycles, from handing back another function's conversion."""
+    return tf.autograph.experimental.do_not_convert(fn)
+
+
 def output_key(output):
     """A cache key for an ``output=`` selection."""
     return output if output is None or isinstance(output, (str, int)) else ("callable", id(output))
@@ -209,7 +216,7 @@ def _step(model, paths, x, target, params: dict, output, gradients: bool):
                 tape_box["tape"] = tape if gradients else None
                 out = selected(model, model(x, training=False), output, target)
                 acts = [keep[i] for i in range(count)]
-                score = target.score(out, p, OPS)
+                score = plain(target.score)(out, p, OPS)
                 total = tf.reduce_sum(score)  # recorded by the tape
             tape_box.clear()
             if not gradients:
@@ -290,7 +297,34 @@ def as_batch(inputs, model=None) -> tf.Tensor:
     """The inputs as a float32 tensor (N, *S, C), of the model's declared rank when ``model`` is given."""
     x = tf.convert_to_tensor(inputs, dtype=tf.float32)
     check_batch(tuple(x.shape), LAYOUT, None if model is None else input_rank(model))
+    if model is not None:
+        check_input_shape(model, tuple(x.shape))
     return x
+
+
+def compute_dtype(model) -> str:
+    """The lowest-precision float dtype any layer computes in ("float32" for a plain model)."""
+    found = {str(getattr(layer, "compute_dtype", "float32")) for _, layer in walk(model)}
+    return next((d for d in ("float16", "bfloat16") if d in found), "float32")
+
+
+def check_input_shape(model, shape: tuple) -> None:
+    """Refuse a batch that does not fit the model's declared input (*S, C) before anything is traced; a
+    channels-first batch (N, C, *S) is named as such."""
+    try:
+        declared = tuple(model.inputs[0].shape[1:])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return
+    got = tuple(int(d) for d in shape[1:])
+    if len(declared) != len(got) or all(d is None or d == g for d, g in zip(declared, got)):
+        return
+    want = "(N, " + ", ".join("?" if d is None else str(d) for d in declared) + ")"
+    layout = BATCH_LAYOUTS["channels_last"].get(len(got) - 1, "(N, ..., C)")
+    hint = ""
+    if declared[-1] is not None and got[0] == declared[-1] and got[-1] != declared[-1]:
+        first = BATCH_LAYOUTS["channels_first"].get(len(got) - 1, "(N, C, ...)")
+        hint = f": this batch looks channels first {first}; give np.moveaxis(inputs, 1, -1)"
+    raise XcamError(f"the model takes inputs {want}, channels last {layout}, got shape {(shape[0], *got)}{hint}")
 
 
 def _last_dense_weight(model):
@@ -314,6 +348,7 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     resolved = [resolve_layer(model, one) for one in layers]
     target = as_target(targets, classes)
     x = as_inputs(inputs, model)
+    warn_low_precision(compute_dtype(model))
     n = int(tf.nest.flatten(x)[0].shape[0])
     params = target.params(n)
     paths = [p for p, _ in resolved]

@@ -19,6 +19,7 @@ from ._capture import (
     output_key,
     param_specs,
     param_tensors,
+    plain,
     resolve_layer,
     restore,
     selected,
@@ -150,7 +151,7 @@ class Probe:
             def forward(batch, p):
                 with wrapped([], {}, {}, final):
                     out = selected(model, model(batch, training=False), output, pick)
-                return out if target is None else target.score(out, p, OPS)
+                return out if target is None else plain(target.score)(out, p, OPS)
             return forward
 
         key = (id(model), "predict", signature_key(x), None if target is None else target.key(),
@@ -185,7 +186,7 @@ class Probe:
             def forward(x, replacement, p):
                 with wrapped([layer], {}, {}, final_layer(model), replace=replacement):
                     out = selected(model, model(x, training=False), output, pick)
-                return out if target is None else target.score(out, p, OPS)
+                return out if target is None else plain(target.score)(out, p, OPS)
             return forward
 
         key = (id(model), "from_layer", layer.name, signature_key(one), tuple(acts.shape[1:]),
@@ -232,7 +233,7 @@ class Probe:
                         if use_guided:
                             stack.enter_context(guided_relus(model))
                         out = selected(model, model(batch, training=False), output, target)
-                    score = tf.reduce_sum(target.score(out, p, OPS))  # inside the tape
+                    score = tf.reduce_sum(plain(target.score)(out, p, OPS))  # inside the tape
                 return tape.gradient(score, explained, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return grads
 

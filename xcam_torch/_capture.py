@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xcam.contract import Capture, check_batch
+from xcam.contract import Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import POSITIONAL, SINGLE, batch_size, entries, image_like, name
 from xcam.layers import unknown_layer
@@ -283,6 +283,7 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     resolved = [resolve_module(model, one) for one in layers]
     target = as_target(targets, classes)
     x = Batch(model, inputs)
+    warn_low_precision(str(model_device(model)[1]).removeprefix("torch."))
     n = x.n
     target.params(n)  # a per-sample argument of the wrong length fails before the forward
     if gradients:

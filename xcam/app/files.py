@@ -14,11 +14,27 @@ import numpy as np
 from xcam.errors import XcamError
 
 
+def umask() -> int:
+    """The process's umask (read from /proc where it can be, so that no other thread sees it changed)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place (never half-written)."""
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place (never half-written).
+    The file gets the mode a plain ``open`` would give it (0o666 less the umask), not mkstemp's 0o600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -94,14 +110,15 @@ def check_new_dir(out, overwrite: bool) -> None:
 
 @contextlib.contextmanager
 def staged_dir(out, overwrite: bool = False):
-    """Yield a fresh staging directory beside ``out``; on success it replaces ``out`` in one rename, on any
-    error it is removed, so ``out`` is never half-written."""
+    """Yield a fresh staging directory beside ``out``; on success it replaces ``out`` in one rename (with the
+    mode ``mkdir`` would give it under the umask), on any error it is removed, so ``out`` is never half-written."""
     out = Path(out)
     check_new_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         yield stage
+        stage.chmod(0o777 & ~umask())  # mkdtemp's 0o700 must not leak into the result
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         os.replace(stage, out)
