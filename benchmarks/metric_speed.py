@@ -4,13 +4,18 @@ ROAD), captum (sensitivity_max) and Quantus (MPRT, when it can be imported). Eve
 scores the same Grad-CAM maps of a torchvision ResNet-18 (random weights, seed 0) on the demo photos at 224x224;
 forwards are counted by one hook on the model, so every model run of every side is counted the same way.
 
-    python benchmarks/metric_speed.py [--images 2] [--arch resnet18] [--skip-slow]
+    python benchmarks/metric_speed.py [--images 2] [--arch resnet18] [--skip-slow] [--repeat 3]
+
+With ``--repeat R`` every measurement is taken R times (the whole sequence, in turn) and the median reported. The
+"forwards alone" column times xcam's forwards by themselves (the same number of images through the model in
+batches of 64, no gradients): the floor of a forward-bound metric at equal forwards.
 """
 
 import argparse
 import contextlib
 import copy
 import os
+import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -37,9 +42,10 @@ class Counter:
 
     @contextlib.contextmanager
     def measure(self, out: dict):
-        start_images, start = self.images, time.perf_counter()
+        start_images, start, cpu = self.images, time.perf_counter(), time.process_time()
         yield
         out["seconds"] = time.perf_counter() - start
+        out["cpu"] = time.process_time() - cpu  # every thread of this process: steadier than wall time under load
         out["images"] = self.images - start_images
 
 
@@ -64,6 +70,7 @@ def main():
     p.add_argument("--images", type=int, default=2, help="demo photos to use (1 to 3; default 2)")
     p.add_argument("--arch", default="resnet18", help="torchvision architecture (default resnet18)")
     p.add_argument("--skip-slow", action="store_true", help="skip pytorch-grad-cam's and Quantus' ROAD")
+    p.add_argument("--repeat", type=int, default=1, help="runs of every measurement, the median reported (default 1)")
     args = p.parse_args()
     torch.manual_seed(0)
     model = getattr(torchvision.models, args.arch)(weights=None).eval()
@@ -76,123 +83,141 @@ def main():
     targets = probe.predict(images).argmax(axis=1)
     maps = xcam_torch.cam(model, x, layer, "gradcam", targets=targets.tolist())
     n = len(images)
-    rows = []
+    rows = {}  # (metric, side) -> [settings, [seconds per repeat], forwards per image, [forwards-alone seconds]]
 
-    def run(metric, side, settings, fn):
+    def forwards_alone(count):
+        xb = x[torch.arange(count) % n]
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for a in range(0, count, 64):
+                model(xb[a:a + 64])
+        return time.perf_counter() - start
+
+    def run(metric, side, settings, fn, floor=False):
         stats = {}
         with counter.measure(stats):
             fn()
-        rows.append((metric, side, settings, stats["seconds"], stats["images"] / n))
-        print(f"  {metric:<28} {side:<18} {stats['seconds']:8.2f} s {stats['images'] / n:7.1f} forwards/image",
-              flush=True)
+        row = rows.setdefault((metric, side), [settings, [], stats["images"] / n, [], []])
+        row[1].append(stats["seconds"])
+        row[4].append(stats["cpu"])
+        if floor:
+            row[3].append(forwards_alone(stats["images"]))
+        print(f"  {metric:<28} {side:<18} {stats['seconds']:8.2f} s {stats['cpu']:8.2f} s CPU "
+              f"{stats['images'] / n:7.1f} forwards/image", flush=True)
 
-    def softmax_fn(z):
-        return torch.softmax(z, -1)
+    def sequence():
+        def softmax_fn(z):
+            return torch.softmax(z, -1)
 
-    # deletion + insertion: 20 steps, zero substrate for both curves
-    def ours_del_ins():
-        scores = probe.predict(images)
-        bare = probe.predict(np.zeros_like(images))  # the all-substrate images: one end of both curves
-        M.deletion(probe.predict, images, maps, targets, step=0.05, substrate="zeros", scores=scores,
-                   substrate_scores=bare)
-        M.insertion(probe.predict, images, maps, targets, step=0.05, substrate="zeros", scores=scores,
-                    substrate_scores=bare)
+        # deletion + insertion: 20 steps, zero substrate for both curves
+        def ours_del_ins():
+            scores = probe.predict(images)
+            bare = probe.predict(np.zeros_like(images))  # the all-substrate images: one end of both curves
+            M.deletion(probe.predict, images, maps, targets, step=0.05, substrate="zeros", scores=scores,
+                       substrate_scores=bare)
+            M.insertion(probe.predict, images, maps, targets, step=0.05, substrate="zeros", scores=scores,
+                        substrate_scores=bare)
 
-    def torchcam_del_ins():
-        from torchcam.metrics import DeletionInsertionMetric
+        def torchcam_del_ins():
+            from torchcam.metrics import DeletionInsertionMetric
 
-        metric = DeletionInsertionMetric(FixedMaps(model, maps), softmax_fn, steps=20, batch_size=64)
-        metric.update(x, class_idx=targets.tolist())
+            metric = DeletionInsertionMetric(FixedMaps(model, maps), softmax_fn, steps=20, batch_size=64)
+            metric.update(x, class_idx=targets.tolist())
 
-    run("deletion + insertion", "xcam", "20 steps, zeros", ours_del_ins)
-    run("deletion + insertion", "torchcam", "20 steps, zeros", torchcam_del_ins)
+        run("deletion + insertion", "xcam", "20 steps, zeros", ours_del_ins, floor=True)
+        run("deletion + insertion", "torchcam", "20 steps, zeros", torchcam_del_ins)
 
-    # Average Drop + Increase in Confidence
-    def torchcam_conf():
-        from torchcam.metrics import ClassificationMetric
+        # Average Drop + Increase in Confidence
+        def torchcam_conf():
+            from torchcam.metrics import ClassificationMetric
 
-        metric = ClassificationMetric(FixedMaps(model, maps), softmax_fn)
-        metric.update(x, class_idx=targets.tolist())
+            metric = ClassificationMetric(FixedMaps(model, maps), softmax_fn)
+            metric.update(x, class_idx=targets.tolist())
 
-    def pgc_conf():
-        from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+        def pgc_conf():
+            from pytorch_grad_cam.metrics.cam_mult_image import DropInConfidence, IncreaseInConfidence
+            from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
-        t = [ClassifierOutputSoftmaxTarget(int(c)) for c in targets]
-        DropInConfidence()(x, maps, t, model)
-        IncreaseInConfidence()(x, maps, t, model)
+            t = [ClassifierOutputSoftmaxTarget(int(c)) for c in targets]
+            DropInConfidence()(x, maps, t, model)
+            IncreaseInConfidence()(x, maps, t, model)
 
-    run("AD + IC", "xcam", "softmax", lambda: M.confidence_metrics(probe.predict, images, maps, targets))
-    run("AD + IC", "torchcam", "softmax", torchcam_conf)
-    run("AD + IC", "pytorch-grad-cam", "softmax", pgc_conf)
+        run("AD + IC", "xcam", "softmax", lambda: M.confidence_metrics(probe.predict, images, maps, targets),
+            floor=True)
+        run("AD + IC", "torchcam", "softmax", torchcam_conf)
+        run("AD + IC", "pytorch-grad-cam", "softmax", pgc_conf)
 
-    # ROAD, MoRF and LeRF averaged over 10..90 %, noisy linear imputer (noise 0.01)
-    def ours_road():
-        for order in ("morf", "lerf"):
-            M.road(probe.predict, images, maps, targets, order=order, percentiles=PCTS)
+        # ROAD, MoRF and LeRF averaged over 10..90 %, noisy linear imputer (noise 0.01)
+        def ours_road():
+            for order in ("morf", "lerf"):
+                M.road(probe.predict, images, maps, targets, order=order, percentiles=PCTS)
 
-    def pgc_road():
-        from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+        def pgc_road():
+            from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
+            from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
-        t = [ClassifierOutputSoftmaxTarget(int(c)) for c in targets]
-        ROADMostRelevantFirstAverage(list(PCTS))(x, maps, t, model)
-        ROADLeastRelevantFirstAverage(list(PCTS))(x, maps, t, model)
+            t = [ClassifierOutputSoftmaxTarget(int(c)) for c in targets]
+            ROADMostRelevantFirstAverage(list(PCTS))(x, maps, t, model)
+            ROADLeastRelevantFirstAverage(list(PCTS))(x, maps, t, model)
 
-    run("ROAD MoRF + LeRF", "xcam", "10..90 %, noise .01", ours_road)
-    if not args.skip_slow:
-        run("ROAD MoRF + LeRF", "pytorch-grad-cam", "10..90 %, noise .01", pgc_road)
+        run("ROAD MoRF + LeRF", "xcam", "10..90 %, noise .01", ours_road, floor=True)
+        if not args.skip_slow:
+            run("ROAD MoRF + LeRF", "pytorch-grad-cam", "10..90 %, noise .01", pgc_road)
 
-    # max-sensitivity: 10 samples, radius 0.02, the explanation = Grad-CAM for the same targets
-    def explain_np(xb):
-        reps = len(xb) // n
-        return xcam_torch.cam(model, torch.from_numpy(np.ascontiguousarray(xb)), layer, "gradcam",
-                              targets=np.repeat(targets, reps).tolist())
+        # max-sensitivity: 10 samples, radius 0.02, the explanation = Grad-CAM for the same targets
+        def explain_np(xb):
+            reps = len(xb) // n
+            return xcam_torch.cam(model, torch.from_numpy(np.ascontiguousarray(xb)), layer, "gradcam",
+                                  targets=np.repeat(targets, reps).tolist())
 
-    def captum_sens():
-        from captum.metrics import sensitivity_max
+        def captum_sens():
+            from captum.metrics import sensitivity_max
 
-        def explain_t(inputs):
-            xb = inputs[0] if isinstance(inputs, tuple) else inputs
-            return (torch.from_numpy(explain_np(xb.numpy())),)
+            def explain_t(inputs):
+                xb = inputs[0] if isinstance(inputs, tuple) else inputs
+                return (torch.from_numpy(explain_np(xb.numpy())),)
 
-        sensitivity_max(explain_t, x, n_perturb_samples=10, perturb_radius=0.02)
+            sensitivity_max(explain_t, x, n_perturb_samples=10, perturb_radius=0.02)
 
-    run("max-sensitivity", "xcam", "10 samples, r .02", lambda: M.max_sensitivity(explain_np, images, maps=maps))
-    run("max-sensitivity", "captum", "10 samples, r .02", captum_sens)
+        run("max-sensitivity", "xcam", "10 samples, r .02", lambda: M.max_sensitivity(explain_np, images, maps=maps))
+        run("max-sensitivity", "captum", "10 samples, r .02", captum_sens)
 
-    # cascading randomization, every layer with parameters, Spearman per layer
-    run("MPRT (cascade)", "xcam", "all layers, top-down",
-        lambda: model_randomization(xcam_torch, model, x, layer, "gradcam", targets, maps=maps))
-    quantus = None
-    try:
-        import quantus
-    except ImportError as exc:
-        print(f"  (Quantus skipped: {exc})")
-    if quantus is not None:
-        def explain_q(model, inputs, targets, **kwargs):
-            xb = torch.from_numpy(np.asarray(inputs, dtype=np.float32))
-            return xcam_torch.cam(model, xb, layer, "gradcam", targets=[int(t) for t in targets])[:, None]
+        # cascading randomization, every layer with parameters, Spearman per layer
+        run("MPRT (cascade)", "xcam", "all layers, top-down",
+            lambda: model_randomization(xcam_torch, model, x, layer, "gradcam", targets, maps=maps))
+        quantus = None
+        try:
+            import quantus
+        except ImportError as exc:
+            print(f"  (Quantus skipped: {exc})")
+        if quantus is not None:
+            def explain_q(model, inputs, targets, **kwargs):
+                xb = torch.from_numpy(np.asarray(inputs, dtype=np.float32))
+                return xcam_torch.cam(model, xb, layer, "gradcam", targets=[int(t) for t in targets])[:, None]
 
-        run("MPRT (cascade)", "Quantus", "all layers, top-down", lambda: quantus.MPRT(
-            abs=False, normalise=False, disable_warnings=True)(model=copy.deepcopy(model), x_batch=images,
-                                                               y_batch=targets, a_batch=maps[:, None],
-                                                               explain_func=explain_q, device="cpu"))
-        # (Quantus 0.6.0's ROAD is not timed: it ranks C x H x W features but imputes on an H x W mask, and fails
-        # with an IndexError on 3-channel images)
+            run("MPRT (cascade)", "Quantus", "all layers, top-down", lambda: quantus.MPRT(
+                abs=False, normalise=False, disable_warnings=True)(model=copy.deepcopy(model), x_batch=images,
+                                                                   y_batch=targets, a_batch=maps[:, None],
+                                                                   explain_func=explain_q, device="cpu"))
+            # (Quantus 0.6.0's ROAD is not timed: it ranks C x H x W features but imputes on an H x W mask, and fails
+            # with an IndexError on 3-channel images)
+
+    for _ in range(max(1, args.repeat)):
+        sequence()
 
     print(f"\n{args.arch}, {n} images 224x224, Grad-CAM maps of {layer}; CPU threads {torch.get_num_threads()}")
-    print("| metric | settings | xcam s | xcam forwards/image | anchor | anchor s | anchor forwards/image | "
-          "anchor time / xcam time |")
-    print("|---|---|---|---|---|---|---|---|")
-    ours = {r[0]: r for r in rows if r[1] == "xcam"}
-    for metric, side, settings, sec, fwd in rows:
+    print("| metric | settings | xcam s | xcam forwards/image | xcam forwards alone s | anchor | anchor s | "
+          "anchor forwards/image | anchor time / xcam time | anchor CPU time / xcam CPU time |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (metric, side), (settings, secs, fwd, _, cpus) in rows.items():
         if side == "xcam":
             continue
-        o = ours[metric]
-        print(f"| {metric} | {settings} | {o[3]:.2f} | {o[4]:.0f} | {side} | {sec:.2f} | {fwd:.0f} | "
-              f"{sec / o[3]:.1f}x |")
-
+        _, o_secs, o_fwd, o_floor, o_cpus = rows[(metric, "xcam")]
+        ours, theirs = statistics.median(o_secs), statistics.median(secs)
+        floor = f"{statistics.median(o_floor):.2f}" if o_floor else "-"
+        print(f"| {metric} | {settings} | {ours:.2f} | {o_fwd:.0f} | {floor} | {side} | {theirs:.2f} | {fwd:.0f} | "
+              f"{theirs / ours:.1f}x | {statistics.median(cpus) / statistics.median(o_cpus):.1f}x |")
+    print(f"(medians of {max(1, args.repeat)} runs)")
 
 if __name__ == "__main__":
     main()
