@@ -4,11 +4,11 @@ ROAD), captum (sensitivity_max) and Quantus (MPRT, when it can be imported). Eve
 scores the same Grad-CAM maps of a torchvision ResNet-18 (random weights, seed 0) on the demo photos at 224x224;
 forwards are counted by one hook on the model, so every model run of every side is counted the same way.
 
-    python benchmarks/metric_speed.py [--images 2] [--arch resnet18] [--skip-slow] [--repeat 3]
+    python benchmarks/metric_speed.py [--images 2] [--arch resnet18] [--skip-slow] [--repeat 3] [--warmup 1]
 
 With ``--repeat R`` every measurement is taken R times (the whole sequence, in turn) and the median reported. The
-"forwards alone" column times xcam's forwards by themselves (the same number of images through the model in
-batches of 64, no gradients): the floor of a forward-bound metric at equal forwards.
+"forwards alone" column times xcam's forwards by themselves (the same number of images through xcam's probe
+in batches of 64): the floor of a forward-bound metric at equal forwards.
 """
 
 import argparse
@@ -71,6 +71,7 @@ def main():
     p.add_argument("--arch", default="resnet18", help="torchvision architecture (default resnet18)")
     p.add_argument("--skip-slow", action="store_true", help="skip pytorch-grad-cam's and Quantus' ROAD")
     p.add_argument("--repeat", type=int, default=1, help="runs of every measurement, the median reported (default 1)")
+    p.add_argument("--warmup", type=int, default=0, help="unrecorded runs of the whole sequence first (default 0)")
     args = p.parse_args()
     torch.manual_seed(0)
     model = getattr(torchvision.models, args.arch)(weights=None).eval()
@@ -85,18 +86,21 @@ def main():
     n = len(images)
     rows = {}  # (metric, side) -> [settings, [seconds per repeat], forwards per image, [forwards-alone seconds]]
 
-    def forwards_alone(count):
-        xb = x[torch.arange(count) % n]
+    def forwards_alone(count):  # the same images through xcam's probe (as the metrics run them), 64 at a time
+        xb = images[np.arange(count) % n]
         start = time.perf_counter()
-        with torch.inference_mode():
-            for a in range(0, count, 64):
-                model(xb[a:a + 64])
+        for a in range(0, count, 64):
+            probe.predict(xb[a:a + 64])
         return time.perf_counter() - start
+
+    warming = [False]
 
     def run(metric, side, settings, fn, floor=False):
         stats = {}
         with counter.measure(stats):
             fn()
+        if warming[0]:
+            return
         row = rows.setdefault((metric, side), [settings, [], stats["images"] / n, [], []])
         row[1].append(stats["seconds"])
         row[4].append(stats["cpu"])
@@ -202,6 +206,10 @@ def main():
             # (Quantus 0.6.0's ROAD is not timed: it ranks C x H x W features but imputes on an H x W mask, and fails
             # with an IndexError on 3-channel images)
 
+    warming[0] = True
+    for _ in range(args.warmup):  # first runs pay one-off costs (allocator, oneDNN primitives, imports)
+        sequence()
+    warming[0] = False
     for _ in range(max(1, args.repeat)):
         sequence()
 
@@ -217,7 +225,7 @@ def main():
         floor = f"{statistics.median(o_floor):.2f}" if o_floor else "-"
         print(f"| {metric} | {settings} | {ours:.2f} | {o_fwd:.0f} | {floor} | {side} | {theirs:.2f} | {fwd:.0f} | "
               f"{theirs / ours:.1f}x | {statistics.median(cpus) / statistics.median(o_cpus):.1f}x |")
-    print(f"(medians of {max(1, args.repeat)} runs)")
+    print(f"(medians of {max(1, args.repeat)} runs after {args.warmup} unrecorded)")
 
 if __name__ == "__main__":
     main()
