@@ -57,8 +57,9 @@ def read_video(path, frames: int, size: tuple[int, int]) -> np.ndarray:
 
 
 def read_volume(path) -> np.ndarray:
-    """A volume as float32 (D, H, W) or (C, D, H, W): .npy as stored; NIfTI (x, y, z[, c]) as (z, y, x) (axial
-    slices first) through nibabel."""
+    """A volume as float32 (D, H, W) or (C, D, H, W): .npy as stored; NIfTI through nibabel, turned to the
+    closest canonical (RAS+) orientation by its affine, then (x, y, z[, c]) as ([c,] z, y, x): axial slices first,
+    whatever the scanner's voxel order."""
     name = str(path).lower()
     try:
         if name.endswith(".npy"):
@@ -68,10 +69,14 @@ def read_volume(path) -> np.ndarray:
                 import nibabel
             except ImportError:
                 raise XcamError("reading NIfTI needs nibabel: pip install 'xcam[medical]'") from None
-            data = np.asarray(nibabel.load(str(path)).get_fdata(dtype=np.float32))
+            try:
+                image = nibabel.as_closest_canonical(nibabel.load(str(path)))
+            except nibabel.filebasedimages.ImageFileError as exc:
+                raise ValueError(exc) from None
+            data = np.asarray(image.get_fdata(dtype=np.float32))
             vol = data.transpose(2, 1, 0) if data.ndim == 3 else data.transpose(3, 2, 1, 0) if data.ndim == 4 \
                 else data
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise XcamError(f"cannot read volume {str(path)!r}: {exc}") from None
     vol = np.asarray(vol, np.float32)
     if vol.ndim not in (3, 4):
@@ -81,7 +86,8 @@ def read_volume(path) -> np.ndarray:
 
 def model_input(kind: str, data: np.ndarray, channels: int, norm) -> np.ndarray:
     """One input, channels first (C, T|D, H, W): video frames scaled to [0, 1] and normalized per channel like
-    images; a volume standardized (zero mean, unit variance), its channels repeated if the model wants more."""
+    images; a volume standardized (zero mean, unit variance), one channel repeated if the model wants more (other
+    channel counts that differ from the model's are a one-line error)."""
     if kind == "video":
         x = data.astype(np.float32) / 255.0
         mean, std = norm if norm is not None else (np.zeros(3), np.ones(3))
@@ -89,8 +95,11 @@ def model_input(kind: str, data: np.ndarray, channels: int, norm) -> np.ndarray:
         return np.ascontiguousarray(x.transpose(3, 0, 1, 2))[:channels]
     vol = data if data.ndim == 4 else data[None]
     vol = (vol - vol.mean()) / max(float(vol.std()), 1e-12)
+    if vol.shape[0] != channels and vol.shape[0] != 1:
+        raise XcamError(f"the volume has {vol.shape[0]} channels but the model takes {channels}; give (D, H, W), "
+                        f"(1, D, H, W) or ({channels}, D, H, W)")
     if vol.shape[0] != channels:
-        vol = np.repeat(vol[:1], channels, axis=0)
+        vol = np.repeat(vol, channels, axis=0)
     return np.ascontiguousarray(vol, np.float32)
 
 
@@ -113,11 +122,12 @@ def explain_clips(framework, model, paths: list, out, methods: list, layer=None,
             kind = kind_of(path)
             try:
                 data = read_video(path, frames, (side, side)) if kind == "video" else read_volume(path)
+                x = model_input(kind, data, channels, norm)[None]
             except XcamError as exc:
-                print(f"xcam: error: {exc}", file=log or sys.stderr)
+                said = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+                print(f"xcam: error: {said}", file=log or sys.stderr)
                 failed += 1
                 continue
-            x = model_input(kind, data, channels, norm)[None]
             batch = x if adapter.LAYOUT == "channels_first" else np.moveaxis(x, 1, -1)
             shape = batch.shape[1:]
             records = adapter.layer_records(model, shape)
