@@ -173,9 +173,10 @@ class Adapter(Protocol):
         """``xcam.randomization.ParamLayer`` for every layer with trainable parameters, input to output, shapes in
         the canonical (PyTorch) layout."""
 
-    def randomized(self, model, layers, seed: int = 0) -> AbstractContextManager:
-        """A context manager: inside, the parameters of ``layers`` (names, top-down) hold the values
-        ``xcam.randomization.random_parameters`` draws; on exit every one is restored bit for bit."""
+    def randomized(self, model, layers, seed: int = 0, *, first_position: int = 0) -> AbstractContextManager:
+        """A context manager: inside, the parameters of ``layers`` (names, top-down; ``layers[j]`` at cascade
+        position ``first_position + j``) hold the values ``xcam.randomization.random_parameters`` draws; on exit
+        every one is restored bit for bit."""
 
 
 class LowPrecisionWarning(UserWarning):
