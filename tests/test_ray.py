@@ -53,7 +53,19 @@ def tree(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_ray_job_equals_the_single_process_run(cluster, setup, monkeypatch):
+@pytest.fixture
+def one_thread():
+    """PyTorch on one thread here, as in each actor (num_cpus=1): the same reductions give the same bits
+    (with two threads, maps differ by up to 4e-6)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_ray_job_equals_the_single_process_run(cluster, setup, monkeypatch, one_thread):
     folder, spec = setup
     assert run(job(spec, folder, folder / "local")) == 1  # one unreadable image
     assert run(job(spec, folder, folder / "ray", engine="ray", workers=2)) == 1
