@@ -1,10 +1,16 @@
-"""Shared fixtures. torch is imported before tensorflow: the other order can crash in one process."""
+"""Shared fixtures and the markers that drive skips. torch is imported before tensorflow: the other order can
+crash in one process.
+
+Markers: ``torch`` / ``tf`` (needs PyTorch / TensorFlow: skipped, not errored, where it is missing), ``gpu``
+(needs a CUDA GPU: skipped without one; the GPU is never hidden), ``slow`` (real-size models).
+"""
 
 import contextlib
+import importlib.util
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", os.environ.get("XCAM_TEST_CUDA", ""))  # tests run on the CPU
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # TensorFlow on a GPU takes only what it uses
 
 with contextlib.suppress(ImportError):
     import torch  # noqa: F401
@@ -12,8 +18,41 @@ with contextlib.suppress(ImportError):
 
 import pytest  # noqa: E402
 
+_PACKAGES = {"torch": ("torch", "torchvision"), "tf": ("tensorflow", "keras")}
+
+
+def installed(framework: str) -> bool:
+    """Whether every package the framework's tests need can be imported (without importing it)."""
+    for name in _PACKAGES[framework]:
+        try:
+            if importlib.util.find_spec(name) is None:
+                return False
+        except (ImportError, ValueError):  # ValueError: sys.modules[name] is None (blocked)
+            return False
+    return True
+
+
+def cuda_available() -> bool:
+    """Whether PyTorch sees a CUDA GPU."""
+    if not installed("torch"):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pytest_runtest_setup(item):
+    """Skip a test whose markers name a framework that is not installed, or a GPU that is not there."""
+    for framework in _PACKAGES:
+        if item.get_closest_marker(framework) and not installed(framework):
+            pytest.skip(f"needs {framework} ({', '.join(_PACKAGES[framework])} not installed)")
+    if item.get_closest_marker("gpu") and not cuda_available():
+        pytest.skip("needs a CUDA GPU")
+
+
+# the tf kit ports the torch TinyNet's weights (kits.py), so it needs torch as well
 FRAMEWORKS = [pytest.param("torch", marks=pytest.mark.torch, id="torch"),
-              pytest.param("tf", marks=pytest.mark.tf, id="tf")]
+              pytest.param("tf", marks=[pytest.mark.tf, pytest.mark.torch], id="tf")]
 
 
 @pytest.fixture(params=FRAMEWORKS)
@@ -21,8 +60,18 @@ def fw(request):
     """A framework kit (see kits.py): the same tiny network and helpers for torch and for Keras."""
     from kits import make_kit
 
-    pytest.importorskip({"torch": "torch", "tf": "tensorflow"}[request.param])
     return make_kit(request.param)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Print how many cases the property suite (test_properties.py) generated."""
+    import sys
+
+    cases = getattr(sys.modules.get("test_properties"), "CASES", None)
+    if cases:
+        parts = ", ".join(f"{name} {count}" for name, count in sorted(cases.items()))  # "a:b" = a breakdown
+        total = sum(count for name, count in cases.items() if ":" not in name)
+        terminalreporter.write_line(f"hypothesis: {total} generated cases ({parts})")
 
 
 @pytest.fixture(scope="session")

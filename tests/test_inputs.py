@@ -19,9 +19,25 @@ def test_image_modes_become_rgb(tmp_path):
     bgra[..., 0], bgra[..., 2], bgra[..., 3] = 10, 200, 7      # B=10, R=200, alpha 7
     cv2.imwrite(str(tmp_path / "rgba.png"), bgra)
     np.testing.assert_array_equal(load_image(tmp_path / "rgba.png")[0, 0], [200, 0, 10])
-    deep = np.full((2, 2), 65535, np.uint16)
-    cv2.imwrite(str(tmp_path / "deep.png"), deep)
-    np.testing.assert_array_equal(load_image(tmp_path / "deep.png"), 255)
+
+
+
+def test_16_bit_png_is_scaled_not_truncated(tmp_path):
+    # 257 k + r (0 <= r < 257) -> k: the 16-bit value scaled by 255/65535 (floor). The low byte (astype(uint8))
+    # would give (k + r) % 256 and the high byte (>> 8) k + 1 once k + r >= 256: the ramps tell all three apart
+    k = np.arange(255, dtype=np.uint16)
+    rows = np.stack([257 * k, 257 * k + 200, 257 * k + 256]).astype(np.uint16)   # (3, 255)
+    bgr = np.stack([rows, rows[::-1], np.full_like(rows, 65535)], axis=2)          # B, G, R planes
+    cv2.imwrite(str(tmp_path / "deep.png"), bgr)
+    got = load_image(tmp_path / "deep.png")
+    assert got.dtype == np.uint8 and got.shape == (3, 255, 3)
+    np.testing.assert_array_equal(got[..., 2], np.broadcast_to(k, (3, 255)))           # R <- B plane
+    np.testing.assert_array_equal(got[..., 1], np.broadcast_to(k, (3, 255))[::-1])     # G
+    np.testing.assert_array_equal(got[..., 0], 255)                                    # B <- R plane
+    assert (got[1, :, 2] != (rows[1] & 0xFF)).any() and (got[1, :, 2] != rows[1] >> 8).any()
+    gray = (257 * k + 100).astype(np.uint16)[None]
+    cv2.imwrite(str(tmp_path / "gray16.png"), gray)
+    np.testing.assert_array_equal(load_image(tmp_path / "gray16.png"), np.repeat(k[None, :, None], 3, axis=2))
 
 
 def test_palette_png_is_read(tmp_path):
@@ -123,3 +139,30 @@ def test_unknown_arch_lists_valid_ones(tmp_path, capsys):
     code = main(["layers", "--model", str(tmp_path / "state.pth"), "--arch", "alexnett"])
     err = capsys.readouterr().err
     assert code == 2 and "unknown --arch 'alexnett'; torchvision classifiers include: alexnet" in err
+
+
+def test_every_kind_of_image_file_is_read_right_or_refused_in_one_line(tmp_path):
+    from imagefiles import check_read, make_files
+
+    for name, (path, expected) in make_files(tmp_path).items():
+        if expected is None:
+            with pytest.raises(XcamError) as err:
+                load_image(path)
+            msg = str(err.value)
+            assert msg.startswith(f"cannot read image {str(path)!r}: ") and "\n" not in msg, msg
+        else:
+            check_read(name, expected, load_image(path))
+
+
+def test_unreadable_files_say_why(tmp_path):
+    from imagefiles import make_files
+
+    files = make_files(tmp_path)
+    reasons = {"truncated.jpg": "a JPEG file OpenCV cannot decode (truncated or corrupt)",
+               "empty.png": "the file is empty", "text.jpg": "not an image file OpenCV can decode",
+               "a_directory.png": "Is a directory", "loop.png": "Too many levels of symbolic links",
+               "missing.png": "No such file or directory"}
+    for name, reason in reasons.items():
+        with pytest.raises(XcamError) as err:
+            load_image(files[name][0])
+        assert str(err.value) == f"cannot read image {str(files[name][0])!r}: {reason}"

@@ -187,3 +187,16 @@ def test_the_cascade_agrees_across_frameworks_and_leaves_the_model_as_it_was():
     assert np.nanmin(t.ssim) < 0.9  # randomizing changes the maps
     summary = randomization_summary(t)
     assert summary["rows"][2]["layer"] == "conv1" and summary["final_ssim"] == [float(v) for v in t.ssim[-1]]
+
+
+def test_nested_one_layer_blocks_equal_one_block_of_the_cascade(fw):
+    import contextlib
+
+    before = weights(fw)
+    with fw.module.randomized(fw.model, ["fc", "conv2", "conv1"], seed=4):
+        together = fw.predict(fw.x_nchw)
+    with contextlib.ExitStack() as stack:
+        for k, name in enumerate(["fc", "conv2", "conv1"]):
+            stack.enter_context(fw.module.randomized(fw.model, [name], seed=4, first_position=k))
+        np.testing.assert_array_equal(fw.predict(fw.x_nchw), together)
+    assert weights(fw) == before

@@ -21,9 +21,15 @@ pytestmark = pytest.mark.torch
 
 @pytest.fixture(scope="module")
 def cluster():
+    """A local cluster; the driver's PyTorch pinned to one thread, as Ray runs each one-CPU actor, because float
+    sums in a convolution depend on how many threads split them (a feature grid's uint8 pixel can then differ)."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield
     ray.shutdown()
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -53,19 +59,7 @@ def tree(folder: Path) -> dict:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def one_thread():
-    """PyTorch on one thread here, as in each actor (num_cpus=1): the same reductions give the same bits
-    (with two threads, maps differ by up to 4e-6)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_ray_job_equals_the_single_process_run(cluster, setup, monkeypatch, one_thread):
+def test_ray_job_equals_the_single_process_run(cluster, setup, monkeypatch):
     folder, spec = setup
     assert run(job(spec, folder, folder / "local")) == 1  # one unreadable image
     assert run(job(spec, folder, folder / "ray", engine="ray", workers=2)) == 1

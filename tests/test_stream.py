@@ -349,7 +349,7 @@ def test_cli_directory_input_unreadable_image_and_bad_options(tmp_path, capsys, 
     assert code == 2 and err.splitlines() == [err.splitlines()[0]] and "error: no image files in directory" in err
     assert not (tmp_path / "e").exists()
     code = main([*base, "--images", str(photos), "--out", str(tmp_path / "z"), "--batch-size", "0"])
-    assert code == 2 and "--batch-size must be at least 1" in capsys.readouterr().err
+    assert code == 2 and "argument --batch-size: must be a positive integer" in capsys.readouterr().err
 
 
 def test_interrupted_cli_says_how_to_resume(tmp_path, capsys, monkeypatch, net):

@@ -62,3 +62,15 @@ def test_markdown_table_lists_every_row():
     lines = text.splitlines()
     assert lines[2] == "| `gradcam` | 0.500 | 0.500 | 0.250 | 0.250 | 1.0e-07 |"
     assert lines[3].startswith("| *random* (baseline) |") and "accuracy torch 1.000" in lines[-1]
+
+
+def test_readme_table_lists_every_method_and_baseline():
+    from pathlib import Path
+
+    import xcam
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("<!-- synthetic-table -->")[1].split("<!-- /synthetic-table -->")[0]
+    rows = [line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| `") or "(baseline)" in line]
+    names = [r.split("`")[1] if r.startswith("`") else r.split("*")[1] for r in rows]
+    assert names == xcam.methods() + ["random", "centre", "sobel"]

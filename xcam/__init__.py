@@ -2,21 +2,25 @@
 
 The core (this package, outside ``xcam.app``) imports only NumPy and OpenCV. ``xcam_torch`` and ``xcam_tf``
 fetch activations, gradients and logits into a :class:`Capture`; every formula is here. Imports run one way:
-errors <- ops <- contract, targets, layers <- maps <- methods <- pipeline, filters <- adapters <- app.
+errors <- ops <- inputs, layouts <- contract, targets, layers <- maps <- methods <- pipeline, filters <-
+adapters <- app.
 """
 
 from . import methods
 from .contract import Adapter, Capture, Probe
 from .errors import XcamError
+from .layouts import Layout
 from .maps import combine, fuse
 from .methods import Method, get_method, method_names, register
-from .ops import normalize_minmax, relu, resize_bilinear, softmax
+from .montage import clip_frames, clip_strip, signal_plot, volume_montage, volume_slices
+from .ops import normalize_minmax, relu, resize, resize_bilinear, softmax
 from .pipeline import compute_cam, explain, raw_maps
 from .viz import colorize, feature_grid, overlay
 
 __version__ = "0.2.0"
 __all__ = [
-    "Adapter", "Capture", "Method", "Probe", "XcamError", "colorize", "combine", "compute_cam", "explain",
-    "feature_grid", "fuse", "get_method", "method_names", "methods", "normalize_minmax", "overlay", "raw_maps",
-    "register", "relu", "resize_bilinear", "softmax",
+    "Adapter", "Capture", "Layout", "Method", "Probe", "XcamError", "clip_frames", "clip_strip", "colorize",
+    "combine", "compute_cam", "explain", "feature_grid", "fuse", "get_method", "method_names", "methods",
+    "normalize_minmax", "overlay", "raw_maps", "register", "relu", "resize", "resize_bilinear", "signal_plot",
+    "softmax", "volume_montage", "volume_slices",
 ]

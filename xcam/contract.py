@@ -1,11 +1,13 @@
 """The adapter contract, written down: what a framework adapter hands the core (``Capture``), the callbacks a
 method may ask of it (``Probe``), and the module interface both adapters export (``Adapter``).
 
-Canonical layout, everywhere in the core: channels first. Activations and gradients are (N, C, h, w);
-model inputs handed to a probe are (N, C_in, H, W). An adapter whose framework is channels-last (Keras)
-moves the axis when it hands arrays over and back; nothing else in the core knows about layouts.
+Canonical layout, everywhere in the core: channels first, any spatial rank r in 1..3. Activations and
+gradients are (N, C, *s): (N, C, L) for signals, (N, C, h, w) for images, (N, C, d, h, w) for volumes and clips;
+model inputs handed to a probe are (N, C_in, *S). A layer whose output is channels-last or tokens is brought
+to this layout by its ``xcam.layouts.Layout`` (the adapter applies it when it hands arrays over and back).
 """
 
+import warnings
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -13,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .errors import XcamError
+from .layouts import Layout
 from .ops import softmax
 from .targets import Class, evaluate
 
@@ -21,9 +24,10 @@ from .targets import Class, evaluate
 class Capture:
     """Everything a CAM formula needs for one layer and one batch.
 
-    activations: (N, C, h, w) float32, the layer's output as the layer produced it (channels first).
-    gradients:   (N, C, h, w) float32, d score / d activations, or None for gradient-free capture.
-                 With several classes per sample (``classes=[...]``) it is (N, K, C, h, w).
+    activations: (N, C, *s) float32 with s of rank 1, 2 or 3: the layer's output as the layer produced it,
+                 brought to channels first by its layout (tokens: prefix dropped, grid restored).
+    gradients:   (N, C, *s) float32, d score / d activations, or None for gradient-free capture.
+                 With several classes per sample (``classes=[...]``) it is (N, K, C, *s).
     scores:      the selected model output as NumPy, (N, K_model) float32 logits (pre-softmax) for a
                  classifier, (N, ...) for other tensors, (N, 0) for a structured output (a detector's).
     targets:     (N,) or (N, K) int64, the class differentiated for each sample (-1 for targets without one).
@@ -33,6 +37,7 @@ class Capture:
     target:      the ``xcam.targets.Target`` differentiated, resolved (top-1 classes, predicted masks fixed);
                  None means ``Class(targets)``.
     target_scores: (N,) or (N, K) the target's score per sample, or None.
+    layout:      how the layer laid its output out (``xcam.layouts.Layout``; None: channels first).
     """
 
     activations: np.ndarray
@@ -43,15 +48,22 @@ class Capture:
     head_weights: np.ndarray | None = None
     target: Any = None
     target_scores: np.ndarray | None = None
+    layout: Layout | None = None
 
     def __post_init__(self):
         a = self.activations
-        if a.ndim != 4:
-            raise ValueError(f"activations must be (N, C, h, w), got shape {a.shape}")
-        if self.gradients is not None and self.gradients.shape[-3:] != a.shape[-3:]:
+        if not 3 <= a.ndim <= 5:
+            raise ValueError(f"activations must be (N, C, L), (N, C, h, w) or (N, C, d, h, w), got shape {a.shape}")
+        if self.gradients is not None and (self.gradients.shape[-(a.ndim - 1):] != a.shape[1:]
+                                           or self.gradients.shape[0] != a.shape[0]):
             raise ValueError(f"gradients {self.gradients.shape} do not match activations {a.shape}")
         if self.scores.ndim < 1 or self.scores.shape[0] != a.shape[0]:
             raise ValueError(f"scores must be (N, ...) with N={a.shape[0]}, got {self.scores.shape}")
+
+    @property
+    def rank(self) -> int:
+        """The spatial rank of the activations: 1 (L), 2 (h, w) or 3 (d, h, w)."""
+        return self.activations.ndim - 2
 
     @property
     def probabilities(self) -> np.ndarray:
@@ -73,25 +85,26 @@ class Probe(Protocol):
     """
 
     inputs: np.ndarray
-    """The batch the probe was made for, (N, C_in, H, W)."""
+    """The batch the probe was made for, (N, C_in, *S), channels first."""
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """The selected output, logits (B, K) for a classifier, for a batch of inputs (B, C_in, H, W)."""
+        """The selected output, logits (B, K) for a classifier, for a batch of inputs (B, C_in, *S)."""
 
     def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
         """The selected output (B, K) when the layer's output for input ``sample`` is replaced by
-        ``activations`` (B, C, h, w); the layers before it run once, on that input."""
+        ``activations`` (B, C, *s), canonical layout (the adapter brings them back to the layer's own layout);
+        the layers before it run once, on that input."""
 
     def score(self, inputs: np.ndarray, target, samples: np.ndarray) -> np.ndarray:
-        """The target's scores (B,) or (B, K) for inputs (B, C_in, H, W) whose row b belongs to input
+        """The target's scores (B,) or (B, K) for inputs (B, C_in, *S) whose row b belongs to input
         ``samples[b]`` of the batch (the target's per-sample arguments follow it)."""
 
     def score_from_layer(self, sample: int, activations: np.ndarray, target) -> np.ndarray:
         """The target's scores (B,) or (B, K) for input ``sample`` when the layer's output is replaced by
-        ``activations`` (B, C, h, w)."""
+        ``activations`` (B, C, *s)."""
 
     def input_gradients(self, inputs: np.ndarray, targets, guided: bool = False, samples=None) -> np.ndarray:
-        """d score / d input, (B, C_in, H, W), for a Target (rows belonging to ``samples``, default all) or
+        """d score / d input, (B, C_in, *S), for a Target (rows belonging to ``samples``, default all) or
         class indices (B,) (the logit); ``guided``: through ReLUs that pass only positive gradients (guided
         backprop), without changing the model."""
 
@@ -118,7 +131,8 @@ class ScoresFromOutputs:
 class Adapter(Protocol):
     """The module interface of ``xcam_torch`` and ``xcam_tf``: fetch arrays, run the model, nothing else.
 
-    ``inputs`` are in the framework's layout (``LAYOUT``): PyTorch (N, C, H, W), Keras (N, H, W, C).
+    ``inputs`` are in the framework's layout (``LAYOUT``): PyTorch (N, C, *S), Keras (N, *S, C); or several
+    inputs, a tuple / list or a dict of them (``xcam.inputs``).
     ``layer`` is a name, a path into a nested model, or the layer object; a list of them captures several
     layers in one forward and one backward.
     """
@@ -129,12 +143,13 @@ class Adapter(Protocol):
     """"channels_first" or "channels_last": the layout of the framework's inputs and layers."""
 
     def capture(self, model, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
-                head: bool = False, labels=None, output=None) -> "Capture | list[Capture]":
+                head: bool = False, labels=None, output=None, reshape=None) -> "Capture | list[Capture]":
         """Activations, gradients of the target's score and the selected output, as a ``Capture`` (channels
-        first)."""
+        first); ``reshape`` overrides the detected layer layout (``xcam.layouts.as_layout``)."""
 
-    def probe(self, model, inputs, layer, output=None) -> Probe:
-        """A ``Probe`` for methods that run the model again on this batch and layer (``output`` selected)."""
+    def probe(self, model, inputs, layer, output=None, reshape=None, key=None) -> Probe:
+        """A ``Probe`` for methods that run the model again on this batch and layer (``output`` selected); with
+        several inputs, ``key`` names the image-like input the probe's ``inputs`` are (``xcam.inputs``)."""
 
     def layer_records(self, model, input_shape: tuple) -> list:
         """``xcam.layers.LayerRecord`` for every layer, from one forward on zeros of ``(1, *input_shape)``
@@ -156,20 +171,47 @@ class Adapter(Protocol):
         """``xcam.randomization.ParamLayer`` for every layer with trainable parameters, input to output, shapes in
         the canonical (PyTorch) layout."""
 
-    def randomized(self, model, layers, seed: int = 0) -> AbstractContextManager:
-        """A context manager: inside, the parameters of ``layers`` (names, top-down) hold the values
-        ``xcam.randomization.random_parameters`` draws; on exit every one is restored bit for bit."""
+    def randomized(self, model, layers, seed: int = 0, *, first_position: int = 0) -> AbstractContextManager:
+        """A context manager: inside, the parameters of ``layers`` (names, top-down; ``layers[j]`` at cascade
+        position ``first_position + j``) hold the values ``xcam.randomization.random_parameters`` draws; on exit
+        every one is restored bit for bit."""
 
 
-def check_batch(shape: tuple, layout: str) -> None:
-    """A model input must be a non-empty 4-D batch in the framework's layout; else a one-line error."""
-    expected = "(N, C, H, W)" if layout == "channels_first" else "(N, H, W, C)"
-    if len(shape) != 4:
-        raise XcamError(f"inputs must be a batch {expected}, got shape {tuple(shape)}")
+class LowPrecisionWarning(UserWarning):
+    """The model computes in 16-bit floats: its maps differ from the same weights' in float32."""
+
+
+LOW_PRECISION = ("float16", "bfloat16")
+
+
+def warn_low_precision(dtype: str, stacklevel: int = 3) -> None:
+    """Warn (``LowPrecisionWarning``) when the model computes in float16 or bfloat16. xcam computes every map
+    in float32 from the captured tensors, but the forward and backward themselves ran in 16 bits: measured on
+    AlexNet (random weights, ``benchmarks/precision.py``), maps differ from float32 by up to 0.49 (bfloat16) and
+    1.0 (float16) max abs in [0, 1], mean abs up to 0.017."""
+    if dtype in LOW_PRECISION:
+        warnings.warn(f"the model computes in {dtype}: maps can differ from the same weights in float32 by up to "
+                      f"{'0.5' if dtype == 'bfloat16' else '1.0'} per pixel (max abs, measured on AlexNet; README "
+                      "'Precision'); cast the model to float32 for exact maps", LowPrecisionWarning,
+                      stacklevel=stacklevel)
+
+
+BATCH_LAYOUTS = {"channels_first": {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"},
+                 "channels_last": {1: "(N, L, C)", 2: "(N, H, W, C)", 3: "(N, D, H, W, C)"}}
+
+
+def check_batch(shape: tuple, layout: str, rank: int | None = None) -> None:
+    """A model input must be a non-empty batch of signals, images or volumes/clips in the framework's layout
+    (3-D, 4-D or 5-D), of the model's spatial ``rank`` when it is known; else a one-line error."""
+    names = BATCH_LAYOUTS[layout]
+    if rank in names and len(shape) != rank + 2:
+        raise XcamError(f"inputs must be a batch {names[rank]} for this model ({rank}-D), got shape {tuple(shape)}")
+    if not 3 <= len(shape) <= 5:
+        raise XcamError(f"inputs must be a batch {', '.join(names.values())}, got shape {tuple(shape)}")
     if shape[0] == 0:
         raise XcamError(f"the batch is empty (shape {tuple(shape)}): give at least one input")
 
 
-def spatial_size(shape: tuple, layout: str) -> tuple[int, int]:
-    """(H, W) of a 4-D batch shape in the given layout."""
-    return tuple(shape[2:4]) if layout == "channels_first" else tuple(shape[1:3])
+def spatial_size(shape: tuple, layout: str) -> tuple:
+    """The spatial sizes ((L,), (H, W) or (D, H, W)) of a batch shape in the given layout."""
+    return tuple(shape[2:]) if layout == "channels_first" else tuple(shape[1:-1])

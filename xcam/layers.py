@@ -1,5 +1,6 @@
 """Layer listings and the default layer choice, from records an adapter makes in one dummy forward."""
 
+import math
 from dataclasses import dataclass
 
 from .errors import XcamError, nearest
@@ -11,14 +12,22 @@ class LayerRecord:
 
     name: str                   # as the user types it: "features.10", "vgg16/block5_conv3"
     kind: str                   # the layer's class name
-    shape: tuple | None         # output shape, channels first (N, C, h, w) for spatial layers; None if not a tensor
+    shape: tuple | None         # output shape, channels first (N, C, *s) for spatial layers; None if not a tensor
     calls: int = 1              # how often it ran in one forward (a CAM needs exactly one)
     is_pool: bool = False       # pooling, dropout or identity: a CAM on it repeats its input's map
     same_as: str | None = None  # an earlier-finished layer whose output tensor this one returns unchanged
+    layout: str = "channels_first"  # ``Layout.describe()`` of its output; "" when no layout fits it
 
     @property
     def spatial(self) -> bool:
-        return self.shape is not None and len(self.shape) == 4 and self.shape[2] * self.shape[3] > 1
+        """Whether the output is a map of rank 1, 2 or 3 (channels first after its layout) with > 1 position."""
+        return self.shape is not None and bool(self.layout) and 3 <= len(self.shape) <= 5 \
+            and math.prod(self.shape[2:]) > 1
+
+    @property
+    def tokens(self) -> bool:
+        """Whether the output is transformer tokens (N, T, C) laid out on a grid."""
+        return self.layout.startswith("tokens")
 
     @property
     def cam_ready(self) -> bool:
@@ -34,14 +43,21 @@ class LayerRecorder:
         self.info: dict[str, dict] = {}
         self.owner: dict[int, str] = {}
 
-    def saw(self, name: str, shape: tuple | None, tensor_id: int | None = None) -> None:
-        """``name`` finished with an output of ``shape`` (None: not a tensor); ``tensor_id`` identifies it."""
-        entry = self.info.setdefault(name, {"calls": 0, "shape": None, "same": None})
+    def saw(self, name: str, shape: tuple | None, tensor_id: int | None = None, layout=None) -> None:
+        """``name`` finished with an output of ``shape`` (None: not a tensor); ``tensor_id`` identifies it;
+        ``layout``: a function of the shape giving its ``Layout`` (channels first when None)."""
+        entry = self.info.setdefault(name, {"calls": 0, "shape": None, "same": None, "layout": "channels_first"})
         entry["calls"] += 1
         if entry["calls"] == 1:
             self.order.append(name)
             if shape is not None:
-                entry["shape"] = tuple(shape)
+                entry["shape"], entry["layout"] = tuple(shape), "channels_first"
+                if layout is not None and 3 <= len(shape) <= 5:
+                    try:
+                        found = layout(tuple(shape))
+                        entry["shape"], entry["layout"] = found.canonical_shape(tuple(shape)), found.describe()
+                    except XcamError:
+                        entry["layout"] = ""
                 entry["same"] = self.owner.get(tensor_id)
                 self.owner[tensor_id] = name
 
@@ -49,21 +65,28 @@ class LayerRecorder:
         """One record per layer that ran, in the order they finished; ``kinds``: name -> class name;
         ``pools``: names of pooling, dropout and identity layers."""
         return [LayerRecord(name=n, kind=kinds[n], shape=self.info[n]["shape"], calls=self.info[n]["calls"],
-                            is_pool=n in pools, same_as=self.info[n]["same"]) for n in self.order]
+                            is_pool=n in pools, same_as=self.info[n]["same"], layout=self.info[n]["layout"])
+                for n in self.order]
 
 
 def default_layer(records: list[LayerRecord]) -> LayerRecord:
     """The last layer (in the order layers finish) with a spatial output, skipping pooling layers and
     containers that only hand a pooling layer's output on (AlexNet -> features.11, ResNet -> layer4,
-    Keras VGG16 -> block5_conv3)."""
+    Keras VGG16 -> block5_conv3). Token layers from the last attention layer on are skipped:
+    tokens mix only in attention, so after it the patch tokens no longer reach the class token and their
+    gradients are zero (ViT -> the last block's first layer norm)."""
     by_name = {r.name: r for r in records}
-    for rec in reversed(records):
-        if not rec.cam_ready or rec.is_pool:
+    attention = [i for i, r in enumerate(records) if "attention" in r.kind.lower()]
+    last_attention = attention[-1] if attention else len(records)
+    for i in range(len(records) - 1, -1, -1):
+        rec = records[i]
+        if not rec.cam_ready or rec.is_pool or (rec.tokens and i >= last_attention):
             continue
         if rec.same_as and by_name.get(rec.same_as, rec).is_pool:
             continue
         return rec
-    raise XcamError("the model has no layer with a spatial (N, C, h, w) output, so no CAM can be made")
+    raise XcamError("the model has no layer with a spatial output ((N, C, L), (N, C, h, w), (N, C, d, h, w) or "
+                    "tokens), so no CAM can be made")
 
 
 def check_layer(records: list[LayerRecord], name: str) -> LayerRecord:
@@ -71,8 +94,9 @@ def check_layer(records: list[LayerRecord], name: str) -> LayerRecord:
     for rec in records:
         if rec.name == name:
             if not rec.spatial:
-                raise XcamError(f"layer {name!r} outputs shape {rec.shape}, not a spatial map (N, C, h, w); "
-                                f"layers a CAM can use: {', '.join(spatial_names(records)[-5:])}")
+                raise XcamError(f"layer {name!r} outputs shape {rec.shape}, not a spatial map (N, C, L), (N, C, h, w), "
+                                f"(N, C, d, h, w) or tokens; layers a CAM can use: "
+                                f"{', '.join(spatial_names(records)[-5:])}")
             if rec.calls != 1:
                 raise XcamError(f"layer {name!r} runs {rec.calls} times in one forward pass; "
                                 "pick a layer that runs once")
@@ -93,13 +117,16 @@ def unknown_layer(name: str, names) -> XcamError:
 
 
 def format_table(records: list[LayerRecord], picked: str | None = None) -> str:
-    """A text table: name, type, output shape, and '*' for the layers a CAM can use."""
+    """A text table: name, type, output shape (channels first), and '*' for the layers a CAM can use, with
+    the layout when it is not channels first ("* tokens 1+14x14", "* channels_last")."""
     width = max([len(r.name) for r in records] + [5])
     kw = max([len(r.kind) for r in records] + [4])
     lines = [f"{'layer':<{width}}  {'type':<{kw}}  {'output':<22}  cam"]
     for r in records:
         shape = "x".join(str(s) for s in r.shape[1:]) if r.shape else "-"
         mark = "*" if r.cam_ready else ""
+        if r.cam_ready and r.layout != "channels_first":
+            mark += f" {r.layout}"
         if r.name == picked:
             mark += " (default)"
         lines.append(f"{r.name:<{width}}  {r.kind:<{kw}}  {shape:<22}  {mark}")

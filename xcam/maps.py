@@ -1,41 +1,58 @@
 """Array helpers every method shares: the weighted channel sum, resize + normalize, LayerCAM fusion, and the
-first principal component (Eigen-CAM)."""
+first principal component (Eigen-CAM). Every helper takes the spatial rank r (1, 2 or 3) of the maps: the last
+r axes are spatial, the axis before them is the channel axis, anything before that is batch/class axes."""
 
 import numpy as np
 
 from .errors import XcamError
-from .ops import normalize_minmax, resize_bilinear
+from .ops import check_size, normalize_minmax, resize
 
 
-def combine(weights: np.ndarray, activations: np.ndarray) -> np.ndarray:
-    """\\sum_k w_k A_k over the channel axis: channel weights (..., C) or element-wise gates (..., C, h, w)."""
-    if weights.ndim == activations.ndim - 2:
-        return np.einsum("...c,...chw->...hw", weights, activations, optimize=False)
-    return (weights * activations).sum(axis=-3)
+def spatial_axes(rank: int) -> tuple:
+    """The last ``rank`` axes, as negative indices: what every formula reduces over."""
+    return tuple(range(-rank, 0))
 
 
-def finish(maps: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
-    """Resize raw maps (..., h, w) to ``size`` (bilinear) and min-max normalize each map to [0, 1]."""
-    lead, (h, w) = maps.shape[:-2], maps.shape[-2:]
-    flat = maps.reshape(-1, h, w)
-    if size is not None and tuple(size) != (h, w):
-        flat = resize_bilinear(flat, size)
-    return normalize_minmax(flat).reshape(*lead, *flat.shape[-2:])
+def combine(weights: np.ndarray, activations: np.ndarray, rank: int = 2) -> np.ndarray:
+    """\\sum_k w_k A_k over the channel axis: channel weights (..., C) or element-wise gates (..., C, *s)."""
+    if weights.ndim == activations.ndim - rank:
+        lead, spatial = activations.shape[:-rank], activations.shape[-rank:]
+        flat = activations.reshape(*lead, -1)                                  # (..., C, P)
+        return np.einsum("...c,...cp->...p", weights, flat, optimize=False).reshape(
+            *np.broadcast_shapes(weights.shape[:-1], lead[:-1]), *spatial)
+    return (weights * activations).sum(axis=-(rank + 1))
 
 
-def fuse(raw: list[np.ndarray], size: tuple[int, int], gamma: float = 2.0) -> np.ndarray:
+def finish(maps: np.ndarray, size, rank: int | None = None) -> np.ndarray:
+    """Resize raw maps (..., *s) to ``size`` (linear / bilinear / trilinear) and min-max normalize each map to
+    [0, 1] over its whole signal, image or volume. ``rank`` defaults to ``len(size)``; ``size=None`` keeps s."""
+    if rank is None:
+        rank = len(size) if size is not None else 2
+    if size is not None:
+        size = check_size(size, rank)
+    lead, spatial = maps.shape[:-rank], maps.shape[-rank:]
+    flat = maps.reshape(-1, *spatial)
+    if size is not None and size != tuple(spatial):
+        flat = resize(flat, size)
+    return normalize_minmax(flat).reshape(*lead, *flat.shape[1:])
+
+
+def fuse(raw: list[np.ndarray], size, gamma: float = 2.0) -> np.ndarray:
     """LayerCAM's multi-layer fusion (Jiang et al. 2021, Eq. 9): each layer's raw map is scaled at its own
     resolution as tanh(gamma * L / max L) (shallow layers have small values), upsampled, and the layers are
-    combined by element-wise maximum; the result is min-max normalized. An all-zero layer map stays zero."""
+    combined by element-wise maximum; the result is min-max normalized. An all-zero layer map stays zero.
+    Any spatial rank: the rank is ``len(size)``."""
     if not raw:
         raise XcamError("fuse needs at least one layer's maps")
+    rank = len(size)
+    size = check_size(size, rank)
     scaled = []
     for maps in raw:
-        lead, (h, w) = maps.shape[:-2], maps.shape[-2:]
-        flat = maps.reshape(-1, h, w)
-        peak = flat.reshape(flat.shape[0], -1).max(axis=1)[:, None, None]
+        lead, spatial = maps.shape[:-rank], maps.shape[-rank:]
+        flat = maps.reshape(-1, *spatial)
+        peak = flat.reshape(flat.shape[0], -1).max(axis=1).reshape(-1, *[1] * rank)
         ratio = np.divide(flat, peak, out=np.zeros_like(flat), where=peak > 0)
-        up = resize_bilinear(np.tanh(gamma * ratio), size)
+        up = resize(np.tanh(gamma * ratio), size)
         scaled.append(up.reshape(*lead, *size))
     return normalize_minmax(np.maximum.reduce(scaled).reshape(-1, *size)).reshape(scaled[0].shape)
 
@@ -52,3 +69,11 @@ def first_component(matrix: np.ndarray, reference: np.ndarray) -> np.ndarray:
     ref = ref - ref.mean(axis=1, keepdims=True)
     sign = np.where((proj * ref).sum(axis=1) < 0, -1.0, 1.0)
     return (proj * sign[:, None]).reshape(*lead, hw).astype(np.float32)
+
+
+def principal_map(values: np.ndarray, rank: int) -> np.ndarray:
+    """Eigen-CAM's map for (..., C, *s) values: ``first_component`` over the flattened positions, signed to
+    correlate with the channel sum; returns (..., *s)."""
+    spatial = values.shape[-rank:]
+    flat = values.reshape(*values.shape[:-rank], -1)                     # (..., C, P)
+    return first_component(flat, flat.sum(axis=-2)).reshape(*values.shape[:-rank - 1], *spatial)

@@ -1,9 +1,17 @@
-"""Array operations shared by every method: ReLU, normalization, resizing, softmax."""
+"""Array operations shared by every method: ReLU, normalization, resizing (any spatial rank), softmax.
+
+Maps and activations have a spatial rank r of 1 (signals, (L,)), 2 (images, (h, w)) or 3 (volumes and clips,
+(d, h, w)); ``resize`` handles all three with half-pixel centres, and ``check_size`` is the one place where a
+requested size is validated against the rank.
+"""
 
 import cv2
 import numpy as np
 
+from .errors import XcamError
+
 _CV2_MAX_CHANNELS = 128  # planes per OpenCV call: OpenCV 5 takes at most 128 channels (CV_CN_MAX; 4.x: 512)
+RANK_NAMES = {1: "1-D (L)", 2: "2-D (h, w)", 3: "3-D (d, h, w)"}
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -12,30 +20,60 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 
 def normalize_minmax(maps: np.ndarray) -> np.ndarray:
-    """Per-sample min-max scaling of (N, ...) maps to [0, 1]: (x - min) / (max - min).
+    """Per-sample min-max scaling of (N, ...) maps to [0, 1]: (x - min) / (max - min), min and max over the
+    whole signal, image, volume or clip of each sample.
 
-    A constant map (max == min, the all-zero map included) becomes all zeros, never NaN.
+    A constant map (max == min, the all-zero map included) becomes all zeros, never NaN; finite maps whose
+    range overflows float32 are scaled in float64.
     """
     maps = np.asarray(maps, dtype=np.float32)
     flat = maps.reshape(maps.shape[0], -1)
     lo = flat.min(axis=1, keepdims=True)
-    span = flat.max(axis=1, keepdims=True) - lo
-    safe = np.where(span > 0, span, 1.0).astype(np.float32)
+    with np.errstate(over="ignore"):
+        span = flat.max(axis=1, keepdims=True) - lo
+    if flat.size and not np.isfinite(span).all() and np.isfinite(flat).all():  # max - min overflows float32
+        flat, lo = flat.astype(np.float64), lo.astype(np.float64)
+        span = flat.max(axis=1, keepdims=True) - lo
+    safe = np.where(span > 0, span, 1.0).astype(span.dtype)
     out = np.where(span > 0, (flat - lo) / safe, 0.0).astype(np.float32)
     return out.reshape(maps.shape)
 
 
-def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of (N, h, w) maps to (N, H, W), half-pixel centres.
+def check_size(size, rank: int, what: str = "size") -> tuple:
+    """``size`` as a tuple of ``rank`` positive ints, else a one-line error naming the rank."""
+    try:
+        values = tuple(int(s) for s in size)
+        exact = all(float(s) == int(s) for s in size)
+    except (TypeError, ValueError):
+        raise XcamError(f"{what} must be a tuple of {rank} positive ints for {RANK_NAMES.get(rank, rank)} maps, "
+                        f"got {size!r}") from None
+    if len(values) != rank:
+        raise XcamError(f"{what}={tuple(size)} has {len(values)} number{'s' if len(values) != 1 else ''} but the "
+                        f"maps are {RANK_NAMES.get(rank, f'{rank}-D')}: give {rank}")
+    if not exact or min(values) < 1:
+        raise XcamError(f"{what}={tuple(size)} is not valid: every size must be a positive int")
+    return values
 
-    The same sampling as ``cv2.INTER_LINEAR``, ``torch.nn.functional.interpolate(mode="bilinear",
-    align_corners=False)`` and ``tf.image.resize(method="bilinear")`` when upsampling.
-    """
-    maps = np.asarray(maps, dtype=np.float32)
-    n, h, w = maps.shape
-    height, width = int(size[0]), int(size[1])
-    if (h, w) == (height, width):
-        return maps.copy()
+
+def _linear_axis(maps: np.ndarray, axis: int, out: int) -> np.ndarray:
+    """Linear interpolation along one axis, half-pixel centres: source x = (i + 0.5) * n / out - 0.5, clamped
+    to [0, n - 1] (as cv2.INTER_LINEAR and torch's ``align_corners=False``)."""
+    n = maps.shape[axis]
+    if n == out:
+        return maps
+    src = np.clip((np.arange(out, dtype=np.float64) + 0.5) * (n / out) - 0.5, 0, n - 1)
+    lo = np.floor(src).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (src - lo).astype(np.float32)
+    shape = [1] * maps.ndim
+    shape[axis] = out
+    frac = frac.reshape(shape)
+    return np.take(maps, lo, axis=axis) * (1 - frac) + np.take(maps, hi, axis=axis) * frac
+
+
+def _resize_planes(maps: np.ndarray, height: int, width: int) -> np.ndarray:
+    """OpenCV bilinear resize of (N, h, w) to (N, height, width), channels resized together in chunks."""
+    n = maps.shape[0]
     stacked = np.ascontiguousarray(maps.transpose(1, 2, 0))  # (h, w, N): cv2 resizes channels together
     chunks = []
     for start in range(0, n, _CV2_MAX_CHANNELS):
@@ -43,6 +81,42 @@ def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
                           interpolation=cv2.INTER_LINEAR)
         chunks.append(part.reshape(height, width, -1))
     return np.concatenate(chunks, axis=2).transpose(2, 0, 1).copy()
+
+
+def resize(maps: np.ndarray, size) -> np.ndarray:
+    """Linear (1-D), bilinear (2-D) or trilinear (3-D) resize of (N, *s) maps to (N, *size), half-pixel
+    centres; the rank is ``len(size)``.
+
+    The same sampling as ``torch.nn.functional.interpolate(mode="linear"|"bilinear"|"trilinear",
+    align_corners=False)``: OpenCV's INTER_LINEAR for 1-D (a one-row image) and 2-D, and for 3-D the 2-D resize
+    of every (h, w) plane followed by linear interpolation along d (trilinear interpolation is separable).
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    rank = len(size)
+    size = check_size(size, rank)
+    if maps.ndim != rank + 1:
+        raise XcamError(f"resize to {RANK_NAMES.get(rank, rank)} size {size} needs maps (N, *{rank} sizes), "
+                        f"got shape {maps.shape}")
+    if maps.shape[1:] == size:
+        return maps.copy()
+    if rank == 1:
+        return _resize_planes(maps[:, None, :], 1, size[0])[:, 0]
+    if rank == 2:
+        return _resize_planes(maps, *size)
+    if rank == 3:
+        n, d, h, w = maps.shape
+        planes = _resize_planes(maps.reshape(n * d, h, w), size[1], size[2]).reshape(n, d, *size[1:])
+        return np.ascontiguousarray(_linear_axis(planes, 1, size[0]), dtype=np.float32)
+    raise XcamError(f"maps of spatial rank {rank} are not supported: 1-D, 2-D and 3-D maps are")
+
+
+def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of (N, h, w) maps to (N, H, W), half-pixel centres (``resize`` for 2-D).
+
+    The same sampling as ``cv2.INTER_LINEAR``, ``torch.nn.functional.interpolate(mode="bilinear",
+    align_corners=False)`` and ``tf.image.resize(method="bilinear")`` when upsampling.
+    """
+    return resize(maps, tuple(size))
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -5,9 +5,10 @@ import numpy as np
 
 from .contract import Adapter, Capture, spatial_size
 from .errors import XcamError
+from .inputs import POSITIONAL, SINGLE, entries, image_keys, lookup
 from .maps import combine, finish, fuse
 from .methods import MethodArgs, get_method, resolve_options
-from .ops import relu
+from .ops import check_size, relu
 
 
 def method_args(capture: Capture, method, *, model_inputs=None, probe=None, options=None) -> MethodArgs:
@@ -19,80 +20,146 @@ def method_args(capture: Capture, method, *, model_inputs=None, probe=None, opti
         raise XcamError(f"method {m.name!r} needs the weights of a final linear layer after global average pooling")
     if m.needs_probe and (probe is None or model_inputs is None):
         raise XcamError(f"method {m.name!r} runs the model again: call it through xcam_torch.cam or xcam_tf.cam")
-    acts = capture.activations.astype(np.float32, copy=False)
-    if capture.targets.ndim == 2:  # several classes per sample: (N, K) targets, (N, K, C, h, w) gradients
+    acts = _finite(capture.activations, "activations", capture.layer)
+    if capture.targets.ndim == 2:  # several classes per sample: (N, K) targets, (N, K, C, *s) gradients
         acts = acts[:, None]
-    grads = None if capture.gradients is None else capture.gradients.astype(np.float32, copy=False)
+    grads = None if capture.gradients is None or not m.needs_gradients else \
+        _finite(capture.gradients, "gradients", capture.layer)
     return MethodArgs(acts, grads, capture.targets, capture.head_weights, capture.scores, model_inputs, probe,
-                      resolve_options(m, options), capture.explained)
+                      resolve_options(m, options), target=capture.explained, rank=capture.rank)
+
+
+def _finite(values: np.ndarray, what: str, layer: str) -> np.ndarray:
+    """``values`` as float32 if every entry is finite there, else a one-line XcamError naming what holds NaN or
+    inf (float64 values beyond float32's range included)."""
+    with np.errstate(over="ignore"):
+        values = values.astype(np.float32, copy=False)
+    if not np.isfinite(values).all():
+        kind = "NaN" if np.isnan(values).any() else "infinite"
+        where = f" of layer {layer!r}" if layer else ""
+        raise XcamError(f"the {what}{where} hold {kind} values (in float32): a map needs finite activations and "
+                        "gradients; check the model and inputs for overflow or a division by zero")
+    return values
 
 
 def raw_maps(capture: Capture, method="gradcam", *, model_inputs=None, probe=None, options=None) -> np.ndarray:
-    """Un-normalized maps: (N, h, w) at the layer's resolution (pixel methods: the input's), or (N, K, ...)."""
+    """Un-normalized maps: (N, *s) at the layer's resolution (pixel methods: the input's), or (N, K, ...)."""
     m = get_method(method)
     x = method_args(capture, m, model_inputs=model_inputs, probe=probe, options=options)
-    out = m.fn(x)
-    maps = combine(out, x.activations) if m.kind == "weights" else out
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught below, as a non-finite map
+        out = m.fn(x)
+        maps = combine(out, x.activations, x.rank) if m.kind == "weights" else out
     if capture.targets.ndim == 2 and maps.shape[1] == 1 and capture.targets.shape[1] > 1:
         maps = np.broadcast_to(maps, (maps.shape[0], capture.targets.shape[1], *maps.shape[2:]))
     if m.relu:
         maps = relu(maps)
-    return np.ascontiguousarray(maps, dtype=np.float32)
+    maps = np.ascontiguousarray(maps, dtype=np.float32)
+    if not np.isfinite(maps).all():
+        raise XcamError(f"the {m.name} map of layer {capture.layer!r} overflows float32 (NaN or inf): the "
+                        "activations or gradients are too large for this method")
+    return maps
 
 
-def compute_cam(capture: Capture, method="gradcam", size: tuple[int, int] | None = None, *, model_inputs=None,
+def map_rank(capture: Capture, method, model_inputs=None) -> int:
+    """The spatial rank of a method's maps: the layer's, or the input's for pixel methods."""
+    if get_method(method).kind == "pixel" and model_inputs is not None:
+        return model_inputs.ndim - 2
+    return capture.rank
+
+
+def compute_cam(capture: Capture, method="gradcam", size: tuple | None = None, *, model_inputs=None,
                 probe=None, options=None) -> np.ndarray:
-    """Maps in [0, 1], float32: (N, H, W), or (N, K, H, W) when several classes were captured per sample.
+    """Maps in [0, 1], float32: (N, *S), or (N, K, *S) when several classes were captured per sample.
 
-    ``size=None`` keeps the layer's own resolution; otherwise maps are upsampled to ``size=(H, W)``.
-    Order: weights -> \\sum_k -> ReLU (if the paper has one) -> bilinear resize -> per-map min-max.
+    ``size=None`` keeps the layer's own resolution; otherwise maps are resampled to ``size`` ((L,), (H, W) or
+    (D, H, W): as many numbers as the maps' rank). Order: weights -> \\sum_k -> ReLU (if the paper has one) ->
+    linear / bilinear / trilinear resize -> min-max per map over its whole signal, image or volume.
     """
-    return finish(raw_maps(capture, method, model_inputs=model_inputs, probe=probe, options=options), size)
+    rank = map_rank(capture, method, model_inputs)
+    if size is not None:
+        size = check_size(size, rank)
+    return finish(raw_maps(capture, method, model_inputs=model_inputs, probe=probe, options=options), size, rank)
 
 
-def layer_maps(captures: list, method, size: tuple[int, int], *, model_inputs=None, probes=None, options=None):
+def layer_maps(captures: list, method, size: tuple, *, model_inputs=None, probes=None, options=None):
     """Maps in [0, 1] for one layer's capture, or several layers' captures fused (``fuse``); ``probes`` has one
     adapter probe per capture for methods that run the model again."""
     probes = probes or [None] * len(captures)
+    ranks = {map_rank(c, method, model_inputs) for c in captures}
+    if len(ranks) > 1:
+        raise XcamError(f"the layers give maps of different ranks ({sorted(ranks)}); fuse layers of one rank")
+    rank = ranks.pop()
+    size = check_size(size, rank)
     raws = [raw_maps(c, method, model_inputs=model_inputs, probe=p, options=options)
             for c, p in zip(captures, probes)]
-    return finish(raws[0], size) if len(raws) == 1 else fuse(raws, size)
+    return finish(raws[0], size, rank) if len(raws) == 1 else fuse(raws, size)
+
+
+def default_size(captures: list, method, input_size: tuple, model_inputs=None) -> tuple:
+    """The maps' size when the caller gives none: the input's spatial size when the maps have the input's
+    rank, else the (first) layer's own size."""
+    rank = map_rank(captures[0], method, model_inputs)
+    if rank == len(input_size):
+        return tuple(input_size)
+    return tuple(captures[0].activations.shape[2:])
 
 
 def cam_for(adapter: Adapter):
     """``cam(model, inputs, layer, method, targets, *, classes, size, labels, options)`` bound to one adapter:
     the public ``xcam_torch.cam`` and ``xcam_tf.cam`` (arguments as in ``explain``)."""
-    layout = "(N, C, H, W)" if adapter.LAYOUT == "channels_first" else "(N, H, W, C)"
+    layout = "(N, C, *S)" if adapter.LAYOUT == "channels_first" else "(N, *S, C)"
 
     def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
-            options=None, output=None) -> np.ndarray:
+            options=None, output=None, reshape=None) -> np.ndarray:
         return explain(adapter, model, inputs, layer, method, targets, classes=classes, size=size, labels=labels,
-                       options=options, output=output)
+                       options=options, output=output, reshape=reshape)
 
-    cam.__doc__ = (f"Class activation maps for a batch {layout}: float32 (N, H, W) in [0, 1], or (N, K, H, W) with "
-                   f"``classes``.\n\n{explain.__doc__.split(chr(10), 2)[2]}")
+    cam.__doc__ = (f"Class activation maps for a batch {layout}: float32 (N, *S) in [0, 1], or (N, K, *S) with "
+                   f"``classes``.\n\n{explain.__doc__.split(chr(10) * 2, 1)[1]}")
     cam.__module__ = adapter.__name__
     return cam
 
 
 def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None,
-            labels=None, options=None, output=None) -> np.ndarray:
-    """Class activation maps for a batch: float32 (N, H, W) in [0, 1] (or (N, K, H, W) with ``classes``).
+            labels=None, options=None, output=None, reshape=None) -> np.ndarray:
+    """Class activation maps for a batch: float32 (N, *S) in [0, 1] (or (N, K, *S) with ``classes``), S of the
+    layer's spatial rank: (L,) for signals, (H, W) for images, (D, H, W) for volumes and clips.
 
-    inputs: a batch in the adapter's layout; layer: a name, path or layer object, or a list of them (maps
-    fused as in LayerCAM); method: a name from ``xcam.methods()``; targets: what is explained: None for each
-    sample's top-1 class, an int for all, one int per sample, a ``xcam.targets`` Target (Class, Binary,
-    Regression, Segmentation, Boxes, Similarity, Custom), a spec string ("segmentation:15") or a callable;
-    classes: several classes for every sample; size: (h, w) of the maps (default: the input's H, W; the
-    layer's own size skips resampling); options: the method's options (see its docstring), e.g.
-    {"weighting": "logit-softmax"} for scorecam; output: which model output the target sees (a dict key, a
-    tuple index, a Keras output name, an attribute such as "logits", or a callable).
+    inputs: a batch in the adapter's layout, or several inputs: a tuple or list (positional arguments of the model)
+    or a dict (keyword arguments; a Keras model's named inputs), batch first; layer: a name, path or layer object,
+    or a list of them (maps fused as in LayerCAM); method: a name from ``xcam.methods()``; targets: what is
+    explained: None for each sample's top-1 class, an int for all, one int per sample, a ``xcam.targets`` Target
+    (Class, Binary, Regression, Segmentation, Boxes, Similarity, Custom), a spec string ("segmentation:15") or a
+    callable; classes: several classes for every sample; size: the maps' size, one number per spatial axis (default:
+    the input's; the layer's own size skips resampling; a wrong count or a non-positive size is a one-line error
+    naming the rank); options: the method's options (see its docstring), e.g. {"weighting": "logit-softmax"} for
+    scorecam; output: which model output the target sees (a dict key, a tuple index, a Keras output name, an
+    attribute such as "logits", or a callable); reshape: overrides the layer's detected layout (``xcam.layouts``): a
+    callable (N, ...) -> (N, C, *s) (PyTorch: on tensors, as pytorch-grad-cam's ``reshape_transform``; Keras: on
+    NumPy arrays), a Layout, or a layout name.
+
+    Several inputs: the layer may lie on any branch; its maps take the size of the first image-like input
+    (3-D to 5-D) of their rank. Pixel methods give one map per image-like input (a tuple for positional,
+    a dict for keyword inputs; one array when there is one), SmoothGrad adds noise only to the input it
+    explains, and Score-CAM masks the first image-like input; every other input is held fixed.
     """
     m = get_method(method)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    extra = {} if reshape is None else {"reshape": reshape}
+    kind, _ = entries(inputs)
+    keys = image_keys(inputs)
+    sizes = {k: spatial_size(tuple(np.shape(lookup(inputs, k))), adapter.LAYOUT) for k in keys}
+    explained = keys if m.kind == "pixel" and kind != SINGLE and keys else keys[:1] or [None]
     caps = adapter.capture(model, inputs, layers, targets, classes=classes, gradients=m.needs_gradients,
-                           head=m.needs_head, labels=labels, output=output)
-    out_size = tuple(size) if size is not None else spatial_size(tuple(inputs.shape), adapter.LAYOUT)
-    probes = [adapter.probe(model, inputs, one, output=output) for one in layers] if m.needs_probe else None
-    model_inputs = probes[0].inputs if probes else None
-    return layer_maps(caps, m, out_size, model_inputs=model_inputs, probes=probes, options=options)
+                           head=m.needs_head, labels=labels, output=output, **extra)
+    maps = {}
+    for key in explained:
+        which = {} if kind == SINGLE else {"key": key}
+        probes = [adapter.probe(model, inputs, one, output=output, **extra, **which) for one in layers] \
+            if m.needs_probe else None
+        model_inputs = probes[0].inputs if probes else None
+        out_size = size if size is not None else default_size(caps, m, sizes.get(key, ()), model_inputs)
+        maps[key] = layer_maps(caps, m, out_size, model_inputs=model_inputs, probes=probes, options=options)
+    if len(explained) == 1:
+        return maps[explained[0]]
+    return tuple(maps.values()) if kind == POSITIONAL else maps

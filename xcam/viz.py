@@ -6,6 +6,7 @@ import numpy as np
 from .errors import XcamError
 from .ops import normalize_minmax
 
+_BAND_PIXELS = 1 << 20  # overlay works on bands of about this many pixels
 COLORMAPS = {
     "jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "viridis": cv2.COLORMAP_VIRIDIS,
     "inferno": cv2.COLORMAP_INFERNO, "magma": cv2.COLORMAP_MAGMA, "hot": cv2.COLORMAP_HOT,
@@ -49,11 +50,19 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = 0.5, colormap
         raise XcamError(f"alpha must be in [0, 1], got {alpha}")
     rgb = to_uint8_rgb(image)
     heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.ndim != 2:
+        raise XcamError(f"heatmap must be (H, W), got shape {heat.shape}")
     if heat.shape != rgb.shape[:2]:
         heat = cv2.resize(heat, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
-    color = colorize(heat, colormap).astype(np.float32)
-    mixed = (1.0 - alpha) * rgb.astype(np.float32) + alpha * color
-    return np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
+    out = np.empty_like(rgb)
+    rows = max(1, _BAND_PIXELS // rgb.shape[1])  # bands of rows: float copies stay small on huge images
+    for y in range(0, rgb.shape[0], rows):
+        mixed = rgb[y:y + rows].astype(np.float32)
+        mixed *= 1.0 - alpha
+        mixed += alpha * colorize(heat[y:y + rows], colormap).astype(np.float32)
+        mixed += 0.5  # in [0.5, 255.5]: truncation rounds half up, no clipping needed
+        out[y:y + rows] = mixed.astype(np.uint8)
+    return out
 
 
 def feature_grid(activations: np.ndarray, per_row: int = 16, tile: int | None = None, pad: int = 1,

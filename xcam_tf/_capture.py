@@ -15,12 +15,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from xcam.contract import Capture, check_batch
+from xcam.contract import BATCH_LAYOUTS, Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
+from xcam.inputs import SINGLE, batch_size, entries, image_like, name, rebuild
 from xcam.layers import unknown_layer
 from xcam.methods.activation import check_head_weights
 from xcam.targets import as_target, is_tensor, select_output
 
+from ._layouts import layout_of
 from ._tensor_ops import TFOps
 
 LAYOUT = "channels_last"
@@ -139,9 +141,12 @@ def output_names(model):
 
 
 def canonical(output):
-    """A selected output in xcam's layout: a rank-4 tensor (Keras class maps (N, H, W, K)) channels first."""
+    """A selected output in xcam's layout: a rank-4 or rank-5 tensor (Keras class maps (N, H, W, K) or
+    (N, D, H, W, K)) channels first."""
     if is_tensor(output) and output.shape.rank == 4:
         return tf.transpose(output, (0, 3, 1, 2))
+    if is_tensor(output) and output.shape.rank == 5:
+        return tf.transpose(output, (0, 4, 1, 2, 3))
     return output
 
 
@@ -168,6 +173,13 @@ def param_tensors(params: dict) -> dict:
     return out
 
 
+def plain(fn):
+    """``fn`` called as is inside a traced step: autograph does not convert it (targets need no conversion: their
+    Python branches are on shapes and settings), which also keeps autograph's cache of converted functions, keyed
+    by code objects that a long test session recycles, from handing back another function's conversion."""
+    return tf.autograph.experimental.do_not_convert(fn)
+
+
 def output_key(output):
     """A cache key for an ``output=`` selection."""
     return output if output is None or isinstance(output, (str, int)) else ("callable", id(output))
@@ -188,7 +200,7 @@ def unstaged(exc: BaseException) -> BaseException:
     return exc
 
 
-def _step(model, paths, shape, target, params: dict, output, gradients: bool):
+def _step(model, paths, x, target, params: dict, output, gradients: bool):
     """The compiled capture step for this model, layers, input shape, target kind and output selection."""
     count, columns = len(paths), target.columns
     specs = param_specs(params)
@@ -197,14 +209,14 @@ def _step(model, paths, shape, target, params: dict, output, gradients: bool):
         keep: dict = {}
         tape_box: dict = {}
 
-        @tf.function(input_signature=[tf.TensorSpec((None, *shape), tf.float32), specs])
+        @tf.function(input_signature=[signature(x), specs])
         def step(x, p):
             keep.clear()
             with tf.GradientTape(watch_accessed_variables=False, persistent=columns > 0) as tape:
                 tape_box["tape"] = tape if gradients else None
                 out = selected(model, model(x, training=False), output, target)
                 acts = [keep[i] for i in range(count)]
-                score = target.score(out, p, OPS)
+                score = plain(target.score)(out, p, OPS)
                 total = tf.reduce_sum(score)  # recorded by the tape
             tape_box.clear()
             if not gradients:
@@ -219,7 +231,7 @@ def _step(model, paths, shape, target, params: dict, output, gradients: bool):
 
         return step, keep, tape_box
 
-    key = (id(model), tuple(paths), tuple(shape), target.key(),
+    key = (id(model), tuple(paths), signature_key(x), target.key(),
            tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output), gradients)
     return _cached(key, model, build)
 
@@ -236,11 +248,83 @@ def to_numpy(tree):
     return tree
 
 
-def as_batch(inputs) -> tf.Tensor:
-    """The inputs as a float32 tensor (N, H, W, C)."""
+def input_rank(model) -> int | None:
+    """The spatial rank of the model's declared input ((N, *S, C) -> len(S)), None when it declares none."""
+    try:
+        return len(model.inputs[0].shape) - 2
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+
+
+def signature(x):
+    """TensorSpecs (batch axis free) for one input tensor or a list / dict of them."""
+    return tf.nest.map_structure(lambda t: tf.TensorSpec((None, *t.shape[1:]), tf.as_dtype(t.dtype)), x)
+
+
+def signature_key(x) -> tuple:
+    """A cache key for the inputs' structure, shapes and dtypes."""
+    keys = tuple(sorted(x)) if isinstance(x, dict) else len(x) if isinstance(x, (list, tuple)) else None
+    return keys, tuple((tuple(t.shape[1:]), tf.as_dtype(t.dtype).name) for t in tf.nest.flatten(x))
+
+
+def as_inputs(inputs, model=None):
+    """One batch as ``as_batch``, or several inputs (a list or dict, ``xcam.inputs``) as a list / dict of
+    tensors (floats as float32, integers kept)."""
+    kind, items = entries(inputs)
+    if kind == SINGLE:
+        return as_batch(inputs, model)
+    batch_size(items)
+    out = []
+    for key, value in items:
+        try:
+            t = tf.convert_to_tensor(value)
+        except (TypeError, ValueError):
+            raise XcamError(f"{name(key)} (a {type(value).__name__}) cannot be batched: give an array or tensor "
+                            "with the batch on its first axis") from None
+        out.append((key, tf.cast(t, tf.float32) if t.dtype.is_floating else t))
+    return rebuild(kind, out)
+
+
+def primary(x):
+    """The first image-like input (3-D to 5-D float) of one batch or several inputs, or None."""
+    for t in tf.nest.flatten(x):
+        if image_like(t.shape) and t.dtype.is_floating:
+            return t
+    return None
+
+
+def as_batch(inputs, model=None) -> tf.Tensor:
+    """The inputs as a float32 tensor (N, *S, C), of the model's declared rank when ``model`` is given."""
     x = tf.convert_to_tensor(inputs, dtype=tf.float32)
-    check_batch(tuple(x.shape), LAYOUT)
+    check_batch(tuple(x.shape), LAYOUT, None if model is None else input_rank(model))
+    if model is not None:
+        check_input_shape(model, tuple(x.shape))
     return x
+
+
+def compute_dtype(model) -> str:
+    """The lowest-precision float dtype any layer computes in ("float32" for a plain model)."""
+    found = {str(getattr(layer, "compute_dtype", "float32")) for _, layer in walk(model)}
+    return next((d for d in ("float16", "bfloat16") if d in found), "float32")
+
+
+def check_input_shape(model, shape: tuple) -> None:
+    """Refuse a batch that does not fit the model's declared input (*S, C) before anything is traced; a
+    channels-first batch (N, C, *S) is named as such."""
+    try:
+        declared = tuple(model.inputs[0].shape[1:])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return
+    got = tuple(int(d) for d in shape[1:])
+    if len(declared) != len(got) or all(d is None or d == g for d, g in zip(declared, got)):
+        return
+    want = "(N, " + ", ".join("?" if d is None else str(d) for d in declared) + ")"
+    layout = BATCH_LAYOUTS["channels_last"].get(len(got) - 1, "(N, ..., C)")
+    hint = ""
+    if declared[-1] is not None and got[0] == declared[-1] and got[-1] != declared[-1]:
+        first = BATCH_LAYOUTS["channels_first"].get(len(got) - 1, "(N, C, ...)")
+        hint = f": this batch looks channels first {first}; give np.moveaxis(inputs, 1, -1)"
+    raise XcamError(f"the model takes inputs {want}, channels last {layout}, got shape {(shape[0], *got)}{hint}")
 
 
 def _last_dense_weight(model):
@@ -249,29 +333,33 @@ def _last_dense_weight(model):
 
 
 def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool = True, head: bool = False,
-            labels=None, output=None):
-    """Activations and gradients as (N, C, h, w) NumPy arrays (channels first), and the selected output.
+            labels=None, output=None, reshape=None):
+    """Activations and gradients as (N, C, *s) NumPy arrays (channels first), and the selected output.
 
     layer: a name, path or layer, or a list of them (then a list of Captures from one forward/backward).
     targets, classes, output: as in ``xcam_torch.capture`` (a Target, ints, a spec or a callable; the model
-    output the target sees, by dict key, Keras output name, index or callable).
+    output the target sees, by dict key, Keras output name, index or callable). The layer's layout (channels
+    last, tokens) is detected (``xcam.layouts``) or given by ``reshape`` (a callable on NumPy arrays
+    (N, ...) -> (N, C, *s), a Layout or a layout name).
     """
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if not layers:
         raise XcamError("no layer given")
     resolved = [resolve_layer(model, one) for one in layers]
     target = as_target(targets, classes)
-    x = as_batch(inputs)
-    n = int(x.shape[0])
+    x = as_inputs(inputs, model)
+    warn_low_precision(compute_dtype(model))
+    n = int(tf.nest.flatten(x)[0].shape[0])
     params = target.params(n)
     paths = [p for p, _ in resolved]
-    step, keep, tape_box = _step(model, paths, x.shape[1:], target, params, output, gradients)
+    step, keep, tape_box = _step(model, paths, x, target, params, output, gradients)
     final = final_layer(model)
     try:
         with wrapped([obj for _, obj in resolved], keep, tape_box, final):
             acts, grads, out, score = step(x, param_tensors(params))
     except tf.errors.InvalidArgumentError as exc:
-        raise XcamError(f"the model could not run on inputs of shape {tuple(x.shape)}: "
+        shapes = ", ".join(str(tuple(t.shape)) for t in tf.nest.flatten(x))
+        raise XcamError(f"the model could not run on inputs of shape {shapes}: "
                         f"{exc.message.splitlines()[0]}") from None
     except Exception as exc:  # an XcamError raised while tracing comes back wrapped by TensorFlow
         found = unstaged(exc)
@@ -285,12 +373,15 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     chosen = target.resolve(out_np)
     scores = out_np if is_tensor(out_np) and out_np.ndim >= 1 else np.zeros((n, 0), np.float32)
     caps = []
-    for path, act, grad in zip(paths, acts, grads):
-        if act.shape.rank != 4:
-            raise XcamError(f"layer {path!r} outputs shape {tuple(act.shape)}, not a spatial map (N, h, w, C)")
-        a = np.moveaxis(act.numpy(), -1, -3)  # NHWC -> NCHW, a view
-        g = np.moveaxis(grad.numpy(), -1, -3) if gradients else None
+    for (path, obj), act, grad in zip(resolved, acts, grads):
+        if not 3 <= act.shape.rank <= 5:
+            raise XcamError(f"layer {path!r} outputs shape {tuple(act.shape)}, not a spatial map (N, L, C), "
+                            "(N, h, w, C), (N, d, h, w, C) or tokens (N, T, C)")
+        first = primary(x)
+        layout = layout_of(model, obj, tuple(act.shape), 2 if first is None else first.shape.rank - 2, reshape)
+        a = layout.to_canonical(act.numpy())
+        g = layout.to_canonical(grad.numpy(), lead=grad.shape.rank - act.shape.rank + 1) if gradients else None
         head_w = check_head_weights(_last_dense_weight(model), a.shape[1], scores.shape[1]) if head else None
         caps.append(Capture(activations=a, gradients=g, scores=scores, targets=chosen.class_indices(n), layer=path,
-                            head_weights=head_w, target=chosen, target_scores=score.numpy()))
+                            head_weights=head_w, target=chosen, target_scores=score.numpy(), layout=layout))
     return caps if isinstance(layer, (list, tuple)) else caps[0]

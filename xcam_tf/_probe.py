@@ -8,24 +8,29 @@ import numpy as np
 import tensorflow as tf
 
 from xcam.errors import XcamError
+from xcam.inputs import KEYWORD, POSITIONAL, SINGLE, image_like, name
 from xcam.targets import Target, as_target, batch_params
 
 from ._capture import (
     OPS,
     _cached,
-    as_batch,
+    as_inputs,
     final_layer,
     output_key,
     param_specs,
     param_tensors,
+    plain,
     resolve_layer,
     restore,
     selected,
+    signature,
+    signature_key,
     to_numpy,
     unstaged,
     walk,
     wrapped,
 )
+from ._layouts import layout_of
 
 
 @tf.custom_gradient
@@ -81,59 +86,110 @@ _CLASS_LOGITS = as_target(None)  # predict: the selected output itself, whatever
 
 class Probe:
     """``xcam.contract.Probe`` for a Keras model, one layer, one batch and one output selection (arrays
-    channels first)."""
+    channels first). With several inputs (a list or dict), ``key`` is the image-like input the probe's
+    ``inputs`` are; the others are held fixed (their rows follow ``samples``)."""
 
-    def __init__(self, model, layer, batch_nhwc: np.ndarray, output=None):
-        self.model, self.layer, self.batch, self.output = model, layer, batch_nhwc, output
-        self.inputs = np.ascontiguousarray(np.moveaxis(batch_nhwc, -1, 1))
+    def __init__(self, model, layer, batch, output=None, reshape=None, key=None):
+        self.model, self.layer, self.output, self.reshape = model, layer, output, reshape
+        self.full = tf.nest.map_structure(lambda t: np.asarray(t.numpy()), batch)   # framework layout
+        self.kind = SINGLE if not isinstance(batch, (list, dict)) else POSITIONAL if isinstance(batch, list) \
+            else KEYWORD
+        images = [k for k, v in (enumerate(self.full) if self.kind == POSITIONAL else self.full.items())
+                  if image_like(v.shape) and v.dtype.kind == "f"] if self.kind != SINGLE else [None]
+        if key is not None and key not in images:
+            raise XcamError(f"{name(key)} is not an image-like input; image-like inputs: "
+                            f"{', '.join(name(k) for k in images) or 'none'}")
+        self.key = key if key is not None else (images or [None])[0]
+        explained = self._get(self.full)
+        self.batch = explained                                                        # (N, *S, C) or None
+        self.inputs = None if explained is None else np.ascontiguousarray(np.moveaxis(explained, -1, 1))
         self.final = final_layer(model)
+        self._native = None
 
-    def _forward(self, inputs: np.ndarray, target: Target | None, params: dict | None):
-        """The selected output (target None) or the target's scores for inputs (B, C, H, W), compiled."""
-        x = _channels_last(inputs)
+    def _get(self, structure):
+        if self.kind == SINGLE:
+            return structure
+        return None if self.key is None and self.kind != SINGLE else structure[self.key]
+
+    def _assemble(self, x_last, samples=None):
+        """Every input as tensors, the explained one replaced by ``x_last`` (framework layout); the others
+        take rows ``samples`` (default: all)."""
+        if self.kind == SINGLE:
+            return tf.constant(x_last, tf.float32)
+
+        def one(key, value):
+            if key == self.key:
+                return tf.constant(x_last, tf.float32)
+            return tf.constant(value if samples is None else value[np.asarray(samples)])
+
+        if self.kind == POSITIONAL:
+            return [one(k, v) for k, v in enumerate(self.full)]
+        return {k: one(k, v) for k, v in self.full.items()}
+
+    def _rows(self, sample: int, count: int = 1):
+        """Input ``sample`` of every input, ``count`` times."""
+        return tf.nest.map_structure(lambda v: tf.constant(np.repeat(v[sample:sample + 1], count, axis=0)),
+                                     self.full)
+
+    def native_output(self, sample: int) -> np.ndarray:
+        """The layer's own output (1, ...) for input ``sample``, in its own layout (one eager forward for the
+        batch, stopped at the layer)."""
+        if self._native is None:
+            batch = tf.nest.map_structure(tf.constant, self.full)
+            self._native = layer_output(self.model, self.layer, batch).numpy()
+        return self._native[sample:sample + 1]
+
+    def _forward(self, inputs: np.ndarray, target: Target | None, params: dict | None, samples=None):
+        """The selected output (target None) or the target's scores for inputs (B, C, *S), compiled."""
+        x = self._assemble(np.moveaxis(inputs, 1, -1), samples)
         model, output, final = self.model, self.output, self.final
         specs = param_specs(params or {})
         pick = target or _CLASS_LOGITS
 
         def build():
-            @tf.function(input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32), specs])
+            @tf.function(input_signature=[signature(x), specs])
             def forward(batch, p):
                 with wrapped([], {}, {}, final):
                     out = selected(model, model(batch, training=False), output, pick)
-                return out if target is None else target.score(out, p, OPS)
+                return out if target is None else plain(target.score)(out, p, OPS)
             return forward
 
-        key = (id(model), "predict", tuple(x.shape[1:]), None if target is None else target.key(),
+        key = (id(model), "predict", signature_key(x), None if target is None else target.key(),
                tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted((params or {}).items())), output_key(output))
         fn = _cached(key, model, build)
         return to_numpy(_unstaged_call(fn, x, param_tensors(params or {})))
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """The selected output (logits (B, K) for a classifier) for a batch of inputs (B, C, H, W)."""
+        """The selected output (logits (B, K) for a classifier) for a batch of inputs (B, C, *S)."""
         return self._forward(inputs, None, None)
 
     def score(self, inputs: np.ndarray, target, samples: np.ndarray) -> np.ndarray:
         """The target's scores (B,) or (B, K) for inputs whose row b belongs to sample ``samples[b]``."""
-        return self._forward(inputs, target, batch_params(target, len(self.inputs), samples))
+        return self._forward(inputs, target, batch_params(target, len(self.inputs), samples), samples)
 
     def _from_layer(self, sample: int, activations: np.ndarray, target: Target | None):
-        acts = tf.constant(np.ascontiguousarray(np.moveaxis(activations, 1, -1)), tf.float32)
-        one = tf.constant(self.batch[sample:sample + 1], tf.float32)
+        original = self.native_output(sample)
+        first = next((v for v in tf.nest.flatten(self.full) if image_like(v.shape) and v.dtype.kind == "f"), None)
+        rank = 2 if first is None else first.ndim - 2
+        layout = layout_of(self.model, self.layer, original.shape, rank, self.reshape)
+        acts = tf.constant(layout.from_canonical(activations, original), tf.float32)
+        one = self._rows(sample)
         model, layer, output = self.model, self.layer, self.output
-        params = {} if target is None else batch_params(target, len(self.inputs), np.full(len(activations), sample))
+        n = len(tf.nest.flatten(self.full)[0])
+        params = {} if target is None else batch_params(target, n, np.full(len(activations), sample))
         specs = param_specs(params)
         pick = target or _CLASS_LOGITS
 
         def build():
-            @tf.function(input_signature=[tf.TensorSpec((None, *one.shape[1:]), tf.float32),
-                                          tf.TensorSpec((None, *acts.shape[1:]), tf.float32), specs])
+            @tf.function(input_signature=[signature(one), tf.TensorSpec((None, *acts.shape[1:]), tf.float32),
+                                          specs])
             def forward(x, replacement, p):
                 with wrapped([layer], {}, {}, final_layer(model), replace=replacement):
                     out = selected(model, model(x, training=False), output, pick)
-                return out if target is None else target.score(out, p, OPS)
+                return out if target is None else plain(target.score)(out, p, OPS)
             return forward
 
-        key = (id(model), "from_layer", layer.name, tuple(one.shape[1:]), tuple(acts.shape[1:]),
+        key = (id(model), "from_layer", layer.name, signature_key(one), tuple(acts.shape[1:]),
                None if target is None else target.key(),
                tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output))
         fn = _cached(key, model, build)
@@ -144,12 +200,13 @@ class Probe:
                 return to_numpy(out)
         except (tf.errors.InvalidArgumentError, ValueError):
             pass
-        return to_numpy(_unstaged_call(fn, tf.repeat(one, acts.shape[0], axis=0), acts, p))
+        return to_numpy(_unstaged_call(fn, self._rows(sample, acts.shape[0]), acts, p))
 
     def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
         """The selected output (B, K) when the layer's output for input ``sample`` is replaced by
-        ``activations`` (B, C, h, w); the layers before it run once on that input (or on B copies if the
-        network cannot broadcast a batch of one)."""
+        ``activations`` (B, C, *s), brought back to the layer's own layout (tokens keep their prefix tokens);
+        the layers before it run once on that input (or on B copies if the network cannot broadcast a batch
+        of one)."""
         return self._from_layer(sample, activations, None)
 
     def score_from_layer(self, sample: int, activations: np.ndarray, target) -> np.ndarray:
@@ -157,42 +214,65 @@ class Probe:
         return self._from_layer(sample, activations, target)
 
     def input_gradients(self, inputs: np.ndarray, targets, guided: bool = False, samples=None) -> np.ndarray:
-        """d score / d input for a Target or class indices, returned channels first (B, C, H, W); ``guided``:
-        through ReLUs that pass only positive gradients."""
+        """d score / d input for a Target or class indices, returned channels first (B, C, *S); ``guided``:
+        through ReLUs that pass only positive gradients. Only the explained input is differentiated."""
         target = as_target(targets)
-        x = _channels_last(inputs)
+        x = self._assemble(np.moveaxis(inputs, 1, -1), samples)
         params = target.params(len(inputs)) if samples is None else batch_params(target, len(self.inputs), samples)
         use_guided = bool(guided)
-        model, output = self.model, self.output
+        model, output, key = self.model, self.output, self.key
 
         def build():
-            @tf.function(input_signature=[tf.TensorSpec((None, *x.shape[1:]), tf.float32), param_specs(params)])
+            @tf.function(input_signature=[signature(x), param_specs(params)])
             def grads(batch, p):
+                explained = batch if key is None else batch[key]
                 with tf.GradientTape(watch_accessed_variables=False) as tape:
-                    tape.watch(batch)
+                    tape.watch(explained)
                     with contextlib.ExitStack() as stack:
                         stack.enter_context(wrapped([], {}, {}, final_layer(model)))
                         if use_guided:
                             stack.enter_context(guided_relus(model))
                         out = selected(model, model(batch, training=False), output, target)
-                    score = tf.reduce_sum(target.score(out, p, OPS))  # inside the tape
-                return tape.gradient(score, batch, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                    score = tf.reduce_sum(plain(target.score)(out, p, OPS))  # inside the tape
+                return tape.gradient(score, explained, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return grads
 
-        key = (id(model), "input_grad", use_guided, tuple(x.shape[1:]), target.key(),
-               tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output))
-        fn = _cached(key, model, build)
+        cache = (id(model), "input_grad", use_guided, signature_key(x), key, target.key(),
+                 tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output))
+        fn = _cached(cache, model, build)
         g = _unstaged_call(fn, x, param_tensors(params)).numpy()
         return np.moveaxis(g, -1, 1)
 
 
-def probe(model, inputs, layer, output=None) -> Probe:
-    """A ``Probe`` for methods that run the model again on this batch (N, H, W, C), layer and output."""
-    return Probe(model, resolve_layer(model, layer)[1], as_batch(inputs).numpy(), output)
+def probe(model, inputs, layer, output=None, reshape=None, key=None) -> Probe:
+    """A ``Probe`` for methods that run the model again on these inputs (a batch (N, *S, C), or a list / dict
+    of inputs: ``key`` names the image-like one the probe's ``inputs`` are, default the first), layer (its
+    layout detected, or given by ``reshape`` as in ``capture``) and output."""
+    path, obj = resolve_layer(model, layer)
+    return Probe(model, obj, as_inputs(inputs, model), output, reshape, key)
 
 
 class _Stop(Exception):
     """Raised by a wrapped call once the layer's output exists: the rest of the forward is not needed."""
+
+
+def layer_output(model, layer, x: tf.Tensor) -> tf.Tensor:
+    """The layer's output for inputs ``x`` (its own layout), from an eager forward stopped at the layer."""
+    kept = {}
+    original = layer.call
+
+    def call(*args, **kwargs):
+        kept["out"] = original(*args, **kwargs)
+        raise _Stop
+
+    object.__setattr__(layer, "call", call)
+    try:
+        model(x, training=False)
+    except _Stop:
+        pass
+    finally:
+        object.__delattr__(layer, "call")
+    return kept["out"]
 
 
 def kernels(model, layer) -> np.ndarray:

@@ -55,11 +55,12 @@ def parameter_layers(model) -> list[ParamLayer]:
 
 
 @contextlib.contextmanager
-def randomized(model, layers, seed: int = 0):
+def randomized(model, layers, seed: int = 0, *, first_position: int = 0):
     """Inside the block, the trainable weights of ``layers`` (paths, the cascade's top-down order: ``layers[j]``
-    gets ``xcam.randomization.random_parameters(..., position=j, seed)``, moved to Keras' layout) hold random
-    values; on exit every variable is assigned its saved value back, bit for bit. Compiled steps read the
-    variables, so they see the random values without retracing."""
+    gets ``xcam.randomization.random_parameters(..., position=first_position + j, seed)``, moved to Keras' layout)
+    hold random values; on exit every variable is assigned its saved value back, bit for bit (nested blocks, one
+    layer each with its ``first_position``, build a cascade step by step). Compiled steps read the variables, so
+    they see the random values without retracing."""
     leaves = dict(_leaves(model))
     records = {r.name: r for r in parameter_layers(model)}
     names = check_cascade_names(layers, list(records))
@@ -67,7 +68,8 @@ def randomized(model, layers, seed: int = 0):
     try:
         for position, name in enumerate(names):
             layer = leaves[name]
-            for var, value in zip(layer.trainable_weights, random_parameters(records[name], position, seed)):
+            values = random_parameters(records[name], first_position + position, seed)
+            for var, value in zip(layer.trainable_weights, values):
                 saved.append((var, np.array(var.numpy(), copy=True)))
                 var.assign(_from_canonical(layer, value, tuple(var.shape)).astype(var.dtype))
         yield model

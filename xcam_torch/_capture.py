@@ -13,12 +13,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from xcam.contract import Capture, check_batch
+from xcam.contract import Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
+from xcam.inputs import POSITIONAL, SINGLE, batch_size, entries, image_like, name
 from xcam.layers import unknown_layer
 from xcam.methods.activation import check_head_weights
 from xcam.targets import as_target, is_tensor, select_output
 
+from ._layouts import layout_of
 from ._tensor_ops import TorchOps
 
 LAYOUT = "channels_first"
@@ -63,16 +65,93 @@ def model_device(model: nn.Module):
     return device, dtype
 
 
+def input_rank(model: nn.Module) -> int | None:
+    """The spatial rank the model's first convolution takes (Conv1d 1, Conv2d 2, Conv3d 3), None without one."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    return None if conv is None else conv.weight.ndim - 2
+
+
 def as_batch(model: nn.Module, inputs) -> torch.Tensor:
-    """The inputs as a float tensor on the model's device and dtype, (N, C, H, W)."""
+    """The inputs as a float tensor on the model's device and dtype, (N, C, *S)."""
     device, dtype = model_device(model)
     x = torch.as_tensor(inputs) if not isinstance(inputs, torch.Tensor) else inputs
-    check_batch(tuple(x.shape), LAYOUT)
+    check_batch(tuple(x.shape), LAYOUT, input_rank(model))
     x = x.to(device=device, dtype=dtype)
     if x.is_inference():  # made inside torch.inference_mode(): a normal copy can enter autograd
         with torch.inference_mode(False):
             x = x.clone()
     return x
+
+
+class Batch:
+    """The model's inputs as tensors on its device: one batch (N, C, *S), or positional (a tuple or list) or
+    keyword (a dict) inputs (``xcam.inputs``). Float inputs take the model's dtype; others keep theirs."""
+
+    def __init__(self, model: nn.Module, inputs, items=None, kind=None):
+        if items is not None:
+            self.kind, self.items = kind, items
+        else:
+            self.kind, raw = entries(inputs)
+            if self.kind == SINGLE:
+                self.items = [(None, as_batch(model, inputs))]
+            else:
+                batch_size(raw)
+                self.items = [(k, _tensor(model, v)) for k, v in raw]
+        self.n = int(self.items[0][1].shape[0])
+
+    @property
+    def keys(self) -> list:
+        """Keys of the image-like inputs (what maps can be made for)."""
+        return [k for k, v in self.items if image_like(v.shape) and v.is_floating_point()]
+
+    def get(self, key=None) -> torch.Tensor:
+        """The input under ``key`` (default: the first image-like one)."""
+        key = self.keys[0] if key is None and self.keys else key
+        return dict(self.items)[key] if self.kind != SINGLE else self.items[0][1]
+
+    @property
+    def rank(self) -> int:
+        """The spatial rank of the first image-like input (2 when there is none)."""
+        return self.get().ndim - 2 if self.keys else 2
+
+    def swap(self, key, x: torch.Tensor, samples=None) -> "Batch":
+        """These inputs with input ``key`` replaced by ``x``; the others take rows ``samples`` (default: all,
+        which needs len(x) == N)."""
+        if self.kind == SINGLE:
+            return Batch(None, None, [(None, x)], SINGLE)
+        key = self.keys[0] if key is None else key
+        rows = None if samples is None else torch.as_tensor(np.asarray(samples), device=x.device)
+        if rows is None and len(x) != self.n:
+            raise XcamError(f"{len(x)} rows for {name(key)} but the other inputs have {self.n}")
+        return Batch(None, None, [(k, x if k == key else v if rows is None else v[rows]) for k, v in self.items],
+                     self.kind)
+
+    def rows(self, sample: int, count: int = 1) -> "Batch":
+        """Input ``sample`` of every input, repeated ``count`` times (a view)."""
+        return Batch(None, None, [(k, v[sample:sample + 1].expand(count, *v.shape[1:])) for k, v in self.items],
+                     self.kind)
+
+    def __call__(self, model: nn.Module):
+        if self.kind == SINGLE:
+            return model(self.items[0][1])
+        if self.kind == POSITIONAL:
+            return model(*[v for _, v in self.items])
+        return model(**dict(self.items))
+
+
+def _tensor(model: nn.Module, value) -> torch.Tensor:
+    """One of several inputs as a tensor on the model's device (floats in the model's dtype)."""
+    device, dtype = model_device(model)
+    try:
+        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError, RuntimeError):
+        raise XcamError(f"an input of type {type(value).__name__} cannot be batched: give an array or tensor "
+                        "with the batch on its first axis") from None
+    t = t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+    if t.is_inference():
+        with torch.inference_mode(False):
+            t = t.clone()
+    return t
 
 
 def check_gradients_possible(model: nn.Module) -> None:
@@ -124,7 +203,7 @@ def hooked(model: nn.Module, hooks, output=None, whole: bool = False):
 
     def logits(x):
         softmax_io.clear()
-        selected = select_output(model(x), output, whole=whole)
+        selected = select_output(x(model) if isinstance(x, Batch) else model(x), output, whole=whole)
         out, logits.softmax_skipped = _logits(selected, softmax_io)
         return out
 
@@ -158,9 +237,10 @@ class _Keeper:
         if self.calls > 1:
             raise XcamError(f"layer {self.name!r} runs more than once in one forward pass; "
                             "pick a layer that runs once")
-        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+        if not isinstance(output, torch.Tensor) or not 3 <= output.ndim <= 5:
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise XcamError(f"layer {self.name!r} outputs {shape}, not a spatial map (N, C, h, w)")
+            raise XcamError(f"layer {self.name!r} outputs {shape}, not a spatial map (N, C, L), (N, C, h, w), "
+                            "(N, C, d, h, w), channels last, or tokens (N, T, C)")
         if self.track and output.requires_grad and torch.is_grad_enabled():
             self.kept = output  # an earlier kept layer started the graph: stay in it
         else:
@@ -187,21 +267,24 @@ def _last_linear_weight(model: nn.Module):
 
 
 def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
-            head: bool = False, labels=None, output=None):
-    """Activations (N, C, h, w), gradients of the target's score and the selected output, as NumPy.
+            head: bool = False, labels=None, output=None, reshape=None):
+    """Activations (N, C, *s), gradients of the target's score and the selected output, as NumPy.
 
     layer: a name or module, or a list of them (then a list of Captures, from one forward and one backward).
     targets: None (top-1 per sample), an int, one int per sample, a ``xcam.targets`` Target, a spec string or
-    a callable; classes: several classes for every sample instead (gradients become (N, K, C, h, w)).
-    output: which of the model's outputs the target sees (``xcam.targets.select_output``).
+    a callable; classes: several classes for every sample instead (gradients become (N, K, C, *s)).
+    output: which of the model's outputs the target sees (``xcam.targets.select_output``). The layer's
+    layout (channels first, channels last, tokens) is detected (``xcam.layouts``) or given by ``reshape`` (a
+    callable on tensors, as pytorch-grad-cam's ``reshape_transform``, a Layout or a layout name).
     """
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if not layers:
         raise XcamError("no layer given")
     resolved = [resolve_module(model, one) for one in layers]
     target = as_target(targets, classes)
-    x = as_batch(model, inputs)
-    n = x.shape[0]
+    x = Batch(model, inputs)
+    warn_low_precision(str(model_device(model)[1]).removeprefix("torch."))
+    n = x.n
     target.params(n)  # a per-sample argument of the wrong length fails before the forward
     if gradients:
         check_gradients_possible(model)
@@ -220,12 +303,15 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
             else [None] * len(keepers)
     scores = out_np if is_tensor(out_np) and out_np.ndim >= 1 else np.zeros((n, 0), np.float32)
     caps = []
-    for keeper, g in zip(keepers, grads):
-        acts = keeper.kept.detach()
+    for (_, module), keeper, g in zip(resolved, keepers, grads):
+        native = keeper.kept.detach().float().cpu().numpy()
+        layout = layout_of(model, module, native.shape, x.rank, reshape)
+        acts = layout.to_canonical(native)
+        g = None if g is None else layout.to_canonical(g, lead=g.ndim - native.ndim + 1)
         head_w = check_head_weights(_last_linear_weight(model), acts.shape[1], scores.shape[1]) if head else None
-        caps.append(Capture(activations=acts.float().cpu().numpy(), gradients=g, scores=scores,
-                            targets=chosen.class_indices(n), layer=keeper.name, head_weights=head_w,
-                            target=chosen, target_scores=to_numpy(score)))
+        caps.append(Capture(activations=acts, gradients=g, scores=scores, targets=chosen.class_indices(n),
+                            layer=keeper.name, head_weights=head_w, target=chosen, target_scores=to_numpy(score),
+                            layout=layout))
     return caps if isinstance(layer, (list, tuple)) else caps[0]
 
 

@@ -6,19 +6,24 @@ from torch import nn
 from xcam.layers import LayerRecord, LayerRecorder
 
 from ._capture import dry_run
+from ._layouts import layout_of
 
-_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d,
-          nn.Identity, nn.Flatten)
+_POOLS = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
+          nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.dropout._DropoutNd, nn.Identity, nn.Flatten)
 
 
 def layer_records(model: nn.Module, input_shape: tuple) -> list[LayerRecord]:
-    """One record per named module, in the order modules finish, from a forward on zeros (1, C, H, W)."""
+    """One record per named module, in the order modules finish, from a forward on zeros (1, C, *S); shapes
+    channels first after each layer's layout (tokens on their grid)."""
     recorder = LayerRecorder()
+
+    rank = len(input_shape) - 1
 
     def hook(name):
         def record(module, args, out):
             is_tensor = isinstance(out, torch.Tensor)
-            recorder.saw(name, tuple(out.shape) if is_tensor else None, id(out) if is_tensor else None)
+            recorder.saw(name, tuple(out.shape) if is_tensor else None, id(out) if is_tensor else None,
+                         lambda shape: layout_of(model, module, shape, rank))
         return record
 
     named = [(n, m) for n, m in model.named_modules() if n]
@@ -28,9 +33,10 @@ def layer_records(model: nn.Module, input_shape: tuple) -> list[LayerRecord]:
 
 
 def input_shape(model: nn.Module) -> tuple:
-    """(C, None, None): the channel count of the first convolution (3 if there is none); PyTorch modules do
-    not declare an input size."""
+    """(C, None, ...): the channel count of the first convolution (3 if there is none) and one None per spatial
+    axis it convolves (Conv1d: (C, None), Conv3d: (C, None, None, None)); PyTorch modules do not declare an
+    input size."""
     for m in model.modules():
         if isinstance(m, nn.modules.conv._ConvNd):
-            return (m.in_channels, None, None)
+            return (m.in_channels, *[None] * (m.weight.ndim - 2))
     return (3, None, None)

@@ -6,10 +6,12 @@ import torch
 from torch import nn
 
 from xcam.errors import XcamError
+from xcam.inputs import SINGLE, name
 from xcam.targets import as_target, batch_params
 
 from ._capture import (
     OPS,
+    Batch,
     as_batch,
     check_gradients_possible,
     first_tensor,
@@ -19,6 +21,7 @@ from ._capture import (
     tensors,
     to_numpy,
 )
+from ._layouts import layout_of
 
 _RELUS = (nn.ReLU, nn.ReLU6)
 
@@ -39,40 +42,64 @@ class _PositiveGradient(torch.autograd.Function):
 class Probe:
     """``xcam.contract.Probe`` for a PyTorch model, one layer, one batch and one output selection."""
 
-    def __init__(self, model: nn.Module, module: nn.Module, batch: torch.Tensor, output=None):
-        self.model, self.module, self.batch, self.output = model, module, batch, output
-        self.inputs = batch.detach().float().cpu().numpy()
+    def __init__(self, model: nn.Module, module: nn.Module, batch: Batch, output=None, reshape=None, key=None):
+        self.model, self.module, self.batch, self.output, self.reshape = model, module, batch, output, reshape
+        if batch.kind != SINGLE and key is not None and key not in batch.keys:
+            raise XcamError(f"{name(key)} is not an image-like input; image-like inputs: "
+                            f"{', '.join(name(k) for k in batch.keys) or 'none'}")
+        self.key = key if key is not None or batch.kind == SINGLE else (batch.keys or [None])[0]
+        self.inputs = None if self.key is None and batch.kind != SINGLE else \
+            batch.get(self.key).detach().float().cpu().numpy()
 
-    def _forward(self, x: torch.Tensor, whole: bool = False):
-        """The selected output for inputs ``x``. The batch is handed over channels-last, which oneDNN/cuDNN
-        convolve faster (measured 1.3x on AlexNet, CPU); a model that needs a contiguous input (a view or
-        reshape of it) gets one."""
+    def _inputs(self, inputs: np.ndarray, samples=None) -> Batch:
+        """All the model's inputs with the explained one replaced by ``inputs`` (its rows ``samples``)."""
+        x = as_batch(self.model, inputs) if self.batch.kind == SINGLE else \
+            torch.as_tensor(np.asarray(inputs)).to(self.batch.get(self.key))
+        return self.batch.swap(self.key, x, samples)
+
+    def _forward(self, x: Batch, whole: bool = False):
+        """The selected output for inputs ``x``. One image batch is handed over channels-last, which
+        oneDNN/cuDNN convolve faster (measured 1.3x on AlexNet, CPU); a model that needs a contiguous input
+        (a view or reshape of it) gets one."""
         with hooked(self.model, [], self.output, whole) as run, preserved(self.model):
+            if x.kind != SINGLE:
+                return run(x)
+            t = x.get()
+            fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(t.ndim, torch.contiguous_format)
             try:
-                return run(x.contiguous(memory_format=torch.channels_last))
+                return run(x.swap(None, t.contiguous(memory_format=fmt)))
             except RuntimeError:
-                return run(x.contiguous())
+                return run(x.swap(None, t.contiguous()))
 
     def _forward_from_layer(self, sample: int, activations: np.ndarray, whole: bool = False):
-        """The selected output when the layer's output for input ``sample`` is replaced by ``activations``.
-        The layers before it run once, on that one input; if the network cannot broadcast a batch of one
-        against B (a concatenation with an earlier layer), the input is repeated B times."""
-        replacement = torch.from_numpy(np.ascontiguousarray(activations)).to(device=self.batch.device,
-                                                                           dtype=self.batch.dtype)
-        one = self.batch[sample:sample + 1]
-        hook = (self.module, lambda m, args, out: replacement)
+        """The selected output when the layer's output for input ``sample`` is replaced by ``activations``
+        (B, C, *s), brought back to the layer's own layout (tokens keep their prefix tokens). The layers
+        before it run once, on that one input; if the network cannot broadcast a batch of one against B (a
+        concatenation with an earlier layer), the input is repeated B times."""
+        one = self.batch.rows(sample)
+        rank, box = self.batch.rank, {}
+
+        def replace(module, args, out):
+            if "value" not in box:
+                native = out.detach().float().cpu().numpy()
+                layout = layout_of(self.model, module, native.shape, rank, self.reshape)
+                box["value"] = torch.from_numpy(layout.from_canonical(activations, native[:1])).to(
+                    device=out.device, dtype=out.dtype)
+            return box["value"]
+
+        hook = (self.module, replace)
         with hooked(self.model, [hook], self.output, whole) as run, preserved(self.model):
             try:
                 out = run(one)
-                if not isinstance(out, torch.Tensor) or out.shape[0] == replacement.shape[0]:
+                if not isinstance(out, torch.Tensor) or out.shape[0] == len(activations):
                     return out
             except RuntimeError:
                 pass
-            return run(one.expand(replacement.shape[0], *one.shape[1:]))
+            return run(self.batch.rows(sample, len(activations)))
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """The selected output (logits (B, K) for a classifier) for a batch of inputs (B, C, H, W)."""
-        return to_numpy(self._forward(as_batch(self.model, inputs)))
+        """The selected output (logits (B, K) for a classifier) for a batch of inputs (B, C, *S)."""
+        return to_numpy(self._forward(self._inputs(inputs)))
 
     def predict_from_layer(self, sample: int, activations: np.ndarray) -> np.ndarray:
         """The selected output (B, K) when the layer's output for input ``sample`` is ``activations``."""
@@ -85,7 +112,7 @@ class Probe:
 
     def score(self, inputs: np.ndarray, target, samples: np.ndarray) -> np.ndarray:
         """The target's scores (B,) or (B, K) for inputs whose row b belongs to sample ``samples[b]``."""
-        return self._scores(self._forward(as_batch(self.model, inputs), target.whole_output), target, samples)
+        return self._scores(self._forward(self._inputs(inputs, samples), target.whole_output), target, samples)
 
     def score_from_layer(self, sample: int, activations: np.ndarray, target) -> np.ndarray:
         """The target's scores for input ``sample`` with the layer's output replaced by ``activations``."""
@@ -93,11 +120,13 @@ class Probe:
         return self._scores(out, target, np.full(len(activations), sample))
 
     def input_gradients(self, inputs: np.ndarray, targets, guided: bool = False, samples=None) -> np.ndarray:
-        """d score / d input (B, C, H, W) for a Target or class indices; ``guided`` passes only positive
+        """d score / d input (B, C, *S) for a Target or class indices; ``guided`` passes only positive
         gradients through every nn.ReLU / nn.ReLU6 (forward hooks for this call only: the modules are not
         changed)."""
         target = as_target(targets)
-        x = as_batch(self.model, inputs).detach().requires_grad_(True)
+        batch = self._inputs(inputs, samples)
+        x = batch.get(self.key).detach().requires_grad_(True)
+        batch = batch.swap(self.key, x, None)
         hooks = [(m, lambda mod, args, out: _PositiveGradient.apply(out))
                  for m in self.model.modules() if isinstance(m, _RELUS)] if guided else []
         if guided and not hooks:
@@ -107,15 +136,17 @@ class Probe:
         params = target.params(len(x)) if samples is None else batch_params(target, len(self.inputs), samples)
         with hooked(self.model, hooks, self.output, target.whole_output) as run, preserved(self.model):
             torch.set_grad_enabled(True)
-            out = run(x)
+            out = run(batch)
             score = target.score(out, tensors(params, first_tensor(out)), OPS)
             (grad,) = torch.autograd.grad(score.sum(), x, allow_unused=True, materialize_grads=True)
         return grad.float().cpu().numpy()
 
 
-def probe(model: nn.Module, inputs, layer, output=None) -> Probe:
-    """A ``Probe`` for methods that run the model again on this batch (N, C, H, W), layer and output."""
-    return Probe(model, resolve_module(model, layer)[1], as_batch(model, inputs), output)
+def probe(model: nn.Module, inputs, layer, output=None, reshape=None, key=None) -> Probe:
+    """A ``Probe`` for methods that run the model again on these inputs (a batch (N, C, *S), or several
+    inputs: ``key`` names the image-like one the probe's ``inputs`` are, default the first), layer (its layout
+    detected, or given by ``reshape`` as in ``capture``) and output."""
+    return Probe(model, resolve_module(model, layer)[1], Batch(model, inputs), output, reshape, key)
 
 
 class _Stop(Exception):

@@ -22,10 +22,11 @@ def parameter_layers(model: nn.Module) -> list[ParamLayer]:
 
 
 @contextlib.contextmanager
-def randomized(model: nn.Module, layers, seed: int = 0):
+def randomized(model: nn.Module, layers, seed: int = 0, *, first_position: int = 0):
     """Inside the block, the parameters of ``layers`` (names, the cascade's top-down order: ``layers[j]`` gets
-    ``xcam.randomization.random_parameters(..., position=j, seed)``) hold random values; on exit every one of them
-    is copied back bit for bit (and any ``.grad`` left as it was)."""
+    ``xcam.randomization.random_parameters(..., position=first_position + j, seed)``) hold random values; on exit
+    every one of them is copied back bit for bit (and any ``.grad`` left as it was). Nested blocks randomize a
+    cascade one layer at a time (``first_position`` = the layer's place in it) and unwind in order."""
     records = {r.name: r for r in parameter_layers(model)}
     names = check_cascade_names(layers, list(records))
     modules = dict(model.named_modules())
@@ -34,7 +35,7 @@ def randomized(model: nn.Module, layers, seed: int = 0):
         with torch.no_grad():
             for position, name in enumerate(names):
                 params = _own_parameters(modules[name])
-                for p, value in zip(params, random_parameters(records[name], position, seed)):
+                for p, value in zip(params, random_parameters(records[name], first_position + position, seed)):
                     saved.append((p, p.detach().clone()))
                     p.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(device=p.device, dtype=p.dtype))
         yield model

@@ -15,6 +15,7 @@ import numpy as np
 from xcam.errors import XcamError
 from xcam.methods import get_method
 from xcam.pipeline import compute_cam
+from xcam.targets import Class, parse_target
 from xcam.viz import feature_grid, overlay
 
 from . import files, results
@@ -48,6 +49,7 @@ class Plan:
     alpha: float = 0.5
     colormap: str = "jet"
     capture_options: dict = field(default_factory=dict)  # passed to the adapter's capture as keywords
+    target: str | None = None       # a --target spec ("segmentation:15"); None: the classes above
     root: str = "."                 # relative image paths are relative to this folder (the caller's cwd)
 
 
@@ -112,23 +114,28 @@ class Worker:
         plan, fw = self.plan, self.framework
         batch = np.stack([item.x for item in good])
         layer, labels, classes = plan.layer, plan.labels, plan.classes
-        cap = fw.capture(self.model, batch, layer, targets=None, classes=classes, gradients=self.needs_grad,
+        target = parse_target(plan.target) if plan.target else None
+        cap = fw.capture(self.model, batch, layer, targets=target, classes=classes, gradients=self.needs_grad,
                          head=self.needs_head, labels=labels, **plan.capture_options)
-        probe = fw.probe(self.model, batch, layer) if self.needs_probe else None
+        output = {k: v for k, v in plan.capture_options.items() if k == "output"}
+        probe = fw.probe(self.model, batch, layer, **output) if self.needs_probe else None
         size = tuple(plan.input_size) if plan.map_size == "input" else None
         maps = {m.name: compute_cam(cap, m, size=size, model_inputs=None if probe is None else probe.inputs,
                                     probe=probe) for m in self.methods}
-        probs = cap.probabilities
+        classifier = isinstance(cap.explained, Class)  # logits (N, K): predicted class and probabilities
+        probs = cap.probabilities if classifier else None
         dtype = np.dtype(plan.map_dtype)
         entries = []
         for i, item in enumerate(good):
             key = item.key
             folder = stage / key
             folder.mkdir()
-            top = int(probs[i].argmax())
-            entry = {"index": item.index, "key": key, "image": item.path, "predicted": labels[top],
-                     "predicted_index": top,
-                     "probabilities": {labels[c]: round(float(probs[i, c]), 6) for c in range(len(labels))},
+            top = int(probs[i].argmax()) if classifier else None
+            entry = {"index": item.index, "key": key, "image": item.path,
+                     "predicted": labels[top] if classifier else "-", "predicted_index": top,
+                     "probabilities": {labels[c]: round(float(probs[i, c]), 6) for c in range(len(labels))}
+                     if classifier else {},
+                     "target_score": np.round(cap.target_scores[i].astype(float), 6).tolist(),
                      "channels": int(cap.activations.shape[1]), "maps": {}}
             if plan.features:
                 files.write_png(folder / "features.png", feature_grid(cap.activations[i]))
@@ -140,7 +147,7 @@ class Worker:
                 entry["maps"][m.name] = {}
                 for j, col in enumerate(plan.columns):
                     heat = maps[m.name][i, j] if classes is not None else maps[m.name][i]
-                    label = col if classes is not None else labels[int(cap.targets[i])]
+                    label = col if classes is not None or target is not None else labels[int(cap.targets[i])]
                     stem = f"{m.name}_{safe_name(label)}"
                     record = {"class": label, "map": f"{key}/{stem}.npy"}
                     files.write_npy(folder / f"{stem}.npy", heat.astype(dtype))

@@ -15,10 +15,12 @@ from xcam.errors import XcamError
 from xcam.filters import deprocess, kernel_grid
 from xcam.layers import default_layer, format_table
 from xcam.methods import get_method, method_names
+from xcam.targets import parse_target
 from xcam.viz import to_uint8_rgb
 
 from . import evaluate, files
 from .batch import MAP_DTYPES, MAP_SIZES
+from .clips import explain_clips, kind_of
 from .demo import run_demo
 from .explain import ENGINES, Job, parse_labels, run
 from .files import check_new_dir
@@ -28,8 +30,33 @@ from .modelspec import ModelSpec
 from .report import REPORT_MODES, SINGLE_PAGE_LIMIT
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``xcam explain: error: ...`` and exit code 2, without the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (1, 2, ...), got {text!r}")
+    return value
+
+
+def _version() -> str:
+    import xcam
+
+    return f"xcam {xcam.__version__}"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xcam", description="Class activation maps for PyTorch and Keras CNNs.")
+    p = _Parser(prog="xcam", description="Class activation maps for PyTorch and Keras CNNs.")
+    p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_args(s):
@@ -38,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--trust-model", action="store_true",
                        help="allow loading a whole pickled model (this runs code from the file)")
         s.add_argument("--arch", help="torchvision architecture for a PyTorch state dict (alexnet, vgg16, ...)")
-        s.add_argument("--num-classes", type=int, help="classes of --arch (default: from the state dict)")
-        s.add_argument("--input-size", type=int, help="square input side in pixels (default: the model's, or 224)")
+        s.add_argument("--num-classes", type=positive_int, help="classes of --arch (default: from the state dict)")
+        s.add_argument("--input-size", type=positive_int,
+                       help="square input side in pixels (default: the model's, or 224)")
 
     e = sub.add_parser("explain", help="explain images with a model: overlays, maps, feature grids, report")
     model_args(e)
@@ -52,7 +80,15 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--classes", nargs="+", default=["top1"],
                    help="class indices or label names to explain for every image, 'all', or 'top1' (default)")
     e.add_argument("--labels", help="class names, 'cat,dog' or a file with one name a line")
+    e.add_argument("--target", help="what to explain instead of --classes: class:281, class:281:probability, "
+                                    "binary, binary:negative, regression, regression:2, segmentation:15, "
+                                    "segmentation:15:predicted")
+    e.add_argument("--output", help="which model output the target sees: a dict key, a Keras output name, an "
+                                    "attribute (logits) or a tuple index")
     e.add_argument("--normalize", default="imagenet", help=f"input normalization: {', '.join(NORMALIZATIONS)}")
+    e.add_argument("--frames", type=int, default=16,
+                   help="videos (.mp4, .avi, ...): frames sampled evenly per clip (default 16); volumes: .npy, "
+                        ".nii, .nii.gz (NIfTI: pip install 'xcam[medical]')")
     _output_args(e, "xcam-out")
     _large_run_args(e)
 
@@ -68,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     model_args(f)
     f.add_argument("--layer", required=True, help="a convolution layer")
     f.add_argument("--channels", nargs="+", type=int, default=list(range(8)), help="filters to visualize")
-    f.add_argument("--steps", type=int, default=30, help="gradient-ascent steps")
+    f.add_argument("--steps", type=positive_int, default=30, help="gradient-ascent steps")
     f.add_argument("--out", default="xcam-filters", help="output directory (default: xcam-filters)")
     f.add_argument("--overwrite", action="store_true")
 
@@ -81,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
 def _output_args(s, default_out):
     s.add_argument("--out", default=default_out, help=f"output directory (default: {default_out})")
     s.add_argument("--overwrite", action="store_true", help="replace the output directory if it exists")
-    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--batch-size", type=positive_int, default=8, help="images per forward (default: 8)")
     s.add_argument("--quiet", action="store_true", help="no progress or notes on stderr")
 
 
@@ -112,6 +148,13 @@ def _load(args):
 def _explain(args) -> int:
     for m in args.methods:
         get_method(m)
+    if args.target:
+        parse_target(args.target)  # a bad spec fails before the model is loaded
+    if all(kind_of(p) for p in args.images):  # videos and volumes: one input at a time, pictures per rank
+        framework, model = _load(args)
+        return explain_clips(framework, model, args.images, Path(args.out), args.methods, args.layer, args.frames,
+                             args.input_size, parse_target(args.target) if args.target else None, args.normalize,
+                             args.overwrite, log=None if args.quiet else sys.stderr, output=args.output)
     labels = parse_labels(args.labels)
     if not args.resume:
         check_new_dir(args.out, args.overwrite)
@@ -124,8 +167,15 @@ def _explain(args) -> int:
               batch_size=args.batch_size, log=None if args.quiet else sys.stderr, resume=args.resume,
               report=args.report, map_size=args.map_size, map_dtype=args.map_dtype, overlays=not args.no_overlays,
               features=not args.no_features, engine=args.engine, model_spec=spec, address=args.address,
-              workers=args.workers)
+              workers=args.workers, target=args.target, capture_options=_output_option(args.output))
     return run(job)
+
+
+def _output_option(output: str | None) -> dict:
+    """--output as the capture keyword: a tuple index when it is a number, else a name."""
+    if output is None:
+        return {}
+    return {"output": int(output) if output.lstrip("-").isdigit() else output}
 
 
 def _evaluate(args) -> int:
@@ -146,7 +196,7 @@ def _layers(args) -> int:
     channels, hw = framework.input_spec(model, args.input_size)
     records = framework.layer_records(model, channels, hw)
     print(format_table(records, default_layer(records).name))
-    print(f"\n* = usable by a CAM (spatial output, runs once); input {channels}x{hw[0]}x{hw[1]}")
+    print(f"\n* = usable by a CAM (spatial output, runs once); input {channels}x{'x'.join(map(str, hw))}")
     return 0
 
 
@@ -179,8 +229,12 @@ def _methods(_args) -> int:
 
 
 def main(argv=None) -> int:
-    """Run the command line; returns the exit code (0 done, 1 some images unreadable, 2 bad input)."""
-    args = _parser().parse_args(argv)
+    """Run the command line; returns the exit code (0 done, 1 some images unreadable, 2 bad input; argparse's
+    own errors, --help and --version return their code too instead of raising SystemExit)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
         commands = {"explain": _explain, "evaluate": _evaluate, "demo": _demo, "layers": _layers, "methods": _methods,
                     "filters": _filters}

@@ -21,6 +21,7 @@ from tqdm import tqdm
 from xcam.errors import XcamError
 from xcam.layers import check_layer, default_layer
 from xcam.methods import get_method
+from xcam.targets import Class, Segmentation, as_target, parse_target
 
 from . import files, results
 from .batch import MAP_DTYPES, MAP_SIZES, TOP1_COLUMN, Plan, Worker, load_one
@@ -60,7 +61,8 @@ class Job:
     map_dtype: str = "float32"     # or "float16" (half the disk)
     overlays: bool = True          # overlay PNGs per map
     features: bool = True          # the layer's feature grid PNG per image
-    capture_options: dict = field(default_factory=dict)  # extra keywords for the adapter's capture
+    capture_options: dict = field(default_factory=dict)  # extra keywords for the adapter's capture (output=...)
+    target: str | None = None     # a target spec ("class:281", "segmentation:15", "binary"); replaces classes
     engine: str = "local"          # "local" (this process) or "ray" (needs model_spec)
     model_spec: object = None      # xcam.app.modelspec.ModelSpec: how a Ray actor builds the model
     address: str | None = None     # Ray cluster address (default: the running one, or a local cluster)
@@ -173,14 +175,22 @@ def _plan(job, methods, items, out) -> Plan:
                 methods=[m.name for m in methods], classes=None, labels=[], columns=[], map_size=job.map_size,
                 map_dtype=job.map_dtype, overlays=job.overlays, features=job.features,
                 thumbnails=report == "paged", alpha=job.alpha, colormap=job.colormap,
-                capture_options=dict(job.capture_options), root=os.getcwd())
+                capture_options=dict(job.capture_options), root=os.getcwd(), target=job.target)
+    target = parse_target(job.target) if job.target else None
+    if target is not None and list(job.classes or ["top1"]) != ["top1"]:
+        raise XcamError("give either --target or --classes, not both")
     first = _first_readable(plan, items)  # learn the class count, then check labels and classes
-    cap = job.framework.capture(job.model, first.x[None], layer, gradients=False, **plan.capture_options)
-    k = cap.scores.shape[1]
+    cap = job.framework.capture(job.model, first.x[None], layer, targets=target, gradients=False,
+                                labels=job.labels if target is not None else None, **plan.capture_options)
+    k = cap.scores.shape[1] if cap.scores.ndim >= 2 else 1
     labels = job.labels
     if labels is not None and len(labels) != k:
         raise XcamError(f"{len(labels)} labels given but the model has {k} classes")
     labels = list(labels or [str(i) for i in range(k)])
+    if target is not None:
+        plan.labels, plan.classes, plan.columns = labels, None, [target_column(target, labels)]
+        plan.report = report
+        return plan
     classes = class_indices(job.classes, labels, k)
     if classes is not None:
         job.framework.capture(job.model, first.x[None], layer, classes=classes, gradients=False, labels=labels,
@@ -189,6 +199,18 @@ def _plan(job, methods, items, out) -> Plan:
     plan.columns = [labels[c] for c in classes] if classes is not None else [TOP1_COLUMN]
     plan.report = report
     return plan
+
+
+def target_column(target, labels) -> str:
+    """The report column of a --target: the label of its class where it has one, else its kind."""
+    index = target.index if isinstance(target, Class) else target.cls if isinstance(target, Segmentation) else None
+    if isinstance(index, int) and 0 <= index < len(labels):
+        return f"{target.kind} {labels[index]}"
+    return target.kind
+
+
+def _jsonable(options: dict) -> dict:
+    return {k: v if isinstance(v, (str, int, float, bool, type(None))) else repr(v) for k, v in options.items()}
 
 
 def _settings(job, plan, paths) -> dict:
@@ -200,7 +222,8 @@ def _settings(job, plan, paths) -> dict:
             "methods": plan.methods, "classes": plan.classes, "labels": plan.labels, "columns": plan.columns,
             "batch_size": int(job.batch_size), "map_size": plan.map_size, "map_dtype": plan.map_dtype,
             "overlays": plan.overlays, "features": plan.features, "report": plan.report, "alpha": plan.alpha,
-            "colormap": plan.colormap, "capture_options": plan.capture_options, "images": len(paths),
+            "colormap": plan.colormap, "capture_options": _jsonable(plan.capture_options), "target": plan.target,
+            "images": len(paths),
             "images_sha256": digest}
 
 
@@ -244,6 +267,7 @@ def run(job: Job) -> int:
             bar.update(len(lines))
     results.finish(out)
     header = {k: settings[k] for k in ("model", "framework", "layer", "input_size", "normalize")}
+    header.update(target=as_target(parse_target(plan.target) if plan.target else None, plan.classes).to_json())
     header.update(methods=plan.methods, method_titles={m.name: m.title for m in methods}, labels=plan.labels,
                   columns=plan.columns, map_size=plan.map_size, map_dtype=plan.map_dtype, results=results.RESULTS_FILE)
     write_summary(out, header)

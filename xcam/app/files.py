@@ -14,11 +14,27 @@ import numpy as np
 from xcam.errors import XcamError
 
 
+def umask() -> int:
+    """The process's umask (read from /proc where it can be, so that no other thread sees it changed)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place (never half-written)."""
+    """Write ``data`` to a temporary file beside ``path`` and rename it into place (never half-written).
+    The file gets the mode a plain ``open`` would give it (0o666 less the umask), not mkstemp's 0o600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -42,6 +58,31 @@ def write_jpeg(path, rgb: np.ndarray, quality: int = 85) -> None:
     if not ok:
         raise XcamError(f"could not encode JPEG for {str(path)!r}")
     write_bytes(path, buf.tobytes())
+
+
+def write_video(path, frames: np.ndarray, fps: float = 8.0) -> None:
+    """RGB uint8 frames (T, H, W, 3) as an MP4 (OpenCV's mp4v codec), written beside ``path`` and renamed into
+    place; a codec OpenCV lacks is a one-line error."""
+    path = Path(path)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+        raise XcamError(f"a video needs uint8 frames (T, H, W, 3), got {frames.dtype} {frames.shape}")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
+    os.close(fd)
+    try:
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
+                                 (frames.shape[2], frames.shape[1]))
+        if not writer.isOpened():
+            raise XcamError(f"OpenCV cannot write MP4 video for {str(path)!r} (no mp4v codec)")
+        try:
+            for frame in frames:
+                writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
+        finally:
+            writer.release()
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def write_npy(path, array: np.ndarray) -> None:
@@ -69,14 +110,15 @@ def check_new_dir(out, overwrite: bool) -> None:
 
 @contextlib.contextmanager
 def staged_dir(out, overwrite: bool = False):
-    """Yield a fresh staging directory beside ``out``; on success it replaces ``out`` in one rename, on any
-    error it is removed, so ``out`` is never half-written."""
+    """Yield a fresh staging directory beside ``out``; on success it replaces ``out`` in one rename (with the
+    mode ``mkdir`` would give it under the umask), on any error it is removed, so ``out`` is never half-written."""
     out = Path(out)
     check_new_dir(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         yield stage
+        stage.chmod(0o777 & ~umask())  # mkdtemp's 0o700 must not leak into the result
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         os.replace(stage, out)

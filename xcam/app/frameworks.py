@@ -2,8 +2,11 @@
 (``xcam_torch`` / ``xcam_tf``, the ``xcam.contract.Adapter``) and its model-file loader, behind one object the
 CLI and the jobs use."""
 
+import contextlib
 import importlib
 import importlib.util
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -30,9 +33,15 @@ class Framework:
     def load_model(self, path, **kwargs):
         return self.models.load_model(path, **kwargs)
 
-    def input_spec(self, model, size: int | None) -> tuple[int, tuple[int, int]]:
-        """(channels, (H, W)) the model is fed: its declared size, else ``size``, else 224 x 224."""
-        channels, h, w = self.adapter.input_shape(model)
+    def input_spec(self, model, size: int | None) -> tuple[int, tuple]:
+        """(channels, (H, W)) the model is fed: its declared size, else ``size``, else 224 x 224. Signal and
+        volume models: (channels, (L,)) or (channels, (D, H, W)), undeclared sizes ``size``, else 1000 samples
+        or 16 x 112 x 112."""
+        channels, *spatial = self.adapter.input_shape(model)
+        if len(spatial) != 2:
+            fallback = {1: (1000,), 3: (16, 112, 112)}.get(len(spatial), (size or DEFAULT_SIDE,) * len(spatial))
+            return channels, tuple(s or size or d for s, d in zip(spatial, fallback))
+        h, w = spatial
         if size:
             if h is not None and (h, w) != (size, size):
                 raise XcamError(f"the model takes {h}x{w} inputs; --input-size {size} does not fit")
@@ -52,8 +61,8 @@ class Framework:
     def capture(self, model, batch_nhwc, layer, **kwargs):
         return self.adapter.capture(model, self.to_inputs(batch_nhwc), layer, **kwargs)
 
-    def probe(self, model, batch_nhwc, layer):
-        return self.adapter.probe(model, self.to_inputs(batch_nhwc), layer)
+    def probe(self, model, batch_nhwc, layer, **kwargs):
+        return self.adapter.probe(model, self.to_inputs(batch_nhwc), layer, **kwargs)
 
 
 def load_framework(name: str) -> Framework:
@@ -67,11 +76,32 @@ def load_framework(name: str) -> Framework:
             pass
     adapter_name, models_name = _MODULES[name]
     try:
-        return Framework(name, importlib.import_module(adapter_name), importlib.import_module(models_name))
+        with quiet_tensorflow() if name == "tf" else contextlib.nullcontext():
+            return Framework(name, importlib.import_module(adapter_name), importlib.import_module(models_name))
     except ImportError as exc:
         if exc.name and exc.name.split(".")[0] in ("torch", "torchvision", "tensorflow", "keras"):
             raise XcamError(_INSTALL[name]) from None
         raise
+
+
+@contextlib.contextmanager
+def quiet_tensorflow():
+    """Import TensorFlow without its start-up lines (CUDA probing, oneDNN and CPU-feature notices): its C++
+    logging is set to errors only (``TF_CPP_MIN_LOG_LEVEL=3`` unless the user set it), and what it writes
+    to stderr while it loads, before that setting applies, goes to /dev/null. ``XCAM_DEBUG=1`` shows it all."""
+    if "tensorflow" in sys.modules or os.environ.get("XCAM_DEBUG"):
+        yield
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def available(name: str) -> bool:

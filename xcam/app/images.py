@@ -13,18 +13,30 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 NORMALIZATIONS = ("imagenet", "none", "caffe", "MEAN,STD")
 
 
+_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF",
+               b"MM\x00*": "TIFF", b"RIFF": "WebP"}
+
+
 def load_image(path, name=None) -> np.ndarray:
-    """Read any image OpenCV can decode (grayscale, RGB, RGBA, palette, 16-bit) as uint8 RGB (H, W, 3).
-    ``name``: how errors call the file (default: ``path``)."""
+    """Read any image OpenCV can decode (grayscale, RGB, RGBA, palette, CMYK, 16-bit) as uint8 RGB (H, W, 3),
+    turned upright as its EXIF orientation says (as a browser shows it); alpha is dropped. ``name``: how
+    errors call the file (default: ``path``)."""
     path = Path(path)
     shown = str(path) if name is None else str(name)
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise XcamError(f"cannot read image {shown!r}: {exc.strerror or exc}") from None
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if not data.size:
+        raise XcamError(f"cannot read image {shown!r}: the file is empty")
+    # ANYDEPTH | ANYCOLOR keeps 16 bits and grey, and (unlike IMREAD_UNCHANGED) applies the EXIF orientation
+    img = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if img is None:
-        raise XcamError(f"cannot read image {shown!r}: not an image file OpenCV can decode")
+        head = data[:4].tobytes()
+        kind = next((fmt for sig, fmt in _SIGNATURES.items() if head.startswith(sig)), None)
+        reason = f"a {kind} file OpenCV cannot decode (truncated or corrupt)" if kind else \
+            "not an image file OpenCV can decode"
+        raise XcamError(f"cannot read image {shown!r}: {reason}")
     if img.dtype == np.uint16:
         img = (img // 257).astype(np.uint8)
     elif img.dtype != np.uint8:

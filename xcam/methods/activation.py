@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..errors import XcamError
-from ..maps import first_component
+from ..maps import principal_map
 from .registry import MethodArgs, register
 
 
@@ -25,10 +25,7 @@ def eigencam(x: MethodArgs) -> np.ndarray:
     r"""L = ReLU(projection of the centred activations (positions x channels) onto their first principal
     direction). The SVD's sign is arbitrary; it is fixed so that L correlates positively with \sum_k A_k
     (pytorch-grad-cam leaves it to chance, which can invert or zero the map). Class-independent."""
-    a = x.activations
-    h, w = a.shape[-2:]
-    ref = a.sum(axis=-3).reshape(*a.shape[:-3], h * w)
-    return first_component(a.reshape(*a.shape[:-2], h * w), ref).reshape(*a.shape[:-3], h, w)
+    return principal_map(x.activations, x.rank)
 
 
 def check_head_weights(weight: np.ndarray | None, channels: int, num_classes: int) -> np.ndarray:

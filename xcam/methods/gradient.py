@@ -2,14 +2,15 @@
 
 import numpy as np
 
-from ..maps import first_component
+from ..maps import principal_map
 from .registry import MethodArgs, register
 
 
 @register("gradcam", title="Grad-CAM", paper="Selvaraju et al., Grad-CAM, ICCV 2017, arXiv:1610.02391")
 def gradcam(x: MethodArgs) -> np.ndarray:
-    r"""w_k^c = 1/(hw) \sum_ij dy^c/dA_k(i,j);  L^c = ReLU(\sum_k w_k^c A_k)."""
-    return x.gradients.mean(axis=(-2, -1))
+    r"""w_k^c = 1/Z \sum_p dy^c/dA_k(p) over the Z positions p of the signal, image or volume;
+    L^c = ReLU(\sum_k w_k^c A_k)."""
+    return x.gradients.mean(axis=x.axes)
 
 
 @register("gradcampp", title="Grad-CAM++",
@@ -21,9 +22,9 @@ def gradcampp(x: MethodArgs) -> np.ndarray:
     """
     g = x.gradients
     g2 = g * g
-    denom = 2 * g2 + x.activations.sum(axis=(-2, -1), keepdims=True) * g2 * g
+    denom = 2 * g2 + x.activations.sum(axis=x.axes, keepdims=True) * g2 * g
     alpha = np.divide(g2, denom, out=np.zeros_like(g2), where=denom != 0)
-    return (alpha * np.maximum(g, 0)).sum(axis=(-2, -1))
+    return (alpha * np.maximum(g, 0)).sum(axis=x.axes)
 
 
 @register("xgradcam", title="XGrad-CAM",
@@ -32,9 +33,9 @@ def xgradcam(x: MethodArgs) -> np.ndarray:
     r"""w_k^c = \sum_ij (A_k(i,j) / \sum_ab A_k(a,b)) dy^c/dA_k(i,j) (0 where \sum A_k = 0);
     L^c = ReLU(\sum_k w_k^c A_k)."""
     a = x.activations
-    total = a.sum(axis=(-2, -1), keepdims=True)
+    total = a.sum(axis=x.axes, keepdims=True)
     share = np.divide(a, total, out=np.zeros_like(a), where=total != 0)
-    return (share * x.gradients).sum(axis=(-2, -1))
+    return (share * x.gradients).sum(axis=x.axes)
 
 
 @register("hirescam", title="HiResCAM",
@@ -58,7 +59,4 @@ def layercam(x: MethodArgs) -> np.ndarray:
 def eigengradcam(x: MethodArgs) -> np.ndarray:
     r"""L^c = ReLU(first principal component of (dy^c/dA \odot A) over positions), sign fixed so that it
     correlates positively with \sum_k dy^c/dA_k \odot A_k."""
-    prod = x.gradients * x.activations
-    h, w = prod.shape[-2:]
-    ref = prod.sum(axis=-3).reshape(*prod.shape[:-3], h * w)
-    return first_component(prod.reshape(*prod.shape[:-2], h * w), ref).reshape(*prod.shape[:-3], h, w)
+    return principal_map(x.gradients * x.activations, x.rank)

@@ -3,14 +3,15 @@ ablations and weights are made here; the adapter's probe only runs the batched f
 
 import numpy as np
 
-from ..ops import normalize_minmax, resize_bilinear, softmax
+from ..errors import XcamError
+from ..ops import normalize_minmax, resize, softmax
 from .registry import MethodArgs, choice, register
 
 
 def _per_sample(x):
-    """Activations as (N, C, h, w) (dropping the class axis of several-class captures)."""
+    """Activations as (N, C, *s) (dropping the class axis of several-class captures)."""
     a = x.activations
-    return a[:, 0] if a.ndim == 5 else a
+    return a[:, 0] if a.ndim == x.rank + 3 else a
 
 
 def _channels_last_axis(per_channel: np.ndarray) -> np.ndarray:
@@ -18,12 +19,20 @@ def _channels_last_axis(per_channel: np.ndarray) -> np.ndarray:
     return per_channel.T if per_channel.ndim == 2 else per_channel
 
 
+def input_size(x) -> tuple:
+    """The inputs' spatial size, where Score-CAM's masks are made; the layer's rank must be the input's."""
+    if x.input_rank != x.rank:
+        raise XcamError(f"Score-CAM masks the input with the layer's upsampled channels, but the layer's maps are "
+                        f"{x.rank}-D and the input is {x.input_rank}-D; use ablationcam for this layer")
+    return tuple(x.model_inputs.shape[2:])
+
+
 def scorecam_weights(x, mode: str, batch_size: int) -> np.ndarray:
     """Score-CAM weights (N, C) or (N, K, C); one forward per distinct mask (constant channels share one).
     The masked inputs are scored with the explained target (its probability form for mode "probability")."""
     acts = _per_sample(x)
-    n, c, h, w = acts.shape
-    size = x.model_inputs.shape[-2:]
+    n, c, spatial = acts.shape[0], acts.shape[1], acts.shape[2:]
+    size = input_size(x)
     target = x.target.as_probability() if mode == "probability" else x.target
     out = []
     for i in range(n):
@@ -33,8 +42,8 @@ def scorecam_weights(x, mode: str, batch_size: int) -> np.ndarray:
         uniq, inverse = np.unique(low, axis=0, return_inverse=True)
         parts = []
         for start in range(0, len(uniq), batch_size):
-            part = uniq[start:start + batch_size].reshape(-1, h, w)
-            masks = normalize_minmax(resize_bilinear(part, size))                   # (B, H, W) in [0, 1]
+            part = uniq[start:start + batch_size].reshape(-1, *spatial)
+            masks = normalize_minmax(resize(part, size))                             # (B, *S) in [0, 1]
             parts.append(x.probe.score(x.model_inputs[i][None] * masks[:, None], target,
                                        np.full(len(part), i)))
         per_channel = np.concatenate(parts)[inverse.reshape(-1)]                       # (C,) or (C, K)
@@ -70,8 +79,8 @@ def ablation_weights(x, batch_size: int) -> np.ndarray:
           options={"weighting": "probability", "batch_size": 64},
           paper="Wang et al., Score-CAM, CVPR Workshops 2020, arXiv:1910.01279")
 def scorecam(x: MethodArgs) -> np.ndarray:
-    r"""M_k = minmax(Up(A_k)) (bilinear to the input size), s_k^c = the target's score for X \odot M_k
-    (class c's, or a segmentation, box, similarity ... target's); L^c = ReLU(\sum_k w_k^c A_k).
+    r"""M_k = minmax(Up(A_k)) (linear / bilinear / trilinear to the input size), s_k^c = the target's score for
+    X \odot M_k (class c's, or a segmentation, box, similarity ... target's); L^c = ReLU(\sum_k w_k^c A_k).
     weighting="probability" (default, the authors' code): w_k^c = softmax(f(X \odot M_k))_c (a Binary
     target: its sigmoid; targets without a probability form: their own score).
     weighting="logit-softmax" (pytorch-grad-cam, torch-cam): w^c = softmax over k of the logits f_c(X \odot M_k).

@@ -3,14 +3,20 @@ SmoothGrad and Guided Grad-CAM's product are made here; the adapter's probe only
 
 import numpy as np
 
+from ..errors import XcamError
 from ..maps import combine, finish
 from ..ops import relu
 from .gradient import gradcam
 from .registry import MethodArgs, register
 
 
+def channel_max(x, grads: np.ndarray) -> np.ndarray:
+    """max_c |g| over the input channel axis of (…, C_in, *S) input gradients."""
+    return np.abs(grads).max(axis=-(x.input_rank + 1))
+
+
 def _per_target(x, fn) -> np.ndarray:
-    """Call fn(target) once per target column: (N, C, H, W), or (N, K, C, H, W) for several classes."""
+    """Call fn(target) once per target column: (N, C, *S), or (N, K, C, *S) for several classes."""
     if not x.target.columns:
         return fn(x.target)
     return np.stack([fn(x.target.column(j)) for j in range(x.target.columns)], axis=1)
@@ -26,7 +32,8 @@ def smooth_gradients(x) -> np.ndarray:
     n_samples, level = int(x.options["samples"]), float(x.options["noise"])
     rng = np.random.default_rng(int(x.options["seed"]))
     flat = x.model_inputs.reshape(len(x.model_inputs), -1)
-    sigma = (level * (flat.max(axis=1) - flat.min(axis=1))).reshape(-1, 1, 1, 1).astype(np.float32)
+    sigma = (level * (flat.max(axis=1) - flat.min(axis=1))).reshape(-1, *[1] * (x.model_inputs.ndim - 1))
+    sigma = sigma.astype(np.float32)
     total = None
     for _ in range(n_samples):
         noisy = x.model_inputs + sigma * rng.standard_normal(x.model_inputs.shape).astype(np.float32)
@@ -36,18 +43,21 @@ def smooth_gradients(x) -> np.ndarray:
 
 
 def guided_gradcam(x) -> np.ndarray:
-    """Guided backprop (…, C_in, H, W) times the Grad-CAM map upsampled to the input (…, H, W)."""
+    """Guided backprop (…, C_in, *S) times the Grad-CAM map upsampled to the input (…, *S)."""
     guided = input_gradients(x, guided=True)
-    size = x.model_inputs.shape[-2:]
-    heat = finish(relu(combine(gradcam(x), x.activations)), size)
-    return guided * heat[..., None, :, :]
+    size = tuple(x.model_inputs.shape[2:])
+    if x.rank != len(size):
+        raise XcamError(f"Guided Grad-CAM multiplies the layer's {x.rank}-D map with the {len(size)}-D input "
+                        "gradient; the ranks must match")
+    heat = finish(relu(combine(gradcam(x), x.activations, x.rank)), size)
+    return guided * np.expand_dims(heat, -len(size) - 1)
 
 
 @register("saliency", title="Saliency", kind="pixel", relu=False, needs_gradients=False,
           paper="Simonyan et al., Deep Inside Convolutional Networks, ICLR Workshop 2014, arXiv:1312.6034")
 def saliency(x: MethodArgs) -> np.ndarray:
     r"""M(i,j) = max_c |dy^c/dx_c(i,j)| (the gradient of the logit with respect to the input)."""
-    return np.abs(input_gradients(x)).max(axis=-3)
+    return channel_max(x, input_gradients(x))
 
 
 @register("smoothgrad", title="SmoothGrad", kind="pixel", relu=False, needs_gradients=False,
@@ -56,7 +66,7 @@ def saliency(x: MethodArgs) -> np.ndarray:
 def smoothgrad(x: MethodArgs) -> np.ndarray:
     r"""M = max_c |1/n \sum_i dy^c/dx (x + e_i)|, e_i ~ N(0, sigma^2), sigma = noise * (max x - min x) per
     image; options samples (n = 25), noise (0.15) and seed (fixed: the same call gives the same map)."""
-    return np.abs(smooth_gradients(x)).max(axis=-3)
+    return channel_max(x, smooth_gradients(x))
 
 
 @register("guidedbackprop", title="Guided Backprop", kind="pixel", relu=False, needs_gradients=False,
@@ -64,11 +74,11 @@ def smoothgrad(x: MethodArgs) -> np.ndarray:
 def guidedbackprop(x: MethodArgs) -> np.ndarray:
     r"""Backward through every ReLU as g_in = g_out [x > 0] [g_out > 0];  M = max_c |g_in at the input|.
     The model is not modified: the adapter changes the ReLU backward only inside the call."""
-    return np.abs(input_gradients(x, guided=True)).max(axis=-3)
+    return channel_max(x, input_gradients(x, guided=True))
 
 
 @register("guidedgradcam", title="Guided Grad-CAM", kind="pixel", relu=False,
           paper="Selvaraju et al., Grad-CAM, ICCV 2017, arXiv:1610.02391 (Sec. 3.1)")
 def guidedgradcam(x: MethodArgs) -> np.ndarray:
     r"""G = guided backprop (C_in, H, W) \odot Up(Grad-CAM) (H, W);  M = max_c |G|."""
-    return np.abs(guided_gradcam(x)).max(axis=-3)
+    return channel_max(x, guided_gradcam(x))

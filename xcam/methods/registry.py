@@ -1,14 +1,16 @@
 """The method registry: one place where a method is added; the CLI, tests and README table read it.
 
 Three kinds of method:
-- "weights": per-channel weights (..., C) or element-wise gates (..., C, h, w); ``xcam.maps.combine`` multiplies them
+- "weights": per-channel weights (..., C) or element-wise gates (..., C, *s); ``xcam.maps.combine`` multiplies them
   with the activations, sums over channels, applies ReLU when the paper does, resizes and normalizes.
-- "map": the raw map (..., h, w) itself (Eigen-CAM: a principal component is not a weighted sum).
+- "map": the raw map (..., *s) itself (Eigen-CAM: a principal component is not a weighted sum).
 - "pixel": a map at the input's resolution from gradients with respect to the input (saliency family).
 
-Arrays may carry a class axis: activations (N, 1, C, h, w) against gradients (N, K, C, h, w), so every
-formula works over the last three axes. Where papers and anchors differ, the paper is the default and the
-variant is a named option (``options=``), documented in the method's docstring.
+Arrays may carry a class axis: activations (N, 1, C, *s) against gradients (N, K, C, *s), and the spatial
+rank r (``MethodArgs.rank``: 1 for (L,), 2 for (h, w), 3 for (d, h, w)) is carried along, so every formula
+reduces over ``MethodArgs.axes`` (the last r axes) and is written once for every rank. Where papers and
+anchors differ, the paper is the default and the variant is a named option (``options=``), documented in the
+method's docstring.
 """
 
 from collections.abc import Callable
@@ -30,10 +32,21 @@ class MethodArgs:
     targets: np.ndarray                     # (N,) or (N, K)
     head_weights: np.ndarray | None = None
     scores: np.ndarray | None = None        # (N, classes) logits of the unmodified inputs
-    model_inputs: np.ndarray | None = None  # (N, C_in, H, W) model inputs, channels first (probe methods)
+    model_inputs: np.ndarray | None = None  # (N, C_in, *S) model inputs, channels first (probe methods)
     probe: Probe | None = None              # the adapter's extra forwards and input gradients
     options: dict = field(default_factory=dict)
     target: Any = None                      # the resolved xcam.targets.Target (probe methods score with it)
+    rank: int = 2                           # spatial rank of activations and gradients: 1, 2 or 3
+
+    @property
+    def axes(self) -> tuple:
+        """The spatial axes (the last ``rank``), as negative indices."""
+        return tuple(range(-self.rank, 0))
+
+    @property
+    def input_rank(self) -> int:
+        """The spatial rank of the model inputs (pixel methods): (N, C_in, *S)."""
+        return self.model_inputs.ndim - 2
 
 
 @dataclass(frozen=True)

@@ -293,10 +293,11 @@ REDUCTIONS = ("sum", "mean")
 
 
 class Segmentation(Target):
-    """Class maps (N, K, H, W): y = reduce over pixels of f(x)[cls] * M, reduce "sum" (default) or "mean"
-    (divided by sum M). mask: None (every pixel), "predicted" (pixels whose argmax class is ``cls``, fixed
-    from the first forward, as pytorch-grad-cam's SemanticSegmentationTarget), or an array (H, W) / (N, H, W).
-    cls: an int or one per sample. Keras class maps (N, H, W, K) are moved channels-first by the adapter."""
+    """Class maps (N, K, H, W), or (N, K, D, H, W) for volumes: y = reduce over pixels (voxels) of
+    f(x)[cls] * M, reduce "sum" (default) or "mean" (divided by sum M). mask: None (every pixel), "predicted"
+    (pixels whose argmax class is ``cls``, fixed from the first forward, as pytorch-grad-cam's
+    SemanticSegmentationTarget), or an array (H, W) / (N, H, W), for volumes (N, D, H, W). cls: an int or one
+    per sample. Keras class maps (N, H, W, K) / (N, D, H, W, K) are moved channels-first by the adapter."""
 
     kind = "segmentation"
 
@@ -310,55 +311,61 @@ class Segmentation(Target):
             raise XcamError(f"mask={mask!r} is not valid; give None, 'predicted' or an array (H, W)")
         if mask is not None and not isinstance(mask, str):
             mask = np.asarray(mask, dtype=np.float32)
-            if mask.ndim not in (2, 3):
-                raise XcamError(f"a segmentation mask must be (H, W) or (N, H, W), got shape {mask.shape}")
+            if mask.ndim not in (2, 3, 4):
+                raise XcamError(f"a segmentation mask must be (H, W), (N, H, W) or (N, D, H, W), got shape "
+                                f"{mask.shape}")
         self.mask, self.reduce = mask, reduce
 
     def params(self, n):
-        """{"cls": (N,) int64, "mask": (N, H, W) float32 when an array was given}."""
+        """{"cls": (N,) int64, "mask": (N, H, W) or (N, D, H, W) float32 when an array was given}."""
         p = {"cls": requested_targets(self.cls, n)}
         if isinstance(self.mask, np.ndarray):
             m = self.mask
-            if m.ndim == 3 and len(m) != n:
+            if m.ndim >= 3 and len(m) != n:
                 raise XcamError(f"the segmentation mask has {len(m)} entries but the batch has {n} samples")
-            p["mask"] = np.broadcast_to(m, (n, *m.shape[-2:])).astype(np.float32)
+            p["mask"] = np.broadcast_to(m, (n, *m.shape[-max(2, m.ndim - 1):])).astype(np.float32)
         return p
 
     def score(self, output, params, ops):
         """reduce(f(x)[cls] * M)."""
         shape = ops.shape(output)
-        if len(shape) != 4:
-            raise XcamError(f"a segmentation target needs class maps (N, K, H, W); the selected output has "
-                            f"shape {shape}")
+        if len(shape) not in (4, 5):
+            raise XcamError(f"a segmentation target needs class maps (N, K, H, W) or (N, K, D, H, W); the "
+                            f"selected output has shape {shape}")
         cls = params["cls"]
         if shape[1] is not None:
             cls = ops.clip(cls, 0, shape[1] - 1)  # out-of-range is refused by ``check``
-        maps = ops.take(output, cls)                                     # (B, H, W)
+        maps = ops.take(output, cls)                                     # (B, *S)
+        axes = tuple(range(1, len(shape) - 1))
         if self.mask is None:
-            return ops.sum(maps, (1, 2)) if self.reduce == "sum" else ops.mean(maps, (1, 2))
+            return ops.sum(maps, axes) if self.reduce == "sum" else ops.mean(maps, axes)
         if isinstance(self.mask, str):  # predicted, in the same forward
-            mask = ops.to_float(ops.equal(ops.argmax(output, 1), ops.reshape(cls, (-1, 1, 1))))
+            mask = ops.to_float(ops.equal(ops.argmax(output, 1), ops.reshape(cls, (-1,) + (1,) * len(axes))))
         else:
             mask = params["mask"]
-        total = ops.sum(maps * mask, (1, 2))
-        return total if self.reduce == "sum" else total / ops.maximum(ops.sum(mask, (1, 2)), 1.0)
+        total = ops.sum(maps * mask, axes)
+        return total if self.reduce == "sum" else total / ops.maximum(ops.sum(mask, axes), 1.0)
 
     def check(self, output, labels=None, softmax_skipped=False):
         """Class maps (N, K, H, W), the class in range, the mask's size equal to (H, W)."""
         shape = _shape(output)
-        if len(shape) != 4:
-            raise XcamError(f"a segmentation target needs class maps (N, K, H, W); the selected output "
-                            f"{'has shape ' + str(shape) if shape else 'is a ' + type(output).__name__}")
+        if len(shape) not in (4, 5):
+            found = f"has shape {shape}" if shape else f"is a {type(output).__name__}"
+            raise XcamError(f"a segmentation target needs class maps (N, K, H, W) or (N, K, D, H, W); the "
+                            f"selected output {found}")
         check_class_range(requested_targets(self.cls, shape[0]), shape[1], labels)
-        if isinstance(self.mask, np.ndarray) and self.mask.shape[-2:] != shape[2:]:
-            raise XcamError(f"the segmentation mask is {self.mask.shape[-2]}x{self.mask.shape[-1]} but the "
-                            f"class maps are {shape[2]}x{shape[3]}")
+        if isinstance(self.mask, np.ndarray):
+            spatial = self.mask.shape[-max(2, self.mask.ndim - 1):]
+            if tuple(spatial) != tuple(shape[2:]):
+                raise XcamError(f"the segmentation mask is {'x'.join(map(str, spatial))} but the class maps are "
+                                f"{'x'.join(map(str, shape[2:]))}")
 
     def resolve(self, output):
         """A predicted mask computed from the output's argmax."""
         if isinstance(self.mask, str):
             cls = requested_targets(self.cls, np.shape(output)[0])
-            mask = (np.asarray(output).argmax(axis=1) == cls[:, None, None]).astype(np.float32)
+            out = np.asarray(output)
+            mask = (out.argmax(axis=1) == cls.reshape(-1, *[1] * (out.ndim - 2))).astype(np.float32)
             return Segmentation(self.cls, mask, self.reduce)
         return self
 
