@@ -52,7 +52,9 @@ def test_layer_called_twice_is_refused_in_one_line(fw):
     for method in ("gradcam", "eigencam"):
         with pytest.raises(XcamError) as err:
             fw.module.cam(model, fw.inputs, "conv", method)
-        assert str(err.value) == "layer 'conv' runs more than once in one forward pass; pick a layer that runs once"
+        assert str(err.value) == ("layer 'conv' runs 2 times in one forward pass (a shared module, e.g. a siamese "
+                                  "encoder); pick one call with call=0 ... call=1 (one map per call: one cam per "
+                                  "call), or a layer that runs once")
     if fw.name == "torch":
         assert not model.conv._forward_hooks
     else:

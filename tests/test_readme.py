@@ -22,4 +22,5 @@ def test_methods_table_lists_exactly_the_registry():
 def test_ci_runs_the_readme_test_command():
     block = README.split("<!-- test-command -->")[1].split("<!-- /test-command -->")[0]
     assert "pytest" in block and "pip install" in block
+    assert ",medical]" in block  # the NIfTI tests run in CI (nibabel), not skipped
     assert "test-command" in (ROOT / ".ci" / "run").read_text()

@@ -71,7 +71,7 @@ def test_layer_that_runs_twice_is_refused():
             return self.fc(self.conv(self.conv(x)).mean((2, 3)))
 
     model = Twice().eval()
-    with pytest.raises(XcamError, match="runs more than once"):
+    with pytest.raises(XcamError, match="runs 2 times in one forward pass"):
         xcam_torch.cam(model, torch.randn(1, 3, 4, 4), "conv")
     assert not model.conv._forward_hooks
 

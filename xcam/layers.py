@@ -3,6 +3,8 @@
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import XcamError, nearest
 
 
@@ -131,3 +133,23 @@ def format_table(records: list[LayerRecord], picked: str | None = None) -> str:
             mark += " (default)"
         lines.append(f"{r.name:<{width}}  {r.kind:<{kw}}  {shape:<22}  {mark}")
     return "\n".join(lines)
+
+
+def check_call(call) -> int | None:
+    """``call=`` of a layer that runs several times in one forward (a siamese encoder, a shared block): None, or
+    which call to explain, counted from 0 in the order the forward runs them; anything else is a one-line error."""
+    if call is None:
+        return None
+    if isinstance(call, bool) or not isinstance(call, (int, np.integer)) or call < 0:
+        raise XcamError(f"call={call!r} is not a call index: give 0 for the layer's first call, 1 for its second, ...")
+    return int(call)
+
+
+def call_error(name: str, calls: int, call: int | None) -> XcamError:
+    """The one-line error for a layer that runs ``calls`` times when ``call`` (None: not given) cannot pick one."""
+    if call is None:
+        return XcamError(f"layer {name!r} runs {calls} times in one forward pass (a shared module, e.g. a siamese "
+                         f"encoder); pick one call with call=0 ... call={calls - 1} (one map per call: one cam per "
+                         "call), or a layer that runs once")
+    return XcamError(f"call={call} but layer {name!r} runs {calls} time{'s' if calls != 1 else ''} in one forward "
+                     f"pass; give call=0 ... call={calls - 1}")

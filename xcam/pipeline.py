@@ -6,6 +6,7 @@ import numpy as np
 from .contract import Adapter, Capture, spatial_size
 from .errors import XcamError
 from .inputs import POSITIONAL, SINGLE, entries, image_keys, lookup
+from .layers import check_call
 from .maps import combine, finish, fuse
 from .methods import MethodArgs, get_method, resolve_options
 from .ops import check_size, relu
@@ -110,9 +111,9 @@ def cam_for(adapter: Adapter):
     layout = "(N, C, *S)" if adapter.LAYOUT == "channels_first" else "(N, *S, C)"
 
     def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
-            options=None, output=None, reshape=None) -> np.ndarray:
+            options=None, output=None, reshape=None, call=None) -> np.ndarray:
         return explain(adapter, model, inputs, layer, method, targets, classes=classes, size=size, labels=labels,
-                       options=options, output=output, reshape=reshape)
+                       options=options, output=output, reshape=reshape, call=call)
 
     cam.__doc__ = (f"Class activation maps for a batch {layout}: float32 (N, *S) in [0, 1], or (N, K, *S) with "
                    f"``classes``.\n\n{explain.__doc__.split(chr(10) * 2, 1)[1]}")
@@ -121,7 +122,7 @@ def cam_for(adapter: Adapter):
 
 
 def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None,
-            labels=None, options=None, output=None, reshape=None) -> np.ndarray:
+            labels=None, options=None, output=None, reshape=None, call=None) -> np.ndarray:
     """Class activation maps for a batch: float32 (N, *S) in [0, 1] (or (N, K, *S) with ``classes``), S of the
     layer's spatial rank: (L,) for signals, (H, W) for images, (D, H, W) for volumes and clips.
 
@@ -136,7 +137,11 @@ def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=No
     scorecam; output: which model output the target sees (a dict key, a tuple index, a Keras output name, an
     attribute such as "logits", or a callable); reshape: overrides the layer's detected layout (``xcam.layouts``): a
     callable (N, ...) -> (N, C, *s) (PyTorch: on tensors, as pytorch-grad-cam's ``reshape_transform``; Keras: on
-    NumPy arrays), a Layout, or a layout name.
+    NumPy arrays), a Layout, or a layout name; call: for a layer that runs several times in one forward (one
+    encoder applied to two images: a siamese network), which call to explain, counted from 0 in the order the
+    forward runs them; gradients and activations are that call's, the maps take the size of the first image-like
+    input (give ``size`` when the branches differ); without it such a layer is a one-line error saying how often
+    it runs.
 
     Several inputs: the layer may lie on any branch; its maps take the size of the first image-like input
     (3-D to 5-D) of their rank. Pixel methods give one map per image-like input (a tuple for positional,
@@ -146,6 +151,8 @@ def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=No
     m = get_method(method)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     extra = {} if reshape is None else {"reshape": reshape}
+    if check_call(call) is not None:
+        extra["call"] = check_call(call)
     kind, _ = entries(inputs)
     keys = image_keys(inputs)
     sizes = {k: spatial_size(tuple(np.shape(lookup(inputs, k))), adapter.LAYOUT) for k in keys}

@@ -18,7 +18,7 @@ import tensorflow as tf
 from xcam.contract import BATCH_LAYOUTS, Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import SINGLE, batch_size, entries, image_like, name, rebuild
-from xcam.layers import unknown_layer
+from xcam.layers import call_error, check_call, unknown_layer
 from xcam.methods.activation import check_head_weights
 from xcam.targets import as_target, is_tensor, select_output
 
@@ -70,24 +70,27 @@ def final_layer(model):
 
 
 @contextlib.contextmanager
-def wrapped(layers, keep: dict, tape_box: dict, final, replace=None):
-    """Wrap the target layers' calls (keep and watch their outputs; or ``replace`` the first one's output)
-    and make a final softmax the identity. Everything is undone on exit."""
+def wrapped(layers, keep: dict, tape_box: dict, final, replace=None, runs=None, counts=None):
+    """Wrap the target layers' calls (keep and watch their outputs at their run ``runs[i]``, default the first:
+    a shared layer runs several times; or ``replace`` the first one's output there) and make a final softmax
+    the identity; ``counts`` (a dict) receives how often each layer ran. Everything is undone on exit."""
     saved = []
+    counts = {} if counts is None else counts
 
     def wrap(index, layer):
         original = layer.call
+        wanted = (runs[index] if runs is not None else None) or 0
 
-        def call(*args, **kwargs):
+        def call_(*args, **kwargs):
+            seen = counts[index] = counts.get(index, 0) + 1
+            if seen - 1 != wanted:
+                return original(*args, **kwargs)            # another call of a shared layer: left as it is
             out = original(*args, **kwargs) if replace is None else replace
-            if index in keep:
-                raise XcamError(f"layer {layer.name!r} runs more than once in one forward pass; "
-                                "pick a layer that runs once")
             if tape_box.get("tape") is not None:
                 tape_box["tape"].watch(out)
             keep[index] = out
             return out
-        return call
+        return call_
 
     try:
         for index, layer in enumerate(layers):
@@ -102,6 +105,27 @@ def wrapped(layers, keep: dict, tape_box: dict, final, replace=None):
         yield
     finally:
         restore(saved)
+
+
+def run_index(model, path: str, call: int) -> int:
+    """Which run of a shared layer in one forward is its call ``call`` counted as the model was built (the order
+    the code applied it: ``enc(left)`` before ``enc(right)``): a functional model runs its graph depth by depth,
+    not in that order. The layer (or the nested model holding it, which it runs once per call) is looked up among
+    the top-level graph's nodes; elsewhere (a subclassed model) the run order is the code's order already."""
+    nodes_by_depth = getattr(model, "_nodes_by_depth", None)
+    parts = path.split("/")
+    layers = dict(walk(model))
+    owner = layers.get(parts[0])
+    if not nodes_by_depth or owner is None:
+        return call
+    if len(parts) > 1 and len(getattr(layers[path], "_inbound_nodes", [])) != 1:
+        return call                                   # shared inside the nested model too: run order
+    ran = [node for depth in sorted(nodes_by_depth, reverse=True) for node in nodes_by_depth[depth]
+           if node.operation is owner and not node.is_input]
+    built = [node for node in owner._inbound_nodes if any(node is r for r in ran)]
+    if call >= len(built) or len(built) != len(ran):
+        return call
+    return next(i for i, node in enumerate(ran) if node is built[call])
 
 
 def restore(saved) -> None:
@@ -200,8 +224,9 @@ def unstaged(exc: BaseException) -> BaseException:
     return exc
 
 
-def _step(model, paths, x, target, params: dict, output, gradients: bool):
-    """The compiled capture step for this model, layers, input shape, target kind and output selection."""
+def _step(model, paths, x, target, params: dict, output, gradients: bool, call=None, runs=None):
+    """The compiled capture step for this model, layers, input shape, target kind, output selection and call
+    of shared layers (``call`` as the user gave it, ``runs`` the run index of each layer it means)."""
     count, columns = len(paths), target.columns
     specs = param_specs(params)
 
@@ -212,13 +237,18 @@ def _step(model, paths, x, target, params: dict, output, gradients: bool):
         @tf.function(input_signature=[signature(x), specs])
         def step(x, p):
             keep.clear()
+            counts = tape_box.setdefault("counts", {})
+            counts.clear()
             with tf.GradientTape(watch_accessed_variables=False, persistent=columns > 0) as tape:
                 tape_box["tape"] = tape if gradients else None
                 out = selected(model, model(x, training=False), output, target)
+                for i in range(count):  # traced once per shape: a wrong call fails here, never compiled
+                    if (call is None and counts.get(i, 0) > 1) or (call is not None and counts.get(i, 0) <= runs[i]):
+                        raise call_error(paths[i], counts.get(i, 0), call)
                 acts = [keep[i] for i in range(count)]
                 score = plain(target.score)(out, p, OPS)
                 total = tf.reduce_sum(score)  # recorded by the tape
-            tape_box.clear()
+            tape_box.pop("tape", None)
             if not gradients:
                 return acts, [tf.zeros((0,))] * count, out, score
             zero = tf.UnconnectedGradients.ZERO
@@ -232,7 +262,8 @@ def _step(model, paths, x, target, params: dict, output, gradients: bool):
         return step, keep, tape_box
 
     key = (id(model), tuple(paths), signature_key(x), target.key(),
-           tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output), gradients)
+           tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output), gradients,
+           call, None if runs is None else tuple(runs))
     return _cached(key, model, build)
 
 
@@ -333,14 +364,15 @@ def _last_dense_weight(model):
 
 
 def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool = True, head: bool = False,
-            labels=None, output=None, reshape=None):
+            labels=None, output=None, reshape=None, call=None):
     """Activations and gradients as (N, C, *s) NumPy arrays (channels first), and the selected output.
 
     layer: a name, path or layer, or a list of them (then a list of Captures from one forward/backward).
     targets, classes, output: as in ``xcam_torch.capture`` (a Target, ints, a spec or a callable; the model
     output the target sees, by dict key, Keras output name, index or callable). The layer's layout (channels
     last, tokens) is detected (``xcam.layouts``) or given by ``reshape`` (a callable on NumPy arrays
-    (N, ...) -> (N, C, *s), a Layout or a layout name).
+    (N, ...) -> (N, C, *s), a Layout or a layout name). call: which call of a layer that runs several times in
+    one forward (a siamese encoder) is captured, from 0.
     """
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if not layers:
@@ -352,10 +384,13 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     n = int(tf.nest.flatten(x)[0].shape[0])
     params = target.params(n)
     paths = [p for p, _ in resolved]
-    step, keep, tape_box = _step(model, paths, x, target, params, output, gradients)
+    call = check_call(call)
+    runs = None if call is None else [run_index(model, path, call) for path in paths]
+    step, keep, tape_box = _step(model, paths, x, target, params, output, gradients, call, runs)
     final = final_layer(model)
     try:
-        with wrapped([obj for _, obj in resolved], keep, tape_box, final):
+        with wrapped([obj for _, obj in resolved], keep, tape_box, final, runs=runs,
+                     counts=tape_box.setdefault("counts", {})):
             acts, grads, out, score = step(x, param_tensors(params))
     except tf.errors.InvalidArgumentError as exc:
         shapes = ", ".join(str(tuple(t.shape)) for t in tf.nest.flatten(x))

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from xcam.errors import XcamError
 from xcam.inputs import KEYWORD, POSITIONAL, SINGLE, image_like, name
+from xcam.layers import check_call
 from xcam.targets import Target, as_target, batch_params
 
 from ._capture import (
@@ -22,6 +23,7 @@ from ._capture import (
     plain,
     resolve_layer,
     restore,
+    run_index,
     selected,
     signature,
     signature_key,
@@ -89,8 +91,9 @@ class Probe:
     channels first). With several inputs (a list or dict), ``key`` is the image-like input the probe's
     ``inputs`` are; the others are held fixed (their rows follow ``samples``)."""
 
-    def __init__(self, model, layer, batch, output=None, reshape=None, key=None):
+    def __init__(self, model, layer, batch, output=None, reshape=None, key=None, call=None):
         self.model, self.layer, self.output, self.reshape = model, layer, output, reshape
+        self.call = call or 0   # which call of a shared layer is replaced
         self.full = tf.nest.map_structure(lambda t: np.asarray(t.numpy()), batch)   # framework layout
         self.kind = SINGLE if not isinstance(batch, (list, dict)) else POSITIONAL if isinstance(batch, list) \
             else KEYWORD
@@ -136,7 +139,7 @@ class Probe:
         batch, stopped at the layer)."""
         if self._native is None:
             batch = tf.nest.map_structure(tf.constant, self.full)
-            self._native = layer_output(self.model, self.layer, batch).numpy()
+            self._native = layer_output(self.model, self.layer, batch, self.call).numpy()
         return self._native[sample:sample + 1]
 
     def _forward(self, inputs: np.ndarray, target: Target | None, params: dict | None, samples=None):
@@ -174,7 +177,7 @@ class Probe:
         layout = layout_of(self.model, self.layer, original.shape, rank, self.reshape)
         acts = tf.constant(layout.from_canonical(activations, original), tf.float32)
         one = self._rows(sample)
-        model, layer, output = self.model, self.layer, self.output
+        model, layer, output, call = self.model, self.layer, self.output, self.call
         n = len(tf.nest.flatten(self.full)[0])
         params = {} if target is None else batch_params(target, n, np.full(len(activations), sample))
         specs = param_specs(params)
@@ -184,12 +187,12 @@ class Probe:
             @tf.function(input_signature=[signature(one), tf.TensorSpec((None, *acts.shape[1:]), tf.float32),
                                           specs])
             def forward(x, replacement, p):
-                with wrapped([layer], {}, {}, final_layer(model), replace=replacement):
+                with wrapped([layer], {}, {}, final_layer(model), replace=replacement, runs=[call]):
                     out = selected(model, model(x, training=False), output, pick)
                 return out if target is None else plain(target.score)(out, p, OPS)
             return forward
 
-        key = (id(model), "from_layer", layer.name, signature_key(one), tuple(acts.shape[1:]),
+        key = (id(model), "from_layer", layer.name, call, signature_key(one), tuple(acts.shape[1:]),
                None if target is None else target.key(),
                tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output))
         fn = _cached(key, model, build)
@@ -244,28 +247,35 @@ class Probe:
         return np.moveaxis(g, -1, 1)
 
 
-def probe(model, inputs, layer, output=None, reshape=None, key=None) -> Probe:
+def probe(model, inputs, layer, output=None, reshape=None, key=None, call=None) -> Probe:
     """A ``Probe`` for methods that run the model again on these inputs (a batch (N, *S, C), or a list / dict
     of inputs: ``key`` names the image-like one the probe's ``inputs`` are, default the first), layer (its
-    layout detected, or given by ``reshape`` as in ``capture``) and output."""
+    layout detected, or given by ``reshape`` as in ``capture``), output, and ``call`` (which call of a layer
+    that runs several times is replaced; default the first)."""
     path, obj = resolve_layer(model, layer)
-    return Probe(model, obj, as_inputs(inputs, model), output, reshape, key)
+    runs = None if call is None else run_index(model, path, check_call(call))
+    return Probe(model, obj, as_inputs(inputs, model), output, reshape, key, runs)
 
 
 class _Stop(Exception):
     """Raised by a wrapped call once the layer's output exists: the rest of the forward is not needed."""
 
 
-def layer_output(model, layer, x: tf.Tensor) -> tf.Tensor:
-    """The layer's output for inputs ``x`` (its own layout), from an eager forward stopped at the layer."""
-    kept = {}
+def layer_output(model, layer, x: tf.Tensor, call: int = 0) -> tf.Tensor:
+    """The layer's output for inputs ``x`` (its own layout) at its call ``call`` (0: the first), from an eager
+    forward stopped there."""
+    kept = {"calls": 0}
     original = layer.call
 
-    def call(*args, **kwargs):
-        kept["out"] = original(*args, **kwargs)
-        raise _Stop
+    def call_(*args, **kwargs):
+        out = original(*args, **kwargs)
+        kept["calls"] += 1
+        if kept["calls"] - 1 == call:
+            kept["out"] = out
+            raise _Stop
+        return out
 
-    object.__setattr__(layer, "call", call)
+    object.__setattr__(layer, "call", call_)
     try:
         model(x, training=False)
     except _Stop:

@@ -16,7 +16,7 @@ from torch import nn
 from xcam.contract import Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import POSITIONAL, SINGLE, batch_size, entries, image_like, name
-from xcam.layers import unknown_layer
+from xcam.layers import call_error, check_call, unknown_layer
 from xcam.methods.activation import check_head_weights
 from xcam.targets import as_target, is_tensor, select_output
 
@@ -227,16 +227,22 @@ def dry_run(model: nn.Module, input_shape, hooks) -> None:
 
 
 class _Keeper:
-    """The forward hook: keeps the layer's output (and starts the graph there when gradients are wanted)."""
+    """The forward hook: keeps the layer's output at its call ``call`` (0: the first; None: the only one) and
+    starts the graph there when gradients are wanted; other calls pass through and are counted."""
 
-    def __init__(self, name: str, track: bool):
-        self.name, self.track, self.kept, self.calls = name, track, None, 0
+    def __init__(self, name: str, track: bool, call: int | None = None):
+        self.name, self.track, self.kept, self.calls, self.call = name, track, None, 0, call
+
+    def check_calls(self) -> None:
+        """After the forward: a layer that ran several times without ``call``, or fewer times than ``call``
+        needs, is a one-line error saying how often it ran."""
+        if (self.call is None and self.calls > 1) or (self.call is not None and self.calls <= self.call):
+            raise call_error(self.name, self.calls, self.call)
 
     def __call__(self, module, args, output):
-        self.calls += 1
-        if self.calls > 1:
-            raise XcamError(f"layer {self.name!r} runs more than once in one forward pass; "
-                            "pick a layer that runs once")
+        index, self.calls = self.calls, self.calls + 1
+        if index != (self.call or 0):
+            return None                                     # another call of a shared layer: left as it is
         if not isinstance(output, torch.Tensor) or not 3 <= output.ndim <= 5:
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
             raise XcamError(f"layer {self.name!r} outputs {shape}, not a spatial map (N, C, L), (N, C, h, w), "
@@ -267,7 +273,7 @@ def _last_linear_weight(model: nn.Module):
 
 
 def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
-            head: bool = False, labels=None, output=None, reshape=None):
+            head: bool = False, labels=None, output=None, reshape=None, call=None):
     """Activations (N, C, *s), gradients of the target's score and the selected output, as NumPy.
 
     layer: a name or module, or a list of them (then a list of Captures, from one forward and one backward).
@@ -275,7 +281,8 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     a callable; classes: several classes for every sample instead (gradients become (N, K, C, *s)).
     output: which of the model's outputs the target sees (``xcam.targets.select_output``). The layer's
     layout (channels first, channels last, tokens) is detected (``xcam.layouts``) or given by ``reshape`` (a
-    callable on tensors, as pytorch-grad-cam's ``reshape_transform``, a Layout or a layout name).
+    callable on tensors, as pytorch-grad-cam's ``reshape_transform``, a Layout or a layout name). call: which
+    call of a layer that runs several times in one forward (a siamese encoder) is captured, from 0.
     """
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if not layers:
@@ -288,13 +295,14 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     target.params(n)  # a per-sample argument of the wrong length fails before the forward
     if gradients:
         check_gradients_possible(model)
-    keepers = [_Keeper(name, gradients) for name, _ in resolved]
+    keepers = [_Keeper(name, gradients, check_call(call)) for name, _ in resolved]
     hooks = [(module, k) for (_, module), k in zip(resolved, keepers)]
     with hooked(model, hooks, output, target.whole_output) as run, preserved(model):
         selected = run(x)
         for keeper in keepers:
-            if keeper.kept is None:
+            if keeper.calls == 0:
                 raise XcamError(f"layer {keeper.name!r} did not run in the forward pass")
+            keeper.check_calls()
         out_np = to_numpy(selected)
         target.check(out_np, labels, softmax_skipped=run.softmax_skipped)
         chosen = target.resolve(out_np)

@@ -42,8 +42,10 @@ class _PositiveGradient(torch.autograd.Function):
 class Probe:
     """``xcam.contract.Probe`` for a PyTorch model, one layer, one batch and one output selection."""
 
-    def __init__(self, model: nn.Module, module: nn.Module, batch: Batch, output=None, reshape=None, key=None):
+    def __init__(self, model: nn.Module, module: nn.Module, batch: Batch, output=None, reshape=None, key=None,
+                 call=None):
         self.model, self.module, self.batch, self.output, self.reshape = model, module, batch, output, reshape
+        self.call = call or 0   # which call of a shared layer is replaced
         if batch.kind != SINGLE and key is not None and key not in batch.keys:
             raise XcamError(f"{name(key)} is not an image-like input; image-like inputs: "
                             f"{', '.join(name(k) for k in batch.keys) or 'none'}")
@@ -80,6 +82,9 @@ class Probe:
         rank, box = self.batch.rank, {}
 
         def replace(module, args, out):
+            index = box["calls"] = box.get("calls", -1) + 1
+            if index != self.call:
+                return None
             if "value" not in box:
                 native = out.detach().float().cpu().numpy()
                 layout = layout_of(self.model, module, native.shape, rank, self.reshape)
@@ -90,11 +95,13 @@ class Probe:
         hook = (self.module, replace)
         with hooked(self.model, [hook], self.output, whole) as run, preserved(self.model):
             try:
+                box.pop("calls", None)
                 out = run(one)
                 if not isinstance(out, torch.Tensor) or out.shape[0] == len(activations):
                     return out
             except RuntimeError:
                 pass
+            box.pop("calls", None)
             return run(self.batch.rows(sample, len(activations)))
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
@@ -142,11 +149,12 @@ class Probe:
         return grad.float().cpu().numpy()
 
 
-def probe(model: nn.Module, inputs, layer, output=None, reshape=None, key=None) -> Probe:
+def probe(model: nn.Module, inputs, layer, output=None, reshape=None, key=None, call=None) -> Probe:
     """A ``Probe`` for methods that run the model again on these inputs (a batch (N, C, *S), or several
     inputs: ``key`` names the image-like one the probe's ``inputs`` are, default the first), layer (its layout
-    detected, or given by ``reshape`` as in ``capture``) and output."""
-    return Probe(model, resolve_module(model, layer)[1], Batch(model, inputs), output, reshape, key)
+    detected, or given by ``reshape`` as in ``capture``), output, and ``call`` (which call of a layer that runs
+    several times is replaced; default the first)."""
+    return Probe(model, resolve_module(model, layer)[1], Batch(model, inputs), output, reshape, key, call)
 
 
 class _Stop(Exception):

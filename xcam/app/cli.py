@@ -20,7 +20,7 @@ from xcam.viz import to_uint8_rgb
 
 from . import evaluate, files
 from .batch import MAP_DTYPES, MAP_SIZES
-from .clips import explain_clips, kind_of
+from .clips import explain_clips, split_inputs
 from .demo import run_demo
 from .explain import ENGINES, Job, parse_labels, run
 from .files import check_new_dir
@@ -150,11 +150,19 @@ def _explain(args) -> int:
         get_method(m)
     if args.target:
         parse_target(args.target)  # a bad spec fails before the model is loaded
-    if all(kind_of(p) for p in args.images):  # videos and volumes: one input at a time, pictures per rank
+    images, media = split_inputs(args.images)
+    if media and images:  # a model takes one input rank: images and clips never share a run
+        raise XcamError(f"--images mixes videos/volumes ({_some(media)}) with images ({_some(images)}); "
+                        "explain them in separate runs, each with a model for that kind of input")
+    if media:  # videos and volumes: one input at a time, pictures per rank
+        if list(args.classes) != ["top1"] or args.resume:
+            raise XcamError(f"{'--classes' if list(args.classes) != ['top1'] else '--resume'} is for images; "
+                            "videos and volumes take --target (class:N) and are written whole (no --resume)")
         framework, model = _load(args)
-        return explain_clips(framework, model, args.images, Path(args.out), args.methods, args.layer, args.frames,
+        return explain_clips(framework, model, media, Path(args.out), args.methods, args.layer, args.frames,
                              args.input_size, parse_target(args.target) if args.target else None, args.normalize,
-                             args.overwrite, log=None if args.quiet else sys.stderr, output=args.output)
+                             args.overwrite, log=None if args.quiet else sys.stderr, output=args.output,
+                             labels=parse_labels(args.labels), model_name=str(args.model))
     labels = parse_labels(args.labels)
     if not args.resume:
         check_new_dir(args.out, args.overwrite)
@@ -169,6 +177,12 @@ def _explain(args) -> int:
               features=not args.no_features, engine=args.engine, model_spec=spec, address=args.address,
               workers=args.workers, target=args.target, capture_options=_output_option(args.output))
     return run(job)
+
+
+def _some(names: list, shown: int = 3) -> str:
+    """The first few names, and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(map(str, names[:shown])) + more
 
 
 def _output_option(output: str | None) -> dict:

@@ -124,13 +124,24 @@ def _pictures(out: Path, entry: dict, summary: dict, root: str, alpha: float, co
     return pics
 
 
+class _Lazy:
+    """pictures[key], read from the files only when its row is rendered (one image's pictures at a time)."""
+
+    def __init__(self, load):
+        self.load = load
+
+    def __getitem__(self, key):
+        return self.load(key)
+
+
 def write_report(out, summary: dict, mode: str, root: str = ".", alpha: float = 0.5, colormap: str = "jet") -> None:
     """report.html for the run in ``out`` from its results.jsonl: "single" (self-contained) or "paged"."""
     out = Path(out)
     if mode == "single":
         entries = [r for r in results.read(out) if not r.get("error")]
         errors = [r["error"] for r in results.read(out) if r.get("error")]
-        pictures = {e["key"]: _pictures(out, e, summary, root, alpha, colormap) for e in entries}
+        by_key = {e["key"]: e for e in entries}
+        pictures = _Lazy(lambda key: _pictures(out, by_key[key], summary, root, alpha, colormap))
         files.write_text(out / "report.html", render_html({**summary, "images": entries, "errors": errors},
                                                           pictures))
     elif mode == "paged":
