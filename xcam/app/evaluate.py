@@ -16,11 +16,10 @@ import cv2
 import numpy as np
 
 from xcam.errors import XcamError
-from xcam.layers import check_layer, default_layer
 from xcam.metrics import boxes_to_masks
 
 from . import files
-from .explain import class_indices, parse_labels
+from .explain import choose_layer, class_indices, parse_labels
 from .images import load_image, parse_normalization, preprocess
 from .metric_runs import BASELINES, GROUPS, SPECS, Settings, check_methods, merge, parse_metrics, run_batch
 from .plots import bar_chart, colours, curve_plot
@@ -136,13 +135,7 @@ def run_evaluation(job: EvalJob) -> int:
         raise XcamError(f"{needs_truth[0]} needs ground truth: give --masks (one image per image) or --boxes (a "
                         "JSON file)")
     names = methods + (list(BASELINES) if job.baselines else [])
-    channels, hw = job.framework.input_spec(job.model, job.input_size)
-    records = job.framework.layer_records(job.model, channels, hw)
-    if job.layer:
-        layer = check_layer(records, job.layer).name
-    else:
-        layer = default_layer(records).name
-        _say(job, f"explaining layer {layer} (the last layer with a spatial output; choose one with --layer)")
+    channels, hw, layer = choose_layer(job)
 
     errors, loaded, mask_paths = [], [], []
     for i, path in enumerate(job.images):

@@ -112,6 +112,18 @@ def _say(job, text):
         print(f"xcam: {text}", file=job.log)
 
 
+def choose_layer(job) -> tuple[int, tuple, str]:
+    """The model's input channels and size, and the job's layer: ``job.layer`` checked against the model's layers
+    (a wrong name lists the nearest), else the last layer with a spatial output (said on the log)."""
+    channels, hw = job.framework.input_spec(job.model, job.input_size)
+    records = job.framework.layer_records(job.model, channels, hw)
+    if job.layer:
+        return channels, hw, check_layer(records, job.layer).name
+    layer = default_layer(records).name
+    _say(job, f"explaining layer {layer} (the last layer with a spatial output; choose one with --layer)")
+    return channels, hw, layer
+
+
 RESERVED_KEYS = frozenset({"pages"})  # folders of the output that are not images
 
 
@@ -163,13 +175,7 @@ def _first_readable(plan, items):
 def _plan(job, methods, items, out) -> Plan:
     """The layer, classes and labels, checked on the first readable image before anything is written."""
     norm = parse_normalization(job.normalize) if isinstance(job.normalize, str) else job.normalize
-    channels, hw = job.framework.input_spec(job.model, job.input_size)
-    records = job.framework.layer_records(job.model, channels, hw)
-    if job.layer:
-        layer = check_layer(records, job.layer).name
-    else:
-        layer = default_layer(records).name
-        _say(job, f"explaining layer {layer} (the last layer with a spatial output; choose one with --layer)")
+    channels, hw, layer = choose_layer(job)
     report = job.report if job.report != "auto" else "single" if len(items) <= SINGLE_PAGE_LIMIT else "paged"
     plan = Plan(out=str(out.resolve()), layer=layer, channels=channels, input_size=tuple(hw), normalize=norm,
                 methods=[m.name for m in methods], classes=None, labels=[], columns=[], map_size=job.map_size,
