@@ -92,3 +92,21 @@ def test_gpu_matches_cpu():
     cpu = xcam_torch.cam(model, x, "conv2", "layercam", [0, 1])
     gpu = xcam_torch.cam(model.cuda(), x.cuda(), "conv2", "layercam", [0, 1])
     np.testing.assert_allclose(cpu, gpu, atol=1e-4)
+
+
+def test_class_count_is_read_from_a_convolution_head(tmp_path):
+    """SqueezeNet's head is a 1x1 convolution, not a Linear: without --num-classes the count still comes from the
+    weights (3 here), and the loaded model computes what the saved one does."""
+    torchvision = pytest.importorskip("torchvision")
+    from xcam.app.torch_models import load_model
+
+    torch.manual_seed(0)
+    saved = torchvision.models.squeezenet1_1(num_classes=3).eval()
+    torch.save(saved.state_dict(), tmp_path / "sq.pth")
+    loaded = load_model(tmp_path / "sq.pth", arch="squeezenet1_1")
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded.cpu()(x), saved(x))
+    assert loaded.cpu()(x).shape == (2, 3)
+    with pytest.raises(XcamError, match="do not fit squeezenet1_1 with 5 classes"):
+        load_model(tmp_path / "sq.pth", arch="squeezenet1_1", num_classes=5)

@@ -32,20 +32,39 @@ def _state_dict(obj):
     return None
 
 
+def _build(torchvision, arch, num_classes):
+    try:
+        return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    except ValueError:
+        names = ", ".join(sorted(torchvision.models.list_models(module=torchvision.models))[:12])
+        raise XcamError(f"unknown --arch {arch!r}; torchvision classifiers include: {names}, ...") from None
+
+
+def _head_rows(model, state, num_classes):
+    """The class count the weights were saved with when the model built for ``num_classes`` differs from them
+    only in the first dimension of a tensor with ``num_classes`` rows (the head, whatever its kind); else None."""
+    for key, ref in model.state_dict().items():
+        got = state.get(key)
+        if (got is not None and ref.ndim >= 1 and ref.shape[0] == num_classes and got.ndim == ref.ndim
+                and got.shape[0] != num_classes and tuple(got.shape[1:]) == tuple(ref.shape[1:])):
+            return int(got.shape[0])
+    return None
+
+
 def _from_state_dict(path, state, arch, num_classes):
     import torchvision
 
     if not arch:
         raise XcamError(f"{str(path)!r} holds a state dict (weights only): name the network with --arch "
                         "(e.g. alexnet, vgg16, resnet50) and, if it is not 1000, --num-classes")
-    if num_classes is None:
+    inferred = num_classes is None
+    if inferred:
         last = [v for k, v in state.items() if k.endswith("weight") and v.ndim == 2]
         num_classes = int(last[-1].shape[0]) if last else 1000
-    try:
-        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
-    except ValueError:
-        names = ", ".join(sorted(torchvision.models.list_models(module=torchvision.models))[:12])
-        raise XcamError(f"unknown --arch {arch!r}; torchvision classifiers include: {names}, ...") from None
+    model = _build(torchvision, arch, num_classes)
+    if inferred and (head := _head_rows(model, state, num_classes)) is not None:
+        num_classes = head  # a head that is not a Linear (SqueezeNet's 1x1 convolution)
+        model = _build(torchvision, arch, num_classes)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
