@@ -263,7 +263,7 @@ class _Stop(Exception):
 
 def layer_output(model, layer, x: tf.Tensor, call: int = 0) -> tf.Tensor:
     """The layer's output for inputs ``x`` (its own layout) at its call ``call`` (0: the first), from an eager
-    forward stopped there."""
+    forward stopped there; None if the forward never reaches that call."""
     kept = {"calls": 0}
     original = layer.call
 
@@ -282,7 +282,7 @@ def layer_output(model, layer, x: tf.Tensor, call: int = 0) -> tf.Tensor:
         pass
     finally:
         object.__delattr__(layer, "call")
-    return kept["out"]
+    return kept.get("out")
 
 
 def kernels(model, layer) -> np.ndarray:
@@ -300,23 +300,9 @@ def activation_gradient(model, layer, inputs: np.ndarray, channel: int) -> np.nd
     """d mean_{h,w} A[n, channel] / d input for each image n, channels first (the forward stops at the layer)."""
     path, obj = resolve_layer(model, layer)
     x = _channels_last(inputs)
-    kept = {}
-    original = obj.call
-
-    def call(*args, **kwargs):
-        kept["out"] = original(*args, **kwargs)
-        raise _Stop
-
     with tf.GradientTape(watch_accessed_variables=False) as tape:
         tape.watch(x)
-        object.__setattr__(obj, "call", call)
-        try:
-            model(x, training=False)
-        except _Stop:
-            pass
-        finally:
-            object.__delattr__(obj, "call")
-        out = kept.get("out")
+        out = layer_output(model, obj, x)
         if out is None or out.shape.rank != 4:
             raise XcamError(f"layer {path!r} did not give a spatial output (N, h, w, C)")
         if not 0 <= channel < out.shape[-1]:
