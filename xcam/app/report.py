@@ -138,8 +138,9 @@ def write_report(out, summary: dict, mode: str, root: str = ".", alpha: float = 
     """report.html for the run in ``out`` from its results.jsonl: "single" (self-contained) or "paged"."""
     out = Path(out)
     if mode == "single":
-        entries = [r for r in results.read(out) if not r.get("error")]
-        errors = [r["error"] for r in results.read(out) if r.get("error")]
+        records = list(results.read(out))
+        entries = [r for r in records if not r.get("error")]
+        errors = [r["error"] for r in records if r.get("error")]
         by_key = {e["key"]: e for e in entries}
         pictures = _Lazy(lambda key: _pictures(out, by_key[key], summary, root, alpha, colormap))
         files.write_text(out / "report.html", render_html({**summary, "images": entries, "errors": errors},
