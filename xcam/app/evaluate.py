@@ -19,7 +19,7 @@ from xcam.errors import XcamError
 from xcam.metrics import boxes_to_masks
 
 from . import files
-from .explain import choose_layer, class_indices, parse_labels
+from .explain import choose_layer, class_indices, parse_labels, say
 from .images import load_image, parse_normalization, preprocess
 from .metric_runs import BASELINES, GROUPS, SPECS, Settings, check_methods, merge, parse_metrics, run_batch
 from .plots import bar_chart, colours, curve_plot
@@ -52,11 +52,6 @@ class EvalJob:
     log: object = sys.stderr
     table: bool = True             # print the table on stdout
     shown_out: Path | None = None
-
-
-def _say(job, text):
-    if job.log is not None:
-        print(f"xcam: {text}", file=job.log)
 
 
 def read_masks(paths, size) -> list[np.ndarray]:
@@ -145,7 +140,7 @@ def run_evaluation(job: EvalJob) -> int:
                 mask_paths.append(job.masks[i])
         except XcamError as exc:
             errors.append(str(exc))
-            _say(job, f"error: {exc}")
+            say(job, f"error: {exc}")
     if not loaded:
         raise XcamError("none of the images could be read: " + "; ".join(errors))
     truth = None
@@ -181,7 +176,7 @@ def run_evaluation(job: EvalJob) -> int:
         for i, (path, _) in enumerate(chunk):
             t = int(targets[i])
             entries.append({"image": path, "target": t, "label": labels[t], "probability": float(probs[i, t])})
-        _say(job, f"evaluated {len(entries)}/{len(loaded)} images")
+        say(job, f"evaluated {len(entries)}/{len(loaded)} images")
     results = merge(parts)
     summary = summarize(job, layer, hw, names, metrics, entries, results)
     summary["errors"] = errors
@@ -191,7 +186,7 @@ def run_evaluation(job: EvalJob) -> int:
         files.write_text(tmp / "report.html", render_html(summary, plots, table))
     if job.table:
         print(table)
-    _say(job, f"wrote {(job.shown_out or out) / 'report.html'} ({len(loaded)} images, {len(errors)} unreadable)")
+    say(job, f"wrote {(job.shown_out or out) / 'report.html'} ({len(loaded)} images, {len(errors)} unreadable)")
     return 1 if errors else 0
 
 

@@ -107,7 +107,8 @@ def class_indices(tokens, labels, num_classes) -> list[int] | None:
     return out
 
 
-def _say(job, text):
+def say(job, text):
+    """``xcam: text`` on the job's log (nothing when the job is quiet)."""
     if job.log is not None:
         print(f"xcam: {text}", file=job.log)
 
@@ -120,7 +121,7 @@ def choose_layer(job) -> tuple[int, tuple, str]:
     if job.layer:
         return channels, hw, check_layer(records, job.layer).name
     layer = default_layer(records).name
-    _say(job, f"explaining layer {layer} (the last layer with a spatial output; choose one with --layer)")
+    say(job, f"explaining layer {layer} (the last layer with a spatial output; choose one with --layer)")
     return channels, hw, layer
 
 
@@ -257,7 +258,7 @@ def run(job: Job) -> int:
     batches = batches_of(items, int(job.batch_size))
     if resuming:
         done = results.resume(out, settings, [len(b) for b in batches])
-        _say(job, f"resuming {out}: {min(len(paths), done * int(job.batch_size))} of {len(paths)} images done")
+        say(job, f"resuming {out}: {min(len(paths), done * int(job.batch_size))} of {len(paths)} images done")
     else:
         if out.exists():  # --overwrite
             shutil.rmtree(out) if out.is_dir() else out.unlink()
@@ -279,7 +280,7 @@ def run(job: Job) -> int:
     write_summary(out, header)
     write_report(out, header, plan.report, root=plan.root, alpha=plan.alpha, colormap=plan.colormap)
     errors = sum(1 for r in results.read(out) if r.get("error"))
-    _say(job, f"wrote {(job.shown_out or out) / 'report.html'} ({len(paths) - errors} images, {errors} unreadable)")
+    say(job, f"wrote {(job.shown_out or out) / 'report.html'} ({len(paths) - errors} images, {errors} unreadable)")
     return 1 if errors else 0
 
 
