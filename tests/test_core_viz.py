@@ -61,3 +61,18 @@ def test_overlay_of_a_large_image_works_in_bands():
     rows = slice(1000, 1010)  # the plain formula on a slice
     expected = np.floor(0.6 * img[rows].astype(np.float64) + 0.4 * xcam.colorize(up[rows]) + 0.5)
     np.testing.assert_allclose(out[rows], expected, atol=1)
+
+
+def test_layer_recorder_never_takes_a_freed_output_for_a_copy():
+    """A layer is marked as handing on an earlier layer's output only when it returns that very object: an
+    output freed during the forward must not lend its id to a later, unrelated one (CPython reuses ids)."""
+    from xcam.layers import LayerRecorder
+
+    rec = LayerRecorder()
+    rec.saw("drop", (1, 2, 3, 3), object())      # the only reference: freed at once without the recorder
+    rec.saw("conv", (1, 2, 3, 3), object())      # would very likely get the same id
+    kept = object()
+    rec.saw("norm", (1, 2, 3, 3), kept)
+    rec.saw("identity", (1, 2, 3, 3), kept)      # the same object: a copy of "norm"
+    same = {r.name: r.same_as for r in rec.records({n: "X" for n in rec.order}, {"drop", "identity"})}
+    assert same == {"drop": None, "conv": None, "norm": None, "identity": "norm"}

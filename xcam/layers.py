@@ -44,10 +44,13 @@ class LayerRecorder:
         self.order: list[str] = []
         self.info: dict[str, dict] = {}
         self.owner: dict[int, str] = {}
+        self.kept: list = []
 
-    def saw(self, name: str, shape: tuple | None, tensor_id: int | None = None, layout=None) -> None:
-        """``name`` finished with an output of ``shape`` (None: not a tensor); ``tensor_id`` identifies it;
-        ``layout``: a function of the shape giving its ``Layout`` (channels first when None)."""
+    def saw(self, name: str, shape: tuple | None, tensor=None, layout=None) -> None:
+        """``name`` finished with an output of ``shape`` (None: not a tensor); ``tensor``: the output itself,
+        kept for the recorder's lifetime so that its ``id`` is never reused by a later tensor (a freed output's
+        id handed to a new one would make that layer look like a copy of an unrelated one); ``layout``: a
+        function of the shape giving its ``Layout`` (channels first when None)."""
         entry = self.info.setdefault(name, {"calls": 0, "shape": None, "same": None, "layout": "channels_first"})
         entry["calls"] += 1
         if entry["calls"] == 1:
@@ -60,8 +63,10 @@ class LayerRecorder:
                         entry["shape"], entry["layout"] = found.canonical_shape(tuple(shape)), found.describe()
                     except XcamError:
                         entry["layout"] = ""
-                entry["same"] = self.owner.get(tensor_id)
-                self.owner[tensor_id] = name
+                if tensor is not None:
+                    self.kept.append(tensor)
+                    entry["same"] = self.owner.get(id(tensor))
+                    self.owner[id(tensor)] = name
 
     def records(self, kinds: dict, pools: set) -> list["LayerRecord"]:
         """One record per layer that ran, in the order they finished; ``kinds``: name -> class name;

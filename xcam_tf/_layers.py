@@ -32,7 +32,7 @@ def layer_records(model, input_shape: tuple) -> list[LayerRecord]:
         def call(*args, **kwargs):
             out = original(*args, **kwargs)
             if tf.is_tensor(out):
-                recorder.saw(path, tuple(out.shape), id(out), lambda shape: layout_of(model, layer, shape, rank))
+                recorder.saw(path, tuple(out.shape), out, lambda shape: layout_of(model, layer, shape, rank))
             else:
                 recorder.saw(path, None)
             return out

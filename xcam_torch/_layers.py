@@ -22,7 +22,7 @@ def layer_records(model: nn.Module, input_shape: tuple) -> list[LayerRecord]:
     def hook(name):
         def record(module, args, out):
             is_tensor = isinstance(out, torch.Tensor)
-            recorder.saw(name, tuple(out.shape) if is_tensor else None, id(out) if is_tensor else None,
+            recorder.saw(name, tuple(out.shape) if is_tensor else None, out if is_tensor else None,
                          lambda shape: layout_of(model, module, shape, rank))
         return record
 
