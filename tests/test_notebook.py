@@ -65,3 +65,14 @@ def test_show_bad_input_is_one_line(maps, titles, words):
 def test_show_cam_wrong_batch_is_one_line():
     with pytest.raises(xcam.XcamError, match="N = 2 images"):
         xcam.show_cam(np.zeros((2, 3, 4, 4)), np.zeros((3, 4, 4)))
+
+
+def test_show_cam_several_classes_split_by_label():
+    batch = np.random.default_rng(2).random((1, 6, 6, 3)).astype(np.float32)
+    maps = np.random.default_rng(3).random((1, 2, 6, 6)).astype(np.float32)
+    shown = xcam.show_cam(batch, maps, labels=["cat", "dog"])
+    assert [t for t, _ in shown.tiles] == ["image 0", "0: cat", "0: dog"]
+    img = (batch[0] - batch[0].min()) / (batch[0].max() - batch[0].min())
+    np.testing.assert_array_equal(shown.tiles[2][1], xcam.overlay(img, maps[0, 1]))
+    with pytest.raises(xcam.XcamError, match="2 classes but 1 labels"):
+        xcam.show_cam(batch, maps, labels=["cat"])

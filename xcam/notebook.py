@@ -103,11 +103,18 @@ def _hwc(image) -> np.ndarray:
     return (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
 
 
-def show_cam(inputs, result, *, alpha: float = 0.5, colormap: str = "jet", per_row: int = 4) -> Shown:
+def show_cam(inputs, result, *, labels=None, alpha: float = 0.5, colormap: str = "jet", per_row: int = 4) -> Shown:
     """The result of a ``cam`` call over its batch ``inputs`` (N, C, H, W) or (N, H, W, C): maps (N, H, W) give
-    one overlay per image; a dict {key: (N, H, W)} (several classes or inputs) gives one per image and key."""
+    one overlay per image; maps (N, K, H, W) (``classes=[...]``) one per image and class, titled by ``labels``
+    (default: the class position); a dict {key: (N, H, W)} one per image and key."""
     batch = np.asarray(inputs)
     named = result if isinstance(result, dict) else {"map": result}
+    if not isinstance(result, dict) and np.ndim(result) == 4:
+        k = np.shape(result)[1]
+        labels = [str(x) for x in labels] if labels is not None else [f"class {j}" for j in range(k)]
+        if len(labels) != k:
+            raise XcamError(f"show_cam got maps for {k} classes but {len(labels)} labels")
+        named = {label: np.asarray(result)[:, j] for j, label in enumerate(labels)}
     tiles = []
     for i in range(len(batch)):
         rgb = to_uint8_rgb(_hwc(batch[i]))
