@@ -76,3 +76,32 @@ def test_show_cam_several_classes_split_by_label():
     np.testing.assert_array_equal(shown.tiles[2][1], xcam.overlay(img, maps[0, 1]))
     with pytest.raises(xcam.XcamError, match="2 classes but 1 labels"):
         xcam.show_cam(batch, maps, labels=["cat"])
+
+
+def test_example_notebook_runs_end_to_end_and_its_outputs_hold_images(tmp_path):
+    """examples/notebook.ipynb executed by nbclient on ipykernel: every cell runs, the pictures are PNGs."""
+    nbformat = pytest.importorskip("nbformat", reason="nbformat is not installed (pip install 'xcam[notebook]')")
+    nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (pip install 'xcam[notebook]')")
+    pytest.importorskip("ipykernel", reason="ipykernel is not installed (pip install 'xcam[notebook]')")
+    pytest.importorskip("torch", reason="the notebook runs the PyTorch demo model")
+    pytest.importorskip("keras", reason="the notebook runs the Keras demo model")
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "notebook.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parents[1])}}).execute()
+    pictures = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            assert out["output_type"] != "error", out
+            data = out.get("data", {})
+            if "image/png" in data:
+                pictures.append(_decode(base64.b64decode(data["image/png"])))
+            if "text/html" in data:
+                assert "data:image/png;base64," in data["text/html"]
+    assert len(pictures) == 4  # torch maps, show_cam, feature grid, keras maps
+    assert all(p.ndim == 3 and p.shape[0] > 100 and p.std() > 10 for p in pictures)
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    diff = float(text.split("maps:")[1])
+    assert diff < 1e-2  # the torch and Keras ports give the same maps
