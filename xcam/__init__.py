@@ -13,14 +13,17 @@ from .layouts import Layout
 from .maps import combine, fuse
 from .methods import Method, get_method, method_names, register
 from .montage import clip_frames, clip_strip, signal_plot, volume_montage, volume_slices
+from .notebook import Shown, show, show_cam
 from .ops import normalize_minmax, relu, resize, resize_bilinear, softmax
 from .pipeline import compute_cam, explain, raw_maps
 from .viz import colorize, feature_grid, overlay
 
 __version__ = "0.2.0"
 __all__ = [
-    "Adapter", "Capture", "Layout", "Method", "Probe", "XcamError", "clip_frames", "clip_strip", "colorize",
+    "Adapter", "Capture", "Layout", "Method", "Probe", "Shown", "XcamError", "clip_frames", "clip_strip",
+    "colorize",
     "combine", "compute_cam", "explain", "feature_grid", "fuse", "get_method", "method_names", "methods",
-    "normalize_minmax", "overlay", "raw_maps", "register", "relu", "resize", "resize_bilinear", "signal_plot",
+    "normalize_minmax", "overlay", "raw_maps", "register", "relu", "resize", "resize_bilinear", "show",
+    "show_cam", "signal_plot",
     "softmax", "volume_montage", "volume_slices",
 ]

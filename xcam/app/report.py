@@ -35,11 +35,11 @@ def png_data_uri(rgb: np.ndarray, max_side: int = 320) -> str:
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse}
-th,td{border:1px solid #ccc;padding:6px;text-align:center;vertical-align:top}
+table{border-collapse:collapse;table-layout:fixed;width:100%}
+th,td{border:1px solid #ccc;padding:4px;text-align:center;vertical-align:top;overflow-wrap:anywhere}
 th{background:#f3f3f3}
-img{display:block;margin:auto;max-width:260px}
-img.grid{width:360px;max-width:none}
+img{display:block;margin:auto;max-width:100%}
+img.grid{width:100%}
 .scroll{max-height:300px;overflow-y:auto}
 .meta{color:#555;font-size:90%}
 .err{color:#b00}
