@@ -54,3 +54,30 @@ def test_non_square_tokens_follow_the_input_grid_against_a_hand_reshape():
     np.testing.assert_allclose(cap.gradients, hand(g), atol=1e-6)
     maps = xcam_torch.cam(model, x, "mix", "ablationcam", targets=1)
     assert maps.shape == (2, 32, 48) and np.ptp(maps) > 0
+
+
+def test_keras_non_square_tokens_follow_the_input_grid_against_a_hand_reshape():
+    keras = pytest.importorskip("keras")
+    tf = pytest.importorskip("tensorflow")
+    import xcam_tf
+
+    class ClassToken(keras.layers.Layer):
+        def build(self, shape):
+            self.cls_token = self.add_weight(shape=(1, 1, shape[-1]), initializer="random_normal", name="cls_token")
+
+        def call(self, x):
+            token = keras.ops.broadcast_to(self.cls_token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
+            return keras.ops.concatenate([token, x], axis=1)
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 24, 3))
+    t = ClassToken(name="class_token")(keras.layers.Reshape((24, 8))(keras.layers.Conv2D(8, 4, strides=4)(inp)))
+    mid = keras.Model(inp, keras.layers.Dense(8, activation="tanh", name="mix")(t))
+    model = keras.Model(inp, keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling1D()(mid.output)))
+    x = np.random.default_rng(0).normal(size=(2, 16, 24, 3)).astype(np.float32)
+    cap = xcam_tf.capture(model, x, "mix", targets=1)
+    assert cap.layout.describe() == "tokens 1+4x6"
+    a = mid(tf.constant(x)).numpy()
+    np.testing.assert_allclose(cap.activations, a[:, 1:].reshape(2, 4, 6, 8).transpose(0, 3, 1, 2), atol=1e-6)
+    maps = xcam_tf.cam(model, x, "mix", "ablationcam", targets=1)
+    assert maps.shape == (2, 16, 24) and np.ptp(maps) > 0
