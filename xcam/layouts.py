@@ -7,8 +7,10 @@
 - ``channels_last``: (N, *s, C), Keras layers, Swin and timm stages; the channel axis moves.
 - ``tokens``: (N, T, C), a transformer's tokens. The first ``prefix`` tokens (class, distillation, register
   tokens: counted from the model's parameters by ``count_prefix``, never guessed from T) are dropped and the
-  other T - prefix tokens are laid out on ``grid``: a square sqrt(T - prefix) per side under a 2-D input, the
-  T - prefix positions themselves under a 1-D input. Written back, the prefix tokens keep their values.
+  other T - prefix tokens are laid out on ``grid``: under a 2-D input the input's grid under the model's
+  patch-embedding convolution (``patch_grid``: 224x308 at 16/16 is 14x19) when it holds exactly those tokens,
+  else a square sqrt(T - prefix) per side; the T - prefix positions themselves under a 1-D input. Written
+  back, the prefix tokens keep their values.
 - ``custom``: the user's ``reshape`` callable, (N, ...) -> (N, C, *s) on NumPy arrays (pytorch-grad-cam's
   ``reshape_transform``, written for NumPy). Its inverse is read off by running it on the elements' indices,
   so for writing back it must only move and select elements (a transpose, a reshape, a slice).
@@ -131,14 +133,23 @@ class Layout:
         return out
 
 
-def token_grid(tokens: int, prefix: int, rank: int) -> tuple:
-    """The grid T - prefix tokens lie on: (T - prefix,) for rank 1, a square for rank 2; else a one-line
-    error that says what was counted and how to override it (``reshape=``)."""
+def patch_grid(spatial: tuple, kernel: tuple, stride: tuple, padding: tuple = (0, 0)) -> tuple:
+    """The grid a patch-embedding convolution lays over an input of ``spatial`` size: per axis
+    floor((s + 2 p - k) / stride) + 1 (a ViT's 16x16/16 convolution over 224x308: 14x19)."""
+    return tuple((int(s) + 2 * int(p) - int(k)) // int(st) + 1 for s, k, st, p in zip(spatial, kernel, stride, padding))
+
+
+def token_grid(tokens: int, prefix: int, rank: int, patches_grid: tuple | None = None) -> tuple:
+    """The grid T - prefix tokens lie on: (T - prefix,) for rank 1; for rank 2 ``patches_grid`` (the input's
+    grid under the model's patch embedding, ``patch_grid``) when its cells are exactly the patch tokens, else a
+    square; else a one-line error that says what was counted and how to override it (``reshape=``)."""
     patches = tokens - prefix
     if patches < 1:
         raise XcamError(f"the layer has {tokens} tokens and {prefix} prefix tokens: no patch tokens left")
     if rank == 1:
         return (patches,)
+    if patches_grid and len(patches_grid) == rank and math.prod(patches_grid) == patches:
+        return tuple(int(g) for g in patches_grid)
     side = math.isqrt(patches)
     if rank == 2 and side * side == patches:
         return (side, side)
@@ -182,12 +193,13 @@ def channel_axis(shape: tuple, default: str, own: tuple | None = None, sizes=())
 
 
 def detect(shape: tuple, *, default: str, input_rank: int, own: tuple | None = None, sizes=(),
-           prefix: int = 0) -> Layout:
+           prefix: int = 0, patches_grid: tuple | None = None) -> Layout:
     """The layout of a layer output of ``shape`` (N, ...), 3-D to 5-D.
 
     Rule: the channel axis is found by ``channel_axis``. Channels first -> ``channels_first``. Channels last
     with a 3-D output (N, T, C) under an image or volume input (``input_rank`` >= 2), or with counted
-    ``prefix`` tokens -> ``tokens`` (prefix dropped, grid from ``token_grid``); otherwise ``channels_last``.
+    ``prefix`` tokens -> ``tokens`` (prefix dropped, grid from ``token_grid``, which prefers the input's
+    ``patches_grid`` under the model's patch embedding); otherwise ``channels_last``.
     """
     shape = tuple(shape)
     if not 3 <= len(shape) <= 5:
@@ -196,11 +208,11 @@ def detect(shape: tuple, *, default: str, input_rank: int, own: tuple | None = N
     if channel_axis(shape, default, own, sizes) == "first":
         return Layout("channels_first")
     if len(shape) == 3 and (input_rank >= 2 or prefix):
-        return Layout("tokens", prefix, token_grid(shape[1], prefix, max(1, min(input_rank, 3))))
+        return Layout("tokens", prefix, token_grid(shape[1], prefix, max(1, min(input_rank, 3)), patches_grid))
     return Layout("channels_last")
 
 
-def as_layout(reshape, shape: tuple, input_rank: int, prefix: int = 0) -> Layout:
+def as_layout(reshape, shape: tuple, input_rank: int, prefix: int = 0, patches_grid: tuple | None = None) -> Layout:
     """The user's ``reshape=`` override as a concrete Layout for a layer output of ``shape``: a callable
     (custom), a layout name, or a Layout (a tokens layout without a grid gets one from ``token_grid``)."""
     if isinstance(reshape, str):
@@ -213,5 +225,6 @@ def as_layout(reshape, shape: tuple, input_rank: int, prefix: int = 0) -> Layout
     if reshape.kind == "tokens" and not reshape.grid:
         if len(shape) != 3:
             raise XcamError(f"a token layout needs a layer output (N, T, C), got shape {tuple(shape)}")
-        return Layout("tokens", reshape.prefix, token_grid(shape[1], reshape.prefix, max(1, min(input_rank, 3))))
+        return Layout("tokens", reshape.prefix,
+                      token_grid(shape[1], reshape.prefix, max(1, min(input_rank, 3)), patches_grid))
     return reshape

@@ -413,7 +413,8 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
             raise XcamError(f"layer {path!r} outputs shape {tuple(act.shape)}, not a spatial map (N, L, C), "
                             "(N, h, w, C), (N, d, h, w, C) or tokens (N, T, C)")
         first = primary(x)
-        layout = layout_of(model, obj, tuple(act.shape), 2 if first is None else first.shape.rank - 2, reshape)
+        layout = layout_of(model, obj, tuple(act.shape), 2 if first is None else first.shape.rank - 2, reshape,
+                           None if first is None else tuple(first.shape[1:-1]))
         a = layout.to_canonical(act.numpy())
         g = layout.to_canonical(grad.numpy(), lead=grad.shape.rank - act.shape.rank + 1) if gradients else None
         head_w = check_head_weights(_last_dense_weight(model), a.shape[1], scores.shape[1]) if head else None

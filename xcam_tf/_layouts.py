@@ -3,7 +3,7 @@ the core's rule (``xcam.layouts.detect``; Keras is channels last). Mechanics onl
 
 import keras
 
-from xcam.layouts import Layout, as_layout, count_prefix, detect
+from xcam.layouts import Layout, as_layout, count_prefix, detect, patch_grid
 
 
 def own_features(layer):
@@ -23,11 +23,24 @@ def prefix_tokens(model) -> int:
     return count_prefix({getattr(v, "path", v.name): tuple(v.shape) for v in model.weights})
 
 
-def layout_of(model, layer, shape: tuple, input_rank: int, reshape=None) -> Layout:
+def patch_embedding(model):
+    """(kernel, stride, padding) of the model's patch embedding: its first 2-D convolution with "valid" padding
+    whose strides equal its kernel and exceed 1 (a ViT's 16x16/16 projection), or None."""
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.Conv2D) and tuple(layer.strides) == tuple(layer.kernel_size) \
+                and max(layer.strides) > 1 and layer.padding == "valid":
+            return tuple(layer.kernel_size), tuple(layer.strides), (0, 0)
+    return None
+
+
+def layout_of(model, layer, shape: tuple, input_rank: int, reshape=None, spatial=None) -> Layout:
     """The layout of ``layer``'s output of ``shape`` (N, ...): the user's ``reshape`` (a callable on NumPy
-    arrays, a Layout or a layout name) if given, else detected."""
+    arrays, a Layout or a layout name) if given, else detected; ``spatial``: the input's (h, w), whose grid
+    under the patch embedding lays out non-square token counts."""
     prefix = prefix_tokens(model)
+    found = patch_embedding(model) if spatial is not None and len(spatial) == 2 else None
+    grid = None if found is None else patch_grid(tuple(int(s) for s in spatial), *found)
     if reshape is not None:
-        return as_layout(reshape, tuple(shape), input_rank, prefix)
+        return as_layout(reshape, tuple(shape), input_rank, prefix, grid)
     return detect(tuple(shape), default="channels_last", input_rank=input_rank, own=own_features(layer),
-                  prefix=prefix)
+                  prefix=prefix, patches_grid=grid)

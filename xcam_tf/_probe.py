@@ -174,7 +174,8 @@ class Probe:
         original = self.native_output(sample)
         first = next((v for v in tf.nest.flatten(self.full) if image_like(v.shape) and v.dtype.kind == "f"), None)
         rank = 2 if first is None else first.ndim - 2
-        layout = layout_of(self.model, self.layer, original.shape, rank, self.reshape)
+        layout = layout_of(self.model, self.layer, original.shape, rank, self.reshape,
+                           None if first is None else tuple(first.shape[1:-1]))
         acts = tf.constant(layout.from_canonical(activations, original), tf.float32)
         one = self._rows(sample)
         model, layer, output, call = self.model, self.layer, self.output, self.call

@@ -313,7 +313,8 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     caps = []
     for (_, module), keeper, g in zip(resolved, keepers, grads):
         native = keeper.kept.detach().float().cpu().numpy()
-        layout = layout_of(model, module, native.shape, x.rank, reshape)
+        layout = layout_of(model, module, native.shape, x.rank, reshape,
+                           tuple(x.get().shape[2:]) if x.keys else None)
         acts = layout.to_canonical(native)
         g = None if g is None else layout.to_canonical(g, lead=g.ndim - native.ndim + 1)
         head_w = check_head_weights(_last_linear_weight(model), acts.shape[1], scores.shape[1]) if head else None

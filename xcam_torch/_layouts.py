@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from xcam.layouts import Layout, as_layout, count_prefix, detect
+from xcam.layouts import Layout, as_layout, count_prefix, detect, patch_grid
 
 
 def _features(module: nn.Module):
@@ -52,12 +52,31 @@ def torch_reshape(fn):
     return run
 
 
-def layout_of(model: nn.Module, module: nn.Module, shape: tuple, input_rank: int, reshape=None) -> Layout:
-    """The layout of ``module``'s output of ``shape`` (N, ...): the user's ``reshape`` if given, else detected."""
+def patch_embedding(model: nn.Module):
+    """(kernel, stride, padding) of the model's patch embedding: its first 2-D convolution (registration order)
+    whose stride equals its kernel and exceeds 1 (a ViT's 16x16/16 projection), or None."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d) and tuple(m.stride) == tuple(m.kernel_size) and max(m.stride) > 1 \
+                and isinstance(m.padding, tuple):
+            return tuple(m.kernel_size), tuple(m.stride), tuple(m.padding)
+    return None
+
+
+def input_patches(model: nn.Module, spatial) -> tuple | None:
+    """The grid the model's patch embedding lays over an input of ``spatial`` (h, w) size, or None."""
+    found = patch_embedding(model) if spatial is not None and len(spatial) == 2 else None
+    return None if found is None else patch_grid(tuple(spatial), *found)
+
+
+def layout_of(model: nn.Module, module: nn.Module, shape: tuple, input_rank: int, reshape=None,
+              spatial=None) -> Layout:
+    """The layout of ``module``'s output of ``shape`` (N, ...): the user's ``reshape`` if given, else detected;
+    ``spatial``: the input's (h, w), whose grid under the patch embedding lays out non-square token counts."""
     prefix = prefix_tokens(model)
+    grid = input_patches(model, spatial)
     if reshape is not None:
         if callable(reshape) and not isinstance(reshape, Layout):
             reshape = torch_reshape(reshape)
-        return as_layout(reshape, shape, input_rank, prefix)
+        return as_layout(reshape, shape, input_rank, prefix, grid)
     return detect(tuple(shape), default="channels_first", input_rank=input_rank, own=own_features(module),
-                  sizes=model_sizes(model), prefix=prefix)
+                  sizes=model_sizes(model), prefix=prefix, patches_grid=grid)

@@ -87,7 +87,8 @@ class Probe:
                 return None
             if "value" not in box:
                 native = out.detach().float().cpu().numpy()
-                layout = layout_of(self.model, module, native.shape, rank, self.reshape)
+                layout = layout_of(self.model, module, native.shape, rank, self.reshape,
+                                   tuple(self.batch.get().shape[2:]) if self.batch.keys else None)
                 box["value"] = torch.from_numpy(layout.from_canonical(activations, native[:1])).to(
                     device=out.device, dtype=out.dtype)
             return box["value"]
