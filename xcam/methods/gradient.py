@@ -60,3 +60,12 @@ def eigengradcam(x: MethodArgs) -> np.ndarray:
     r"""L^c = ReLU(first principal component of (dy^c/dA \odot A) over positions), sign fixed so that it
     correlates positively with \sum_k dy^c/dA_k \odot A_k."""
     return principal_map(x.gradients * x.activations, x.rank)
+
+
+@register("gradcamelementwise", title="Grad-CAM element-wise", kind="map",
+          paper="Gildenblat et al., pytorch-grad-cam (GradCAMElementWise), 2021, "
+                "github.com/jacobgil/pytorch-grad-cam (no paper)")
+def gradcamelementwise(x: MethodArgs) -> np.ndarray:
+    r"""L^c = \sum_k ReLU(dy^c/dA_k \odot A_k): HiResCAM with the ReLU moved inside the channel sum, so a
+    channel's negative evidence at a position cannot cancel another's positive evidence there."""
+    return np.maximum(x.gradients * x.activations, 0).sum(axis=-(x.rank + 1))
