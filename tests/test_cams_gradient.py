@@ -115,8 +115,6 @@ def test_eigen_smooth_against_pytorch_grad_cam_up_to_sign(method, name):
     torch = pytest.importorskip("torch")
     torchvision = pytest.importorskip("torchvision")
     pgc = pytest.importorskip("pytorch_grad_cam")
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
     import xcam
     import xcam_torch
 
@@ -126,7 +124,6 @@ def test_eigen_smooth_against_pytorch_grad_cam_up_to_sign(method, name):
     cap = xcam_torch.capture(model, x, "layer4", [0, 2])
     mine = xcam.compute_cam(cap, method, options={"eigen_smooth": True})
     with pgc.__dict__[name](model=model, target_layers=[model.layer4]) as cam:
-        cam.compute_input_gradient = False
         raw = cam.get_cam_image(x, model.layer4, None, cap.activations,
                                 cap.gradients, eigen_smooth=True)
     for n in range(2):
