@@ -7,7 +7,7 @@ from .contract import Adapter, Capture, spatial_size
 from .errors import XcamError
 from .inputs import POSITIONAL, SINGLE, entries, image_keys, lookup
 from .layers import check_call
-from .maps import combine, finish, fuse
+from .maps import combine, finish, fuse, principal_map
 from .methods import MethodArgs, get_method, resolve_options
 from .ops import check_size, relu
 
@@ -43,13 +43,31 @@ def _finite(values: np.ndarray, what: str, layer: str) -> np.ndarray:
     return values
 
 
+def eigen_smooth(m, x) -> np.ndarray:
+    """pytorch-grad-cam's eigen_smooth: the first principal component (over positions) of the weighted
+    activations w_k A_k (element-wise gates: w_k(p) A_k(p); "map" methods: their own ``weighted``), signed to
+    correlate with their channel sum, the un-smoothed map (as ``xcam.maps.principal_map``)."""
+    if m.kind == "weights":
+        w = m.fn(x)
+        if w.ndim == x.activations.ndim - x.rank:
+            w = w.reshape(*w.shape, *(1,) * x.rank)
+        return principal_map(w * x.activations, x.rank)
+    if m.weighted is None:
+        raise XcamError(f"method {m.name!r} has no weighted activations to smooth: eigen_smooth works with "
+                        "channel-weight and gate methods, and maps that declare theirs")
+    return principal_map(m.weighted(x), x.rank)
+
+
 def raw_maps(capture: Capture, method="gradcam", *, model_inputs=None, probe=None, options=None) -> np.ndarray:
     """Un-normalized maps: (N, *s) at the layer's resolution (pixel methods: the input's), or (N, K, ...)."""
     m = get_method(method)
     x = method_args(capture, m, model_inputs=model_inputs, probe=probe, options=options)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught below, as a non-finite map
-        out = m.fn(x)
-        maps = combine(out, x.activations, x.rank) if m.kind == "weights" else out
+        if x.options.get("eigen_smooth"):
+            maps = eigen_smooth(m, x)
+        else:
+            out = m.fn(x)
+            maps = combine(out, x.activations, x.rank) if m.kind == "weights" else out
     if capture.targets.ndim == 2 and maps.shape[1] == 1 and capture.targets.shape[1] > 1:
         maps = np.broadcast_to(maps, (maps.shape[0], capture.targets.shape[1], *maps.shape[2:]))
     if m.relu:

@@ -19,7 +19,7 @@ def cam(x: MethodArgs) -> np.ndarray:
     return x.head_weights[x.targets]
 
 
-@register("eigencam", title="Eigen-CAM", kind="map", needs_gradients=False,
+@register("eigencam", title="Eigen-CAM", kind="map", needs_gradients=False, weighted=lambda x: x.activations,
           paper="Muhammad & Yeasin, Eigen-CAM, IJCNN 2020, arXiv:2008.00299")
 def eigencam(x: MethodArgs) -> np.ndarray:
     r"""L = ReLU(projection of the centred activations (positions x channels) onto their first principal

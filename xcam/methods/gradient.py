@@ -53,10 +53,24 @@ def layercam(x: MethodArgs) -> np.ndarray:
     return np.maximum(x.gradients, 0)
 
 
-@register("eigengradcam", title="EigenGrad-CAM", kind="map",
+@register("eigengradcam", title="EigenGrad-CAM", kind="map", weighted=lambda x: x.gradients * x.activations,
           paper="Muhammad & Yeasin, Eigen-CAM, IJCNN 2020, arXiv:2008.00299 (on gradient x activation, as in "
                 "pytorch-grad-cam)")
 def eigengradcam(x: MethodArgs) -> np.ndarray:
     r"""L^c = ReLU(first principal component of (dy^c/dA \odot A) over positions), sign fixed so that it
     correlates positively with \sum_k dy^c/dA_k \odot A_k."""
     return principal_map(x.gradients * x.activations, x.rank)
+
+
+def _elementwise(x: MethodArgs) -> np.ndarray:
+    """ReLU(dy^c/dA_k \\odot A_k): (..., C, *s), the weighted activations of Grad-CAM element-wise."""
+    return np.maximum(x.gradients * x.activations, 0)
+
+
+@register("gradcamelementwise", title="Grad-CAM element-wise", kind="map", weighted=_elementwise,
+          paper="Gildenblat et al., pytorch-grad-cam (GradCAMElementWise), 2021, "
+                "github.com/jacobgil/pytorch-grad-cam (no paper)")
+def gradcamelementwise(x: MethodArgs) -> np.ndarray:
+    r"""L^c = \sum_k ReLU(dy^c/dA_k \odot A_k): HiResCAM with the ReLU moved inside the channel sum, so a
+    channel's negative evidence at a position cannot cancel another's positive evidence there."""
+    return _elementwise(x).sum(axis=-(x.rank + 1))

@@ -63,6 +63,7 @@ class Method:
     needs_forwards: bool = False        # extra batched forwards through the adapter's probe
     relu: bool = True
     options: dict = field(default_factory=dict)  # option name -> default
+    weighted: Callable | None = None    # "map" methods: (..., C, *s) weighted activations, for eigen_smooth
 
     @property
     def needs_probe(self) -> bool:
@@ -109,14 +110,28 @@ def get_method(method: "str | Method") -> Method:
         raise XcamError(f"unknown method {method!r}{also}; valid methods: {', '.join(_REGISTRY)}") from None
 
 
+LAYER_OPTIONS = {"eigen_smooth": False}  # modifiers every layer (non-pixel) method accepts
+
+
+def layer_options(method: Method) -> dict:
+    """The method's own options plus the layer modifiers (``LAYER_OPTIONS``) where it is a layer method."""
+    return method.options if method.kind == "pixel" else {**LAYER_OPTIONS, **method.options}
+
+
 def resolve_options(method: Method, options: dict | None) -> dict:
     """The method's options with defaults filled in; an unknown option or value is a one-line error."""
     given = dict(options or {})
-    unknown = sorted(set(given) - set(method.options))
+    known = layer_options(method)
+    unknown = sorted(set(given) - set(known))
     if unknown:
-        valid = ", ".join(method.options) or "none"
-        raise XcamError(f"method {method.name!r} has no option {unknown[0]!r}; its options: {valid}")
-    return {**method.options, **given}
+        valid = ", ".join(known) or "none"
+        why = " (a modifier of layer methods; this one works at the input)" if unknown[0] in LAYER_OPTIONS else ""
+        raise XcamError(f"method {method.name!r} has no option {unknown[0]!r}{why}; its options: {valid}")
+    out = {**known, **given}
+    for name in set(LAYER_OPTIONS) & set(out):
+        if not isinstance(out[name], bool):
+            raise XcamError(f"option {name}={out[name]!r} is not valid; choose one of: True, False")
+    return out
 
 
 def choice(options: dict, name: str, valid: tuple) -> str:
