@@ -40,3 +40,31 @@ def check_head_weights(weight: np.ndarray | None, channels: int, num_classes: in
                         f"layer's {channels} channels to the {num_classes} classes; the last linear layer maps "
                         f"{w.shape[1]} -> {w.shape[0]} (use gradcam for this model)")
     return w
+
+
+@register("fem", title="FEM", needs_gradients=False, options={"k": 2.0},
+          paper="Fuad et al., Features understanding in 3D CNNs for actions recognition in video, IPTA 2020, "
+                "hal-02963298 (pytorch-grad-cam's FEM)")
+def fem(x: MethodArgs) -> np.ndarray:
+    r"""Feature Explanation Method: a k-sigma rule per channel. t_k = mean_p A_k(p) + k * std_p A_k(p)
+    (population std over the Z positions of the signal, image or volume), w_k = (1/Z) #{p : A_k(p) > t_k};
+    L = ReLU(\sum_k w_k A_k). Option k (default 2, the paper's and pytorch-grad-cam's). Class-independent.
+    Any spatial rank (pytorch-grad-cam: 2-D and 3-D only)."""
+    a = x.activations
+    k = float(x.options["k"])
+    threshold = a.mean(axis=x.axes, keepdims=True) + k * a.std(axis=x.axes, keepdims=True)
+    return (a > threshold).mean(axis=x.axes).astype(np.float32)
+
+
+@register("randomcam", title="Random-CAM", needs_gradients=False, options={"seed": 0},
+          paper="baseline: random channel weights (pytorch-grad-cam's RandomCAM)")
+def randomcam(x: MethodArgs) -> np.ndarray:
+    r"""A sanity-check baseline: w_k^c ~ U(-1, 1) independently per sample, class and channel;
+    L^c = ReLU(\sum_k w_k^c A_k). Option seed (default 0; None draws fresh weights every call): the weights are
+    NumPy's ``RandomState(seed).uniform(-1, 1, (N, [K,] C))``, so the same seed gives the same map on every
+    framework, and for one class per sample the same weights as pytorch-grad-cam after ``np.random.seed(seed)``
+    (it draws from NumPy's global generator, unseeded)."""
+    channels = x.activations.shape[-x.rank - 1]
+    seed = x.options["seed"]
+    rng = np.random.RandomState(None if seed is None else int(seed))
+    return rng.uniform(-1, 1, size=np.shape(x.targets) + (channels,)).astype(np.float32)
