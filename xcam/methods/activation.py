@@ -3,8 +3,8 @@
 import numpy as np
 
 from ..errors import XcamError
-from ..maps import principal_map
-from .registry import MethodArgs, register
+from ..maps import extreme_signed, kernel_principal_map, principal_map
+from .registry import MethodArgs, choice, register
 
 
 @register("cam", title="CAM", needs_gradients=False, needs_head=True, relu=False,
@@ -68,3 +68,33 @@ def randomcam(x: MethodArgs) -> np.ndarray:
     seed = x.options["seed"]
     rng = np.random.RandomState(None if seed is None else int(seed))
     return rng.uniform(-1, 1, size=np.shape(x.targets) + (channels,)).astype(np.float32)
+
+
+@register("kpcacam", title="KPCA-CAM", kind="map", needs_gradients=False,
+          options={"kernel": "sigmoid", "gamma": None},
+          paper="Karmani et al., KPCA-CAM: Visual Explainability of Deep Computer Vision Models using Kernel PCA, "
+                "MMSP 2024, arXiv:2410.00267")
+def kpcacam(x: MethodArgs) -> np.ndarray:
+    r"""Eigen-CAM with kernel PCA: positions x channels centred over positions, kernel matrix K (options kernel:
+    sigmoid tanh(gamma <a_p, a_q> + 1) (default, as pytorch-grad-cam's KPCA_CAM), rbf or linear; gamma=None is
+    1/C, sklearn's default), double-centred; L = ReLU(sqrt(lambda_1) v_1), the leading kernel component.
+    The eigenvector's sign is arbitrary (the anchor takes sklearn's); it is fixed so that L correlates
+    positively with \sum_k A_k, as for eigencam. Class-independent. Cost: a P x P eigenproblem per map
+    (P positions). Written in NumPy (the anchor calls sklearn.decomposition.KernelPCA)."""
+    kernel = choice(x.options, "kernel", ("sigmoid", "rbf", "linear"))
+    gamma = x.options["gamma"]
+    return kernel_principal_map(x.activations, x.rank, kernel, None if gamma is None else float(gamma))
+
+
+@register("segeigencam", title="Seg-Eigen-CAM", kind="map", options={"sign": "extreme"},
+          paper="Chung & Ying, Seg-Eigen-CAM: Eigen-Value-Based Visual Explanations for Semantic Segmentation "
+                "Models, Applied Sciences 2025, doi:10.3390/app15137562")
+def segeigencam(x: MethodArgs) -> np.ndarray:
+    r"""L^c = ReLU(first principal component over positions of |dy^c/dA| \odot A) (Eq. 10-12).
+    Option sign: "extreme" (default, the paper's Eq. 13 and pytorch-grad-cam's SegEigenCAM): the projection
+    is negated where |min| > |max|; "correlation": signed to correlate positively with
+    \sum_k |dy^c/dA_k| \odot A_k, as eigencam. Where |min| = |max| exactly the anchor keeps the SVD's sign
+    and ours keeps the correlation sign."""
+    mode = choice(x.options, "sign", ("extreme", "correlation"))
+    proj = principal_map(np.abs(x.gradients) * x.activations, x.rank)
+    return extreme_signed(proj, x.rank) if mode == "extreme" else proj
