@@ -77,3 +77,41 @@ def principal_map(values: np.ndarray, rank: int) -> np.ndarray:
     spatial = values.shape[-rank:]
     flat = values.reshape(*values.shape[:-rank], -1)                     # (..., C, P)
     return first_component(flat, flat.sum(axis=-2)).reshape(*values.shape[:-rank - 1], *spatial)
+
+
+def kernel_principal_map(values: np.ndarray, rank: int, kernel: str = "sigmoid", gamma: float | None = None,
+                         coef0: float = 1.0) -> np.ndarray:
+    """KPCA-CAM's map for (..., C, *s) values: positions (rows) centred over positions, the kernel matrix
+    K_pq = k(x_p, x_q) (sigmoid: tanh(gamma <x_p, x_q> + coef0); rbf: exp(-gamma |x_p - x_q|^2); linear;
+    gamma=None is 1/C), double-centred, and each position's coordinate on its leading eigenvector,
+    sqrt(lambda_1) v_1(p); signed to correlate positively with the channel sum. Returns (..., *s)."""
+    spatial = values.shape[-rank:]
+    c = values.shape[-rank - 1]
+    flat = values.reshape(-1, c, int(np.prod(spatial))).transpose(0, 2, 1).astype(np.float64)   # (B, P, C)
+    x = flat - flat.mean(axis=1, keepdims=True)
+    g = 1.0 / c if gamma is None else float(gamma)
+    dot = np.einsum("bpc,bqc->bpq", x, x)
+    if kernel == "sigmoid":
+        k = np.tanh(g * dot + coef0)
+    elif kernel == "rbf":
+        sq = np.einsum("bpp->bp", dot)
+        k = np.exp(-g * np.maximum(sq[:, :, None] + sq[:, None, :] - 2 * dot, 0))
+    elif kernel == "linear":
+        k = dot
+    else:
+        raise XcamError(f"kernel {kernel!r} is not valid; choose one of: sigmoid, rbf, linear")
+    k = k - k.mean(axis=1, keepdims=True) - k.mean(axis=2, keepdims=True) + k.mean(axis=(1, 2), keepdims=True)
+    lam, vec = np.linalg.eigh(k)
+    proj = vec[:, :, -1] * np.sqrt(np.maximum(lam[:, -1], 0))[:, None]                          # (B, P)
+    ref = flat.sum(axis=2)
+    ref = ref - ref.mean(axis=1, keepdims=True)
+    sign = np.where((proj * ref).sum(axis=1) < 0, -1.0, 1.0)
+    out = (proj * sign[:, None]).astype(np.float32)
+    return out.reshape(*values.shape[:-rank - 1], *spatial)
+
+
+def extreme_signed(maps: np.ndarray, rank: int) -> np.ndarray:
+    """Each map (..., *s) negated where |min| > |max| (Seg-Eigen-CAM's sign rule, Chung & Ying 2025 Eq. 13)."""
+    flat = maps.reshape(-1, int(np.prod(maps.shape[-rank:])))
+    flip = np.abs(flat.min(axis=1)) > np.abs(flat.max(axis=1))
+    return np.where(flip[:, None], -flat, flat).reshape(maps.shape)

@@ -3,8 +3,8 @@
 import numpy as np
 
 from ..errors import XcamError
-from ..maps import principal_map
-from .registry import MethodArgs, register
+from ..maps import extreme_signed, kernel_principal_map, principal_map
+from .registry import MethodArgs, choice, register
 
 
 @register("cam", title="CAM", needs_gradients=False, needs_head=True, relu=False,
@@ -40,3 +40,61 @@ def check_head_weights(weight: np.ndarray | None, channels: int, num_classes: in
                         f"layer's {channels} channels to the {num_classes} classes; the last linear layer maps "
                         f"{w.shape[1]} -> {w.shape[0]} (use gradcam for this model)")
     return w
+
+
+@register("fem", title="FEM", needs_gradients=False, options={"k": 2.0},
+          paper="Fuad et al., Features understanding in 3D CNNs for actions recognition in video, IPTA 2020, "
+                "hal-02963298 (pytorch-grad-cam's FEM)")
+def fem(x: MethodArgs) -> np.ndarray:
+    r"""Feature Explanation Method: a k-sigma rule per channel. t_k = mean_p A_k(p) + k * std_p A_k(p)
+    (population std over the Z positions of the signal, image or volume), w_k = (1/Z) #{p : A_k(p) > t_k};
+    L = ReLU(\sum_k w_k A_k). Option k (default 2, the paper's and pytorch-grad-cam's). Class-independent.
+    Any spatial rank (pytorch-grad-cam: 2-D and 3-D only)."""
+    a = x.activations
+    k = float(x.options["k"])
+    threshold = a.mean(axis=x.axes, keepdims=True) + k * a.std(axis=x.axes, keepdims=True)
+    return (a > threshold).mean(axis=x.axes).astype(np.float32)
+
+
+@register("randomcam", title="Random-CAM", needs_gradients=False, options={"seed": 0},
+          paper="baseline: random channel weights (pytorch-grad-cam's RandomCAM)")
+def randomcam(x: MethodArgs) -> np.ndarray:
+    r"""A sanity-check baseline: w_k^c ~ U(-1, 1) independently per sample, class and channel;
+    L^c = ReLU(\sum_k w_k^c A_k). Option seed (default 0; None draws fresh weights every call): the weights are
+    NumPy's ``RandomState(seed).uniform(-1, 1, (N, [K,] C))``, so the same seed gives the same map on every
+    framework, and for one class per sample the same weights as pytorch-grad-cam after ``np.random.seed(seed)``
+    (it draws from NumPy's global generator, unseeded)."""
+    channels = x.activations.shape[-x.rank - 1]
+    seed = x.options["seed"]
+    rng = np.random.RandomState(None if seed is None else int(seed))
+    return rng.uniform(-1, 1, size=np.shape(x.targets) + (channels,)).astype(np.float32)
+
+
+@register("kpcacam", title="KPCA-CAM", kind="map", needs_gradients=False,
+          options={"kernel": "sigmoid", "gamma": None},
+          paper="Karmani et al., KPCA-CAM: Visual Explainability of Deep Computer Vision Models using Kernel PCA, "
+                "MMSP 2024, arXiv:2410.00267")
+def kpcacam(x: MethodArgs) -> np.ndarray:
+    r"""Eigen-CAM with kernel PCA: positions x channels centred over positions, kernel matrix K (options kernel:
+    sigmoid tanh(gamma <a_p, a_q> + 1) (default, as pytorch-grad-cam's KPCA_CAM), rbf or linear; gamma=None is
+    1/C, sklearn's default), double-centred; L = ReLU(sqrt(lambda_1) v_1), the leading kernel component.
+    The eigenvector's sign is arbitrary (the anchor takes sklearn's); it is fixed so that L correlates
+    positively with \sum_k A_k, as for eigencam. Class-independent. Cost: a P x P eigenproblem per map
+    (P positions). Written in NumPy (the anchor calls sklearn.decomposition.KernelPCA)."""
+    kernel = choice(x.options, "kernel", ("sigmoid", "rbf", "linear"))
+    gamma = x.options["gamma"]
+    return kernel_principal_map(x.activations, x.rank, kernel, None if gamma is None else float(gamma))
+
+
+@register("segeigencam", title="Seg-Eigen-CAM", kind="map", options={"sign": "extreme"},
+          paper="Chung & Ying, Seg-Eigen-CAM: Eigen-Value-Based Visual Explanations for Semantic Segmentation "
+                "Models, Applied Sciences 2025, doi:10.3390/app15137562")
+def segeigencam(x: MethodArgs) -> np.ndarray:
+    r"""L^c = ReLU(first principal component over positions of |dy^c/dA| \odot A) (Eq. 10-12).
+    Option sign: "extreme" (default, the paper's Eq. 13 and pytorch-grad-cam's SegEigenCAM): the projection
+    is negated where |min| > |max|; "correlation": signed to correlate positively with
+    \sum_k |dy^c/dA_k| \odot A_k, as eigencam. Where |min| = |max| exactly the anchor keeps the SVD's sign
+    and ours keeps the correlation sign."""
+    mode = choice(x.options, "sign", ("extreme", "correlation"))
+    proj = principal_map(np.abs(x.gradients) * x.activations, x.rank)
+    return extreme_signed(proj, x.rank) if mode == "extreme" else proj
