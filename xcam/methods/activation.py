@@ -70,7 +70,7 @@ def randomcam(x: MethodArgs) -> np.ndarray:
     return rng.uniform(-1, 1, size=np.shape(x.targets) + (channels,)).astype(np.float32)
 
 
-@register("kpcacam", title="KPCA-CAM", kind="map", needs_gradients=False,
+@register("kpcacam", title="KPCA-CAM", kind="map", needs_gradients=False, weighted=lambda x: x.activations,
           options={"kernel": "sigmoid", "gamma": None},
           paper="Karmani et al., KPCA-CAM: Visual Explainability of Deep Computer Vision Models using Kernel PCA, "
                 "MMSP 2024, arXiv:2410.00267")
@@ -87,6 +87,7 @@ def kpcacam(x: MethodArgs) -> np.ndarray:
 
 
 @register("segeigencam", title="Seg-Eigen-CAM", kind="map", options={"sign": "extreme"},
+          weighted=lambda x: np.abs(x.gradients) * x.activations,
           paper="Chung & Ying, Seg-Eigen-CAM: Eigen-Value-Based Visual Explanations for Semantic Segmentation "
                 "Models, Applied Sciences 2025, doi:10.3390/app15137562")
 def segeigencam(x: MethodArgs) -> np.ndarray:
