@@ -58,11 +58,43 @@ def test_shapleycam_matches_pytorch_grad_cam_and_leaves_the_model_as_it_was():
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None).eval()
     x = torch.randn(2, 3, 64, 64)
-    ours = xcam_torch.cam(model, x, "layer4", "shapleycam", [3, 5])
+    # a ReLU network's logit is piecewise linear in layer4 (H = 0): the softmax probability has a Hessian
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    from xcam.targets import Class
+
+    ours = xcam_torch.cam(model, x, "layer4", "shapleycam", Class([3, 5], "probability"))
     assert not model.training and all(p.grad is None for p in model.parameters())
     assert sum(len(m._forward_hooks) + len(m._backward_hooks) for m in model.modules()) == 0
-    theirs = pgc.ShapleyCAM(model, [model.layer4])(x, targets=[ClassifierOutputTarget(3), ClassifierOutputTarget(5)])
+    theirs = pgc.ShapleyCAM(model, [model.layer4])(
+        x, targets=[ClassifierOutputSoftmaxTarget(3), ClassifierOutputSoftmaxTarget(5)])
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
+    grad = xcam_torch.cam(model, x, "layer4", "gradcam", Class([3, 5], "probability"))
+    assert np.abs(ours - grad).max() > 1e-2  # the Hessian term changes the map
+    logit = pgc.ShapleyCAM(model, [model.layer4])(x, targets=[ClassifierOutputTarget(3), ClassifierOutputTarget(5)])
+    np.testing.assert_allclose(xcam_torch.cam(model, x, "layer4", "shapleycam", [3, 5]), logit, atol=1e-4)
+
+
+def test_shapleycam_agrees_across_frameworks_on_ported_weights():
+    pytest.importorskip("tensorflow")
+    torchvision = pytest.importorskip("torchvision")
+    import xcam_tf
+    from xcam.app.porting_keras import build
+    from xcam.app.porting_torch import describe
+    from xcam.targets import Class
+
+    torch.manual_seed(0)
+    tmodel = torchvision.models.alexnet(num_classes=3).eval()
+    kmodel = build(describe(tmodel, (3, 224, 224)), (224, 224, 3))
+    x = torch.randn(2, 3, 224, 224)
+    target = Class([0, 2], "probability")
+    tmaps = xcam_torch.cam(tmodel, x, "features.10", "shapleycam", target)
+    kmaps = xcam_tf.cam(kmodel, x.permute(0, 2, 3, 1).numpy(), "features_10", "shapleycam", target)
+    assert tmaps.max() == 1.0
+    # measured max 2.7e-3 (not the 1e-4 of the other methods; not yet explained: float32 rounding of the
+    # second-order term on random weights, or a difference in the Keras double backward, is open)
+    np.testing.assert_allclose(tmaps, kmaps, atol=3e-3)
+    assert not kmodel.layers[0].__dict__.get("call")
 
 
 def test_shapleycam_with_several_classes_is_a_one_line_error():
