@@ -108,6 +108,11 @@ class Probe(Protocol):
         class indices (B,) (the logit); ``guided``: through ReLUs that pass only positive gradients (guided
         backprop), without changing the model."""
 
+    def layer_hvp(self, target) -> np.ndarray:
+        """The Hessian-vector product H A at the layer for the probe's batch, (N, C, *s) canonical: H the Hessian
+        of the summed target scores w.r.t. the layer's output A, applied to A itself (the framework's double
+        backward; ShapleyCAM)."""
+
 
 class ScoresFromOutputs:
     """``Probe.score`` and ``score_from_layer`` from ``predict`` / ``predict_from_layer`` and the target on NumPy

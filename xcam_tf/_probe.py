@@ -247,6 +247,28 @@ class Probe:
         g = _unstaged_call(fn, x, param_tensors(params)).numpy()
         return np.moveaxis(g, -1, 1)
 
+    def layer_hvp(self, target) -> np.ndarray:
+        """H A at the layer for the probe's batch, (N, C, *s) canonical: the layer's output A is replaced by
+        itself, watched by two nested GradientTapes; the inner gives g = d score/dA, the outer d<g, A>/dA."""
+        target = as_target(target)
+        batch = tf.nest.map_structure(tf.constant, self.full)
+        a = layer_output(self.model, self.layer, batch, self.call)
+        n = len(tf.nest.flatten(self.full)[0])
+        p = param_tensors(target.params(n))
+        with tf.GradientTape(watch_accessed_variables=False) as outer:
+            outer.watch(a)
+            with tf.GradientTape(watch_accessed_variables=False) as inner:
+                inner.watch(a)
+                with wrapped([self.layer], {}, {}, self.final, replace=a, runs=[self.call]):
+                    out = selected(self.model, self.model(batch, training=False), self.output, target)
+                score = tf.reduce_sum(plain(target.score)(out, p, OPS))
+            g = inner.gradient(score, a, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        hv = outer.gradient(g, a, output_gradients=tf.stop_gradient(a),
+                            unconnected_gradients=tf.UnconnectedGradients.ZERO).numpy()
+        first = next((v for v in tf.nest.flatten(self.full) if image_like(v.shape) and v.dtype.kind == "f"), None)
+        rank = 2 if first is None else first.ndim - 2
+        return layout_of(self.model, self.layer, hv.shape, rank, self.reshape).to_canonical(hv)
+
 
 def probe(model, inputs, layer, output=None, reshape=None, key=None, call=None) -> Probe:
     """A ``Probe`` for methods that run the model again on these inputs (a batch (N, *S, C), or a list / dict

@@ -149,6 +149,31 @@ class Probe:
             (grad,) = torch.autograd.grad(score.sum(), x, allow_unused=True, materialize_grads=True)
         return grad.float().cpu().numpy()
 
+    def layer_hvp(self, target) -> np.ndarray:
+        """H A at the layer for the probe's batch: d/dA <d score/dA, A> with A held (the Hessian of the summed
+        target scores w.r.t. the layer's output times that output; double backward, ``create_graph``),
+        (N, C, *s) canonical. The graph is freed before returning; no parameter gets a ``.grad``."""
+        box, rank = {}, self.batch.rank
+
+        def keep(module, args, out):
+            index = box["calls"] = box.get("calls", -1) + 1
+            if index == self.call:
+                box["out"] = out
+            return None
+
+        target = as_target(target)
+        check_gradients_possible(self.model)
+        with hooked(self.model, [(self.module, keep)], self.output, target.whole_output) as run, \
+                preserved(self.model):
+            torch.set_grad_enabled(True)
+            out = run(self.batch)
+            a = box["out"]
+            score = target.score(out, tensors(target.params(len(self.inputs)), first_tensor(out)), OPS)
+            (g,) = torch.autograd.grad(score.sum(), a, create_graph=True)
+            (hv,) = torch.autograd.grad(g, a, grad_outputs=a.detach(), allow_unused=True, materialize_grads=True)
+        native = hv.detach().float().cpu().numpy()
+        return layout_of(self.model, self.module, native.shape, rank, self.reshape).to_canonical(native)
+
 
 def probe(model: nn.Module, inputs, layer, output=None, reshape=None, key=None, call=None) -> Probe:
     """A ``Probe`` for methods that run the model again on these inputs (a batch (N, C, *S), or several

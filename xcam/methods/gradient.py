@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..errors import XcamError
 from ..maps import principal_map
 from .registry import MethodArgs, register
 
@@ -74,3 +75,16 @@ def gradcamelementwise(x: MethodArgs) -> np.ndarray:
     r"""L^c = \sum_k ReLU(dy^c/dA_k \odot A_k): HiResCAM with the ReLU moved inside the channel sum, so a
     channel's negative evidence at a position cannot cancel another's positive evidence there."""
     return _elementwise(x).sum(axis=-(x.rank + 1))
+
+
+@register("shapleycam", title="ShapleyCAM", needs_forwards=True,
+          paper="Cai, CAMs as Shapley value-based explainers, arXiv:2501.06261 (ShapleyCAM, as pytorch-grad-cam)")
+def shapleycam(x: MethodArgs) -> np.ndarray:
+    r"""Second-order Taylor (Shapley) weights: w_k^c = 1/Z \sum_p (g - 1/2 H A)_k(p), with g = dy^c/dA and
+    H A the Hessian-vector product of y^c w.r.t. the layer's output A times A (the adapter's double backward,
+    ``Probe.layer_hvp``); L^c = ReLU(\sum_k w_k^c A_k). Same as pytorch-grad-cam 1.5.7's ShapleyCAM. One class
+    per sample (``classes=`` is not supported)."""
+    if x.targets.ndim == 2:
+        raise XcamError("shapleycam explains one class per sample; call it once per class instead of classes=")
+    hvp = x.probe.layer_hvp(x.target)
+    return (x.gradients - 0.5 * hvp).mean(axis=x.axes)
