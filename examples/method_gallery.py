@@ -1,7 +1,7 @@
 """One picture per method for the README: the demo model (EfficientNet-Lite0 + cat/dog head, PyTorch) on the
 cat-and-dog composite, explained for cat (left) and for dog (right).
 
-Run: python examples/method_gallery.py [OUT_DIR]   (default examples/gallery)
+Run: python examples/method_gallery.py [OUT_DIR [METHOD ...]]   (default examples/gallery, every method)
 """
 
 import sys
@@ -25,11 +25,14 @@ image = load_image(demo_images()[2])                       # the composite: cat 
 x = torch.from_numpy(preprocess([image], (224, 224))).permute(0, 3, 1, 2)
 small = cv2.resize(image, (300, 150), interpolation=cv2.INTER_AREA)
 imagenet = efficientnet_lite0()
-for method in xcam.methods():
+# the sliding-window methods draw with larger windows here, so the gallery stays a minute's work
+GALLERY_OPTIONS = {"occlusion": {"window": 32, "stride": 16}}
+for method in sys.argv[2:] or xcam.methods():
     if method == "cam":  # needs one linear layer after pooling: the plain ImageNet model, Egyptian cat / shepherd
         maps = xcam_torch.cam(imagenet, x, "head_act", method, classes=[285, 235])[0]
     else:
-        maps = xcam_torch.cam(model, x, DEMO_LAYER["torch"], method, classes=[0, 1])[0]
+        options = GALLERY_OPTIONS.get(method)
+        maps = [xcam_torch.cam(model, x, DEMO_LAYER["torch"], method, targets=c, options=options)[0] for c in (0, 1)]
     tiles = [xcam.overlay(small, heat) for heat in maps]
     picture = np.concatenate([tiles[0], np.full((150, 4, 3), 255, np.uint8), tiles[1]], axis=1)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
