@@ -12,26 +12,12 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- methods-table -->", "<!-- /methods-table -->"
 
 
-def needs(m) -> str:
-    """What a method needs from the model, in words."""
-    parts = []
-    if m.needs_gradients:
-        parts.append("layer gradients")
-    if m.needs_head:
-        parts.append("head weights")
-    if m.needs_forwards:
-        parts.append("extra forwards")
-    if m.kind == "pixel":
-        parts.append("input gradients")
-    return ", ".join(parts) or "activations"
-
-
 def table() -> str:
     """The markdown table of every registered method."""
     rows = ["| name | method | kind | needs | paper | cat / dog on the demo composite |", "|---|---|---|---|---|---|"]
     for name in xcam.methods():
         m = xcam.get_method(name)
-        rows.append(f"| `{name}` | {m.title} | {m.kind} | {needs(m)} | {m.paper} | "
+        rows.append(f"| `{name}` | {m.title} | {m.kind} | {m.needs} | {m.paper} | "
                     f"![{m.title}](examples/gallery/{name}.jpg) |")
     return "\n".join(rows)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import xcam
 from xcam.app.cli import main
 from xcam.app.images import load_image, preprocess
 from xcam.app.zoo import demo_images
@@ -288,8 +289,10 @@ def test_framework_cannot_be_inferred(capsys, tmp_path):
 def test_methods_listing_and_module_entry_point():
     run = subprocess.run([sys.executable, "-m", "xcam", "methods"], capture_output=True, text=True)
     assert run.returncode == 0
-    for name in ("gradcam", "layercam", "cam"):
-        assert name in run.stdout
+    lines = {line.split()[0]: line for line in run.stdout.splitlines()}
+    assert list(lines) == xcam.methods()  # every registered method, in registry order
+    assert "needs activations" in lines["eigencam"] and "needs head weights" in lines["cam"]
+    assert "needs layer gradients, input gradients" in lines["guidedgradcam"]
     code = "import sys; from xcam.app.cli import main; main(['methods']); print(sorted(m for m in ('torch', " \
            "'tensorflow') if m in sys.modules))"
     iso = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -235,10 +235,10 @@ def _filters(args) -> int:
 
 
 def _methods(_args) -> int:
-    for name in method_names():
-        m = get_method(name)
-        kind = "gradients" if m.needs_gradients else "head weights" if m.needs_head else "forwards"
-        print(f"{name:<12} {m.title:<12} needs {kind:<13} {m.paper}")
+    rows = [get_method(name) for name in method_names()]
+    widths = [max(len(getattr(m, key)) for m in rows) for key in ("name", "title", "needs")]
+    for m in rows:
+        print(f"{m.name:<{widths[0]}}  {m.title:<{widths[1]}}  {m.kind:<7}  needs {m.needs:<{widths[2]}}  {m.paper}")
     return 0
 
 

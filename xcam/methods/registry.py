@@ -66,6 +66,14 @@ class Method:
     weighted: Callable | None = None    # "map" methods: (..., C, *s) weighted activations, for eigen_smooth
 
     @property
+    def needs(self) -> str:
+        """What the method needs from the model, in words (``xcam methods`` and the README table)."""
+        parts = [word for flag, word in ((self.needs_gradients, "layer gradients"), (self.needs_head, "head weights"),
+                                         (self.needs_forwards, "extra forwards"),
+                                         (self.kind == "pixel", "input gradients")) if flag]
+        return ", ".join(parts) or "activations"
+
+    @property
     def needs_probe(self) -> bool:
         """Whether the adapter must hand over a probe (extra forwards, or gradients at the input)."""
         return self.needs_forwards or self.kind == "pixel"
