@@ -58,3 +58,19 @@ def test_repeated_calls_leave_nothing_behind(fw, method):
     np.testing.assert_array_equal(fw.cam(fw.conv2, method, [1, 0]), first)
     assert out.shape == (2, 8, 8)
     assert grown < RSS_BOUND_MB, f"RSS grew {grown:.1f} MB over {CALLS - WARMUP} calls"
+
+
+@pytest.mark.parametrize("method", __import__("xcam").methods())
+def test_every_registered_method_leaves_the_model_as_it_was(fw, method):
+    # one call of every method in the registry (a refused one too: cam needs a head the kit may lack)
+    from xcam import XcamError
+
+    state = torch_state if fw.name == "torch" else keras_state
+    keys = ("hooks", "grads", "training", "grad_mode") if fw.name == "torch" else ("wrapped", "activations")
+    before = {k: v for k, v in state(fw.model).items() if k in keys}
+    try:
+        maps = fw.cam(fw.conv2, method, [1, 0])
+        assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+    except XcamError:
+        pass
+    assert {k: v for k, v in state(fw.model).items() if k in keys} == before
