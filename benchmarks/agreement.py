@@ -20,8 +20,8 @@ import torchvision  # noqa: E402
 
 import xcam  # noqa: E402
 import xcam_torch  # noqa: E402
-from xcam.app.images import load_image, preprocess  # noqa: E402
-from xcam.app.zoo import demo_images  # noqa: E402
+from xcam.app.inputs.images import load_image, preprocess  # noqa: E402
+from xcam.app.models.zoo import demo_images  # noqa: E402
 
 
 def main():
@@ -78,8 +78,8 @@ def main():
     from tf_keras_vis.utils.scores import CategoricalScore
 
     import xcam_tf
-    from xcam.app.porting_keras import build
-    from xcam.app.porting_torch import describe
+    from xcam.app.models.porting_keras import build
+    from xcam.app.models.porting_torch import describe
     kmodel = build(describe(model, (3, 224, 224)), (224, 224, 3))
     xk = x.permute(0, 2, 3, 1).numpy()
     for method, (module, cls, _, note) in T.TKV.items():

@@ -26,9 +26,9 @@ import torchvision  # noqa: E402
 
 import xcam_torch  # noqa: E402
 from xcam import metrics as M  # noqa: E402
-from xcam.app.images import load_image, preprocess  # noqa: E402
-from xcam.app.sanity import model_randomization  # noqa: E402
-from xcam.app.zoo import demo_images  # noqa: E402
+from xcam.app.inputs.images import load_image, preprocess  # noqa: E402
+from xcam.app.jobs.sanity import model_randomization  # noqa: E402
+from xcam.app.models.zoo import demo_images  # noqa: E402
 
 PCTS = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 

@@ -16,12 +16,12 @@ import torchvision  # noqa: E402
 import xcam  # noqa: E402
 import xcam_tf  # noqa: E402
 import xcam_torch  # noqa: E402
-from xcam.app.images import load_image, preprocess  # noqa: E402
-from xcam.app.porting_keras import build  # noqa: E402
-from xcam.app.porting_torch import describe  # noqa: E402
-from xcam.app.zoo import demo_images  # noqa: E402
-from xcam.app.zoo.keras_lite0 import cat_dog_model as keras_demo  # noqa: E402
-from xcam.app.zoo.torch_lite0 import cat_dog_model as torch_demo  # noqa: E402
+from xcam.app.inputs.images import load_image, preprocess  # noqa: E402
+from xcam.app.models.porting_keras import build  # noqa: E402
+from xcam.app.models.porting_torch import describe  # noqa: E402
+from xcam.app.models.zoo import demo_images  # noqa: E402
+from xcam.app.models.zoo.keras_lite0 import cat_dog_model as keras_demo  # noqa: E402
+from xcam.app.models.zoo.torch_lite0 import cat_dog_model as torch_demo  # noqa: E402
 
 
 def main():

@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import torch  # noqa: E402,F401  (torch before tensorflow)
 
-from xcam.app.synthetic import benchmark, markdown  # noqa: E402
+from xcam.app.jobs.synthetic import benchmark, markdown  # noqa: E402
 
 
 def main():

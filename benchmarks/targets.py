@@ -22,8 +22,8 @@ from torch import nn  # noqa: E402
 import xcam  # noqa: E402
 import xcam_tf  # noqa: E402
 import xcam_torch  # noqa: E402
-from xcam.app.porting_keras import build  # noqa: E402
-from xcam.app.porting_torch import describe  # noqa: E402
+from xcam.app.models.porting_keras import build  # noqa: E402
+from xcam.app.models.porting_torch import describe  # noqa: E402
 from xcam.targets import Binary, Boxes, Class, Custom, Regression, Segmentation, Similarity  # noqa: E402
 
 

@@ -34,8 +34,8 @@ FAST = dict(map_size="layer", map_dtype="float16", overlays=False, features=Fals
 
 def make_images(folder: Path, count: int) -> list[str]:
     """``count`` JPEGs cut and scaled from the demo photos (seeded, so every run gets the same files)."""
-    from xcam.app.images import load_image
-    from xcam.app.zoo import demo_images
+    from xcam.app.inputs.images import load_image
+    from xcam.app.models.zoo import demo_images
 
     folder.mkdir(parents=True, exist_ok=True)
     photos = [load_image(p) for p in demo_images()]
@@ -52,14 +52,14 @@ def make_images(folder: Path, count: int) -> list[str]:
 
 
 def setup(fw: str):
-    from xcam.app.frameworks import load_framework
-    from xcam.app.zoo import DEMO_LAYER, demo_model
+    from xcam.app.models.frameworks import load_framework
+    from xcam.app.models.zoo import DEMO_LAYER, demo_model
 
     return load_framework(fw), demo_model(fw), DEMO_LAYER[fw]
 
 
 def job(framework, model, layer, images, out, batch_size, **options):
-    from xcam.app.explain import Job
+    from xcam.app.jobs.explain import Job
 
     return Job(framework=framework, model=model, model_name="lite0", images=images, out=Path(out),
                methods=["gradcam"], layer=layer, input_size=224, batch_size=batch_size, log=None, overwrite=True,
@@ -139,8 +139,8 @@ def interleaved(entries, rounds):
 
 
 def throughput(fw: str, images, work: Path, batch_size: int, rounds: int) -> list[str]:
-    from xcam.app.explain import run
-    from xcam.app.images import load_image, preprocess
+    from xcam.app.inputs.images import load_image, preprocess
+    from xcam.app.jobs.explain import run
 
     framework, model, layer = setup(fw)
     data = preprocess([load_image(p) for p in images], (224, 224))
@@ -165,8 +165,8 @@ def ray_vs_local(images, work: Path, batch_size: int, workers: int, rounds: int)
     which leaves out what every run pays once (Ray: starting the actors and building a model in each)."""
     import ray
 
-    from xcam.app.explain import run
-    from xcam.app.modelspec import ModelSpec
+    from xcam.app.jobs.explain import run
+    from xcam.app.models.modelspec import ModelSpec
 
     framework, model, layer = setup("torch")
     spec = ModelSpec("torch", demo=True)
@@ -204,7 +204,7 @@ def rss_child(count: int, work: Path, fw: str) -> None:
     kernel's high-water mark, reset after loading through /proc/self/clear_refs) and the seconds."""
     if fw == "tf":
         import torch  # noqa: F401  (before tensorflow)
-    from xcam.app.explain import run
+    from xcam.app.jobs.explain import run
 
     images = make_images(work / f"imgs{count}", count)
     framework, model, layer = setup(fw)

@@ -23,10 +23,10 @@ from torch import nn
 
 import xcam
 import xcam_torch
-from xcam.app.files import write_bytes
-from xcam.app.images import load_image, preprocess
-from xcam.app.zoo import CAT_CLASSES, DOG_CLASSES, demo_images
-from xcam.app.zoo.torch_lite0 import cat_dog_model, efficientnet_lite0
+from xcam.app.inputs.images import load_image, preprocess
+from xcam.app.models.zoo import CAT_CLASSES, DOG_CLASSES, demo_images
+from xcam.app.models.zoo.torch_lite0 import cat_dog_model, efficientnet_lite0
+from xcam.app.outputs.files import write_bytes
 
 CAT, DOG = 0, 1
 TABLE = np.array([[0.5, -1.0, 2.0]], np.float32)  # one made-up table row (e.g. age, weight, height), scaled

@@ -10,9 +10,9 @@ import keras
 
 import xcam
 import xcam_tf
-from xcam.app.files import write_png
-from xcam.app.images import load_image, preprocess
-from xcam.app.zoo import demo_images
+from xcam.app.inputs.images import load_image, preprocess
+from xcam.app.models.zoo import demo_images
+from xcam.app.outputs.files import write_png
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "xcam-example-keras")
 out.mkdir(parents=True, exist_ok=True)

@@ -13,10 +13,10 @@ import torch
 
 import xcam
 import xcam_torch
-from xcam.app.files import write_bytes
-from xcam.app.images import load_image, preprocess
-from xcam.app.zoo import DEMO_LAYER, demo_images
-from xcam.app.zoo.torch_lite0 import cat_dog_model, efficientnet_lite0
+from xcam.app.inputs.images import load_image, preprocess
+from xcam.app.models.zoo import DEMO_LAYER, demo_images
+from xcam.app.models.zoo.torch_lite0 import cat_dog_model, efficientnet_lite0
+from xcam.app.outputs.files import write_bytes
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "gallery")
 out.mkdir(parents=True, exist_ok=True)

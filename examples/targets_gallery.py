@@ -22,10 +22,10 @@ from torch.nn import functional as F
 
 import xcam
 import xcam_torch
-from xcam.app.files import write_bytes
-from xcam.app.images import load_image, preprocess
-from xcam.app.zoo import CAT_CLASSES, DOG_CLASSES, demo_images
-from xcam.app.zoo.torch_lite0 import efficientnet_lite0
+from xcam.app.inputs.images import load_image, preprocess
+from xcam.app.models.zoo import CAT_CLASSES, DOG_CLASSES, demo_images
+from xcam.app.models.zoo.torch_lite0 import efficientnet_lite0
+from xcam.app.outputs.files import write_bytes
 from xcam.targets import Boxes, Segmentation
 
 LAYER = "backbone.head_act"  # the post-ReLU6 features the classifier reads (7 x 7 at 224 x 224)

@@ -78,6 +78,6 @@ def pytest_terminal_summary(terminalreporter):
 def synthetic_model():
     """The synthetic benchmark's tiny CNN, trained (about 10 s, once per session; the same weights every run)."""
     pytest.importorskip("torch")
-    from xcam.app.synthetic import train
+    from xcam.app.jobs.synthetic import train
 
     return train(seed=0)

@@ -76,7 +76,7 @@ def make_kit(name, seed=0):
 
         return Kit("torch", tmodel, xcam_torch, x)
     import xcam_tf
-    from xcam.app.porting_keras import build
-    from xcam.app.porting_torch import describe
+    from xcam.app.models.porting_keras import build
+    from xcam.app.models.porting_torch import describe
 
     return Kit("tf", build(describe(tmodel, (3, 8, 8)), (8, 8, 3)), xcam_tf, x)

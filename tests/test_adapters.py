@@ -122,8 +122,8 @@ def test_import_of_core_loads_no_framework():
     import subprocess
     import sys
 
-    code = ("import sys, xcam, xcam.app.cli, xcam.app.explain, xcam.app.demo, xcam.app.report, "
-            "xcam.app.zoo.torchfile, xcam.app.frameworks; "
+    code = ("import sys, xcam, xcam.app.cli, xcam.app.jobs.explain, xcam.app.jobs.demo, xcam.app.outputs.report, "
+            "xcam.app.models.zoo.torchfile, xcam.app.models.frameworks; "
             "bad = [m for m in ('torch', 'tensorflow', 'keras') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -184,8 +184,8 @@ def test_guided_backprop_and_saliency_closed_form(fw):
     if fw.name == "torch":
         model, inputs, module = net, torch.from_numpy(x), fw.module
     else:
-        from xcam.app.porting_keras import build
-        from xcam.app.porting_torch import describe
+        from xcam.app.models.porting_keras import build
+        from xcam.app.models.porting_torch import describe
         model, inputs, module = build(describe(net, (3, 8, 8)), (8, 8, 3)), x.transpose(0, 2, 3, 1), fw.module
     w = net[0].weight.detach().numpy()[:, :, 0, 0]
     b = net[0].bias.detach().numpy()

@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
 
 import xcam_torch  # noqa: E402
-from xcam.app.images import load_image, preprocess  # noqa: E402
-from xcam.app.zoo import demo_images  # noqa: E402
+from xcam.app.inputs.images import load_image, preprocess  # noqa: E402
+from xcam.app.models.zoo import demo_images  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 LAYER = "features.11"  # post-ReLU conv5: activations >= 0, so Ablation-CAM's ablated value is 0 in every anchor
@@ -227,8 +227,8 @@ def test_against_tf_keras_vis(alex, method):
     from tf_keras_vis.utils.scores import CategoricalScore
 
     import xcam_tf
-    from xcam.app.porting_keras import build
-    from xcam.app.porting_torch import describe
+    from xcam.app.models.porting_keras import build
+    from xcam.app.models.porting_torch import describe
 
     model, x = alex
     kmodel = build(describe(model, (3, 224, 224)), (224, 224, 3))

@@ -1,6 +1,8 @@
 """The house rules, checked on the source: imports run one way (the core never names an adapter, a framework
 or the app), there is no import cycle among xcam's modules, no deferred import is left in the core, and both
-adapters satisfy the written contract (``xcam.contract.Adapter`` and ``Probe``)."""
+adapters satisfy the written contract (``xcam.contract.Adapter`` and ``Probe``). The app (``xcam.app``) is in
+rooms: packages with a one-line docstring, only the CLI beside them, and no import cycle through them either
+(deferred imports count)."""
 
 import ast
 import importlib
@@ -82,8 +84,9 @@ def test_adapters_import_neither_each_other_nor_the_app():
     assert not offences, offences
 
 
-def import_graph() -> dict:
-    """Module -> the xcam modules it imports at module level (an import of a name resolves to its module)."""
+def import_graph(deferred: bool = False) -> dict:
+    """Module -> the xcam modules it imports at module level (and, with ``deferred``, inside functions too);
+    an import of a name resolves to its module."""
     known = {name for name, _, _ in sources()}
     graph = {}
     for name, path, tree in sources():
@@ -91,7 +94,7 @@ def import_graph() -> dict:
         for target, top in imported(name, path, tree):
             while target and target not in known:
                 target = target.rpartition(".")[0]
-            if target and target != name and top:
+            if target and target != name and (top or deferred):
                 deps.add(target)
         graph[name] = deps
     return graph
@@ -128,6 +131,30 @@ def test_no_import_cycle_among_xcam_modules():
     graph = import_graph()
     assert graph["xcam.pipeline"] >= {"xcam.methods", "xcam.maps"}  # the graph is really read
     assert not find_cycles(graph), [" -> ".join(c) for c in find_cycles(graph)]
+
+
+def test_no_import_cycle_in_the_app_even_through_deferred_imports():
+    graph = import_graph(deferred=True)
+    # the app is really read, deferred imports included (modelspec builds the demo model on demand)
+    assert graph["xcam.app.jobs.explain"] >= {"xcam.app.engines.local", "xcam.app.engines.ray"}
+    assert "xcam.app.models.zoo" in graph["xcam.app.models.modelspec"]
+    # both engines call the per-batch function, and neither names a job
+    for engine in ("xcam.app.engines.local", "xcam.app.engines.ray"):
+        assert "xcam.app.engines.batch" in graph[engine]
+        assert not any(d.startswith("xcam.app.jobs") for d in graph[engine]), graph[engine]
+    assert not find_cycles(graph), [" -> ".join(c) for c in find_cycles(graph)]
+
+
+def test_the_app_is_in_rooms_each_a_package_with_a_one_line_docstring():
+    app = ROOT / "xcam" / "app"
+    assert sorted(p.name for p in app.glob("*.py")) == ["__init__.py", "cli.py"]
+    rooms = sorted(p.parent for p in app.rglob("__init__.py") if p.parent != app)
+    assert {r.name for r in rooms} >= {"jobs", "inputs", "outputs", "models", "engines"}
+    for room in rooms:
+        doc = ast.get_docstring(ast.parse((room / "__init__.py").read_text()))
+        assert doc and "\n" not in doc.strip(), f"{room.relative_to(ROOT)} needs a one-line docstring"
+    for path in app.rglob("*.py"):  # every module says what it is
+        assert ast.get_docstring(ast.parse(path.read_text())), f"{path.relative_to(ROOT)} has no docstring"
 
 
 @pytest.mark.parametrize("module", [pytest.param("xcam_torch", marks=pytest.mark.torch),

@@ -11,8 +11,8 @@ import pytest
 
 import xcam
 from xcam.app.cli import main
-from xcam.app.images import load_image, preprocess
-from xcam.app.zoo import demo_images
+from xcam.app.inputs.images import load_image, preprocess
+from xcam.app.models.zoo import demo_images
 
 IMAGES = [str(p) for p in demo_images()]
 
@@ -306,7 +306,7 @@ def test_filters_command(capsys, tmp_path, alexnet_file):
     code, _, err = run_cli(capsys, "filters", "--model", folder / "alex_state.pth", "--arch", "alexnet",
                            "--layer", "features.0", "--channels", "0", "3", "--steps", "2", "--out", out)
     assert code == 0, err
-    from xcam.app.images import load_image as read
+    from xcam.app.inputs.images import load_image as read
 
     assert read(out / "kernels.png").shape == (8 * 89 + 1, 8 * 89 + 1, 3)  # 64 RGB 11x11 kernels, 8 a row
     assert read(out / "filters.png").shape == (224, 2 * 224 + 4, 3)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_cli import IMAGES, error_line, run_cli
 
-from xcam.app.images import load_image, preprocess
+from xcam.app.inputs.images import load_image, preprocess
 
 
 @pytest.fixture(scope="module")

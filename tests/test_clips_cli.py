@@ -10,8 +10,8 @@ import pytest
 
 from xcam import XcamError
 from xcam.app.cli import main
-from xcam.app.clips import IMAGENET, kind_of, model_input, read_video, read_volume
-from xcam.app.files import write_video
+from xcam.app.jobs.clips import IMAGENET, kind_of, model_input, read_video, read_volume
+from xcam.app.outputs.files import write_video
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
@@ -252,7 +252,7 @@ def test_a_mix_of_images_and_clips_is_routed_or_refused_in_one_line(tmp_path, ca
     assert code == 2 and "--classes is for images" in capsys.readouterr().err
     # a folder of photos with a stray .npy stays an image run, as before
     cv2.imwrite(str(vols / "photo.png"), np.zeros((8, 8, 3), np.uint8))
-    from xcam.app.clips import split_inputs
+    from xcam.app.jobs.clips import split_inputs
     assert split_inputs([str(vols), str(vols / "*")]) == ([str(vols), str(vols / "*")], [])
     assert split_inputs([str(tmp_path / "photo.png"), "missing.mp4", "list.txt"]) == \
         ([str(tmp_path / "photo.png"), "list.txt"], ["missing.mp4"])

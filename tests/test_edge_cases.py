@@ -242,7 +242,7 @@ def test_keras_runs_print_no_tensorflow_start_up_lines(tmp_path):
 
 @pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
 def test_outputs_follow_the_umask(tmp_path, mask):
-    from xcam.app import files
+    from xcam.app.outputs import files
 
     old = os.umask(mask)
     try:

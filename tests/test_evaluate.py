@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from xcam.app.cli import main
-from xcam.app.images import preprocess
+from xcam.app.inputs.images import preprocess
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402

@@ -3,7 +3,7 @@
 import pytest
 
 from xcam import XcamError
-from xcam.app.files import staged_dir, write_text
+from xcam.app.outputs.files import staged_dir, write_text
 
 
 def test_staged_dir_replaces_on_success_and_leaves_nothing_on_failure(tmp_path):

@@ -48,8 +48,8 @@ def test_kernels_and_one_ascent_step_agree_across_frameworks():
     pytest.importorskip("tensorflow")
     import xcam_tf
     import xcam_torch
-    from xcam.app.porting_keras import build
-    from xcam.app.porting_torch import describe
+    from xcam.app.models.porting_keras import build
+    from xcam.app.models.porting_torch import describe
 
     torch.manual_seed(0)
     model = torchvision.models.alexnet(num_classes=2).eval()

@@ -8,7 +8,7 @@ import pytest
 
 from xcam import XcamError
 from xcam.app.cli import main
-from xcam.app.images import load_image, parse_normalization, preprocess
+from xcam.app.inputs.images import load_image, parse_normalization, preprocess
 
 
 def test_image_modes_become_rgb(tmp_path):

@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 
 import xcam_torch  # noqa: E402
 from xcam import metrics as M  # noqa: E402
-from xcam.app import synthetic as S  # noqa: E402
-from xcam.app.sanity import model_randomization  # noqa: E402
+from xcam.app.jobs import synthetic as S  # noqa: E402
+from xcam.app.jobs.sanity import model_randomization  # noqa: E402
 
 # the anchors call numpy functions on torch tensors, which numpy 2 warns about
 pytestmark = [pytest.mark.torch, pytest.mark.filterwarnings("ignore:__array_wrap__:DeprecationWarning")]

@@ -1,5 +1,5 @@
 """Every model-running metric on PyTorch and on Keras from the same (ported) weights: the same numbers, through the
-application's path (``xcam.app.metric_runs.run_batch``: each adapter's probe, its maps, its randomization)."""
+application's path (``xcam.app.jobs.metric_runs.run_batch``: each adapter's probe, its maps, its randomization)."""
 
 import numpy as np
 import pytest
@@ -7,9 +7,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("tensorflow")
 
-from xcam.app import synthetic as S  # noqa: E402
-from xcam.app.frameworks import load_framework  # noqa: E402
-from xcam.app.metric_runs import GROUPS, Settings, run_batch  # noqa: E402
+from xcam.app.jobs import synthetic as S  # noqa: E402
+from xcam.app.jobs.metric_runs import GROUPS, Settings, run_batch  # noqa: E402
+from xcam.app.models.frameworks import load_framework  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.tf]
 MODEL_METRICS = [m for m in GROUPS["all"] if m not in GROUPS["localization"]]

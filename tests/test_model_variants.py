@@ -124,8 +124,8 @@ def test_float64_model(fw, method):
         import keras
         from kits import torch_tiny
 
-        from xcam.app.porting_keras import build
-        from xcam.app.porting_torch import describe
+        from xcam.app.models.porting_keras import build
+        from xcam.app.models.porting_torch import describe
 
         keras.config.set_dtype_policy("float64")
         try:

@@ -11,8 +11,8 @@ pytest.importorskip("tensorflow")
 
 import xcam_tf  # noqa: E402
 import xcam_torch  # noqa: E402
-from xcam.app.porting_keras import build  # noqa: E402
-from xcam.app.porting_torch import describe  # noqa: E402
+from xcam.app.models.porting_keras import build  # noqa: E402
+from xcam.app.models.porting_torch import describe  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.tf]
 
@@ -84,10 +84,10 @@ def test_fused_layers_agree_across_frameworks(alexnets):
 
 @pytest.fixture(scope="module")
 def demo_models():
-    from xcam.app.images import load_image, preprocess
-    from xcam.app.zoo import demo_images
-    from xcam.app.zoo.keras_lite0 import cat_dog_model as keras_model
-    from xcam.app.zoo.torch_lite0 import cat_dog_model as torch_model
+    from xcam.app.inputs.images import load_image, preprocess
+    from xcam.app.models.zoo import demo_images
+    from xcam.app.models.zoo.keras_lite0 import cat_dog_model as keras_model
+    from xcam.app.models.zoo.torch_lite0 import cat_dog_model as torch_model
 
     x = preprocess([load_image(p) for p in demo_images()], (224, 224))
     return torch_model(), keras_model(), torch.from_numpy(x).permute(0, 3, 1, 2), x

@@ -7,7 +7,7 @@ import pytest
 
 import xcam
 from xcam import XcamError
-from xcam.app.files import write_video
+from xcam.app.outputs.files import write_video
 from xcam.montage import evenly
 
 RNG = np.random.default_rng(0)

@@ -262,7 +262,7 @@ def explain_setup(tmp_path_factory):
 @given(data=st.data())
 def test_explain_on_generated_image_files(explain_setup, data):
     from xcam.app.cli import main
-    from xcam.app.images import load_image
+    from xcam.app.inputs.images import load_image
 
     model, pool = explain_setup
     names = data.draw(st.lists(st.sampled_from(sorted(set(pool) - {"a_directory.png"})), min_size=1, max_size=4,
@@ -334,7 +334,7 @@ def test_explain_on_a_10000_by_10000_image(explain_setup, tmp_path, capsys):
     from imagefiles import check_read, make_files
 
     from xcam.app.cli import main
-    from xcam.app.images import load_image
+    from xcam.app.inputs.images import load_image
 
     files = make_files(tmp_path / "big", huge=True)
     path, expected = files["huge.png"]

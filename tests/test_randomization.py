@@ -140,8 +140,8 @@ def test_a_ported_network_with_batchnorm_is_randomized_to_the_same_network():
 
     import xcam_tf
     import xcam_torch
-    from xcam.app.porting_keras import build
-    from xcam.app.porting_torch import describe
+    from xcam.app.models.porting_keras import build
+    from xcam.app.models.porting_torch import describe
 
     torch.manual_seed(0)
     tmodel = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.BatchNorm2d(5), nn.ReLU(), nn.Conv2d(5, 4, 3),
@@ -169,7 +169,7 @@ def test_a_ported_network_with_batchnorm_is_randomized_to_the_same_network():
 def test_the_cascade_agrees_across_frameworks_and_leaves_the_model_as_it_was():
     pytest.importorskip("torch")
     pytest.importorskip("tensorflow")
-    from xcam.app.sanity import model_randomization, randomization_summary
+    from xcam.app.jobs.sanity import model_randomization, randomization_summary
 
     results = {}
     for name in ("torch", "tf"):

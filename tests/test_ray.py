@@ -9,10 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from xcam.app import results
-from xcam.app.explain import Job, run
-from xcam.app.modelspec import ModelSpec
-from xcam.app.ray_engine import explain_on_ray
+from xcam.app.jobs.explain import Job, explain_on_ray, run
+from xcam.app.models.modelspec import ModelSpec
+from xcam.app.outputs import results
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from xcam import XcamError
-from xcam.app import files, results
 from xcam.app.cli import main
-from xcam.app.explain import Job, run
-from xcam.app.images import load_image, preprocess
-from xcam.app.sources import expand_images
+from xcam.app.inputs.images import load_image, preprocess
+from xcam.app.inputs.sources import expand_images
+from xcam.app.jobs.explain import Job, run
+from xcam.app.outputs import files, results
 
 pytestmark = pytest.mark.torch
 SIDE = 16
@@ -46,7 +46,7 @@ def net():
 
 
 def make_job(net, images, out, **kwargs):
-    from xcam.app.frameworks import load_framework
+    from xcam.app.models.frameworks import load_framework
 
     options = dict(methods=["gradcam", "layercam"], classes=["cat", "dog"], labels=["cat", "dog"], layer="2",
                    input_size=SIDE, batch_size=3, log=None)
@@ -104,7 +104,7 @@ def test_sources_errors_are_one_line(tmp_path):
 
 
 def test_output_folder_names_never_collide():
-    from xcam.app.explain import unique_keys
+    from xcam.app.jobs.explain import unique_keys
 
     assert unique_keys(["a/x.png", "b/x.jpg", "c/x-2.png", "d/x.png", "pages.png", ".hid.png"]) == \
         ["x", "x-2", "x-2-2", "x-3", "_pages", "_.hid"]
@@ -140,7 +140,7 @@ def test_maps_equal_the_library_at_input_and_layer_size_in_both_dtypes(net, tmp_
 
 
 def test_capture_options_reach_the_adapter(net, tmp_path):
-    from xcam.app.frameworks import Framework, load_framework
+    from xcam.app.models.frameworks import Framework, load_framework
 
     seen = []
 
@@ -158,7 +158,7 @@ def test_capture_options_reach_the_adapter(net, tmp_path):
 
 
 def test_a_batch_runs_while_the_next_is_decoded_and_memory_is_bounded(net, tmp_path, monkeypatch):
-    from xcam.app import stream
+    from xcam.app.engines import local as stream
 
     decoded, explained = [], []
     real = stream.load_one
@@ -168,7 +168,7 @@ def test_a_batch_runs_while_the_next_is_decoded_and_memory_is_bounded(net, tmp_p
         return real(plan, index, key, path)
 
     monkeypatch.setattr(stream, "load_one", counting)
-    from xcam.app import batch as batch_module
+    from xcam.app.engines import batch as batch_module
 
     original = batch_module.Worker.__call__
 
@@ -369,7 +369,7 @@ def test_keras_job_streams_the_same_maps_as_the_adapter(tmp_path):
     from kits import make_kit
 
     import xcam_tf
-    from xcam.app.frameworks import load_framework
+    from xcam.app.models.frameworks import load_framework
 
     kit = make_kit("tf")
     paths = write_images(tmp_path / "p", 4)

@@ -5,7 +5,7 @@ benchmarks/synthetic.py and the README)."""
 import numpy as np
 import pytest
 
-from xcam.app import synthetic as S
+from xcam.app.jobs import synthetic as S
 
 
 def test_dataset_draws_each_shape_where_its_mask_is():

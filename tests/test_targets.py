@@ -265,8 +265,8 @@ def seg(request):
 
         return Kit("torch", model, xcam_torch, x), head
     import xcam_tf
-    from xcam.app.porting_keras import build
-    from xcam.app.porting_torch import describe
+    from xcam.app.models.porting_keras import build
+    from xcam.app.models.porting_torch import describe
 
     return Kit("tf", build(describe(model, (3, 8, 8)), (8, 8, 3)), xcam_tf, x), head
 
@@ -352,8 +352,8 @@ def test_segmentation_maps_agree_across_frameworks():
 
     import xcam_tf
     import xcam_torch
-    from xcam.app.porting_keras import build
-    from xcam.app.porting_torch import describe
+    from xcam.app.models.porting_keras import build
+    from xcam.app.models.porting_torch import describe
 
     model = seg_torch_model()
     keras_model = build(describe(model, (3, 8, 8)), (8, 8, 3))

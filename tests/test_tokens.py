@@ -240,7 +240,7 @@ def test_cli_layers_and_explain_on_a_vision_transformer(capsys, tmp_path):
     import json
 
     from xcam.app.cli import main
-    from xcam.app.zoo import demo_images
+    from xcam.app.models.zoo import demo_images
 
     torch.save(tiny_vit(), tmp_path / "vit.pth")
     code = main(["layers", "--model", str(tmp_path / "vit.pth"), "--trust-model", "--input-size", "32"])

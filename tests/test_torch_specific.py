@@ -98,7 +98,7 @@ def test_class_count_is_read_from_a_convolution_head(tmp_path):
     """SqueezeNet's head is a 1x1 convolution, not a Linear: without --num-classes the count still comes from the
     weights (3 here), and the loaded model computes what the saved one does."""
     torchvision = pytest.importorskip("torchvision")
-    from xcam.app.torch_models import load_model
+    from xcam.app.models.torch_models import load_model
 
     torch.manual_seed(0)
     saved = torchvision.models.squeezenet1_1(num_classes=3).eval()

@@ -1,6 +1,6 @@
 """Pictures for maps of other ranks (uint8 RGB): a volume's slices along each axis with the map over them, a
 clip's frames as a strip, and a signal's trace with the map as a coloured band under it. Videos are written
-by the app (``xcam.app.files.write_video``) from ``clip_frames``."""
+by the app (``xcam.app.outputs.files.write_video``) from ``clip_frames``."""
 
 import cv2
 import numpy as np

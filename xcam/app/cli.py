@@ -11,23 +11,23 @@ from pathlib import Path
 
 import numpy as np
 
+from xcam.app.engines.batch import MAP_DTYPES, MAP_SIZES
+from xcam.app.inputs.images import NORMALIZATIONS
+from xcam.app.jobs import evaluate
+from xcam.app.jobs.clips import explain_clips, split_inputs
+from xcam.app.jobs.demo import run_demo
+from xcam.app.jobs.explain import ENGINES, Job, parse_labels, run
+from xcam.app.models.frameworks import FRAMEWORKS, available, infer_framework, load_framework
+from xcam.app.models.modelspec import ModelSpec
+from xcam.app.outputs import files
+from xcam.app.outputs.files import check_new_dir
+from xcam.app.outputs.report import REPORT_MODES, SINGLE_PAGE_LIMIT
 from xcam.errors import XcamError
 from xcam.filters import deprocess, kernel_grid
 from xcam.layers import default_layer, format_table
 from xcam.methods import get_method, method_names
 from xcam.targets import parse_target
 from xcam.viz import to_uint8_rgb
-
-from . import evaluate, files
-from .batch import MAP_DTYPES, MAP_SIZES
-from .clips import explain_clips, split_inputs
-from .demo import run_demo
-from .explain import ENGINES, Job, parse_labels, run
-from .files import check_new_dir
-from .frameworks import FRAMEWORKS, available, infer_framework, load_framework
-from .images import NORMALIZATIONS
-from .modelspec import ModelSpec
-from .report import REPORT_MODES, SINGLE_PAGE_LIMIT
 
 
 class _Parser(argparse.ArgumentParser):

@@ -105,8 +105,8 @@ def train(seed: int = 0, n: int = 2048, epochs: int = 6, batch: int = 64):
 
 def keras_twin(model):
     """The trained PyTorch model rebuilt in Keras with the same weights (``xcam.app.porting_*``)."""
-    from .porting_keras import build
-    from .porting_torch import describe
+    from xcam.app.models.porting_keras import build
+    from xcam.app.models.porting_torch import describe
 
     return build(describe(model, (3, SIZE, SIZE)), (SIZE, SIZE, 3))
 
@@ -122,7 +122,7 @@ FAST_OPTIONS = {"smoothgrad": {"samples": 10}}
 def localization(adapter, model, images, labels, masks, methods=None, *, layer: str = LAYER) -> dict:
     """{method: {"pointing_game", "energy_pointing_game"}: per-image arrays} for every method (default: all
     registered ones, SmoothGrad with 10 samples) and the three baselines, explaining each image's true class."""
-    from .metric_runs import baseline_maps
+    from xcam.app.jobs.metric_runs import baseline_maps
 
     inputs = images if adapter.LAYOUT == "channels_first" else np.ascontiguousarray(images.transpose(0, 2, 3, 1))
     if adapter.NAME == "torch":

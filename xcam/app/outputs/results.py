@@ -15,9 +15,8 @@ import os
 import shutil
 from pathlib import Path
 
+from xcam.app.outputs import files
 from xcam.errors import XcamError
-
-from . import files
 
 RUN_FILE = "run.json"
 RESULTS_FILE = "results.jsonl"

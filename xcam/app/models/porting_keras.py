@@ -1,4 +1,4 @@
-"""Rebuild a plain conv/pool/dense network in Keras from a framework-free plan (``xcam.app.porting_torch.describe``).
+"""Rebuild a plain conv/pool/dense network in Keras from a framework-free plan (``porting_torch.describe``).
 
 Layouts: conv kernels (out, in, kh, kw) -> (kh, kw, in, out); dense (out, in) -> (in, out); the first dense
 after a flatten has its rows reordered from PyTorch's (C, H, W) flatten order to Keras' (H, W, C).

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import files
-from .evaluate import EvalJob, run_evaluation
-from .explain import Job, run
-from .frameworks import load_framework
-from .metric_runs import Settings
-from .zoo import CAT_DOG_LABELS, DEMO_INPUT_SIZE, DEMO_LAYER, demo_images, demo_model
+from xcam.app.jobs.evaluate import EvalJob, run_evaluation
+from xcam.app.jobs.explain import Job, run
+from xcam.app.jobs.metric_runs import Settings
+from xcam.app.models.frameworks import load_framework
+from xcam.app.models.zoo import CAT_DOG_LABELS, DEMO_INPUT_SIZE, DEMO_LAYER, demo_images, demo_model
+from xcam.app.outputs import files
 
 DEMO_METRICS = ("deletion", "insertion", "confidence")
 DEMO_STEP = 0.2  # 5 deletion / insertion steps: fast, and enough to rank the maps on three photos

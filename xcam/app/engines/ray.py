@@ -1,27 +1,24 @@
 """``xcam explain`` as a Ray Data job: the batches of a run become the rows of a dataset, ``map_batches`` sends
 them to a pool of actors (``ActorPoolStrategy``), each actor builds the model once from a ``ModelSpec`` and
-runs the same per-batch function as the single-process job (``batch.run_batch``), writing into the batch's
+runs the same per-batch function as the local engine (``batch.run_batch``), writing into the batch's
 staging folder; the driver moves the folders into place and appends results.jsonl in batch order. So the
 outputs equal the single-process run's (bit for bit when both use the same number of PyTorch threads: one
 per actor by default; otherwise maps agree to about 1e-6), and ``--resume`` works across engines. The output
 directory must be on a file system every node sees (it is the same machine for a local cluster).
 
-    from xcam.app.modelspec import ModelSpec
-    from xcam.app.ray_engine import explain_on_ray
+    from xcam.app.jobs.explain import explain_on_ray
+    from xcam.app.models.modelspec import ModelSpec
     explain_on_ray(ModelSpec("torch", "resnet50.pth", arch="resnet50"), ["val/"], "out", workers=4)
 
 Ray is optional (``pip install 'xcam[ray]'``); nothing else in xcam imports it.
 """
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
+from xcam.app.engines.batch import Worker, run_batch
 from xcam.errors import XcamError
-
-from .batch import Worker, run_batch
 
 
 def _ray():
@@ -90,16 +87,3 @@ def ray_batches(spec, plan, todo, address=None, workers=None):
     if position < len(expected):
         raise XcamError(f"the Ray job returned {position} of {len(expected)} batches")
 
-
-def explain_on_ray(spec, images, out, *, address=None, workers=None, log=sys.stderr, **options) -> int:
-    """Run ``xcam explain`` on a Ray cluster: ``spec`` (a ``ModelSpec``) says how each actor builds the
-    model, ``images`` are files, directories, globs or lists, ``out`` the output directory; ``options`` are
-    the other ``explain.Job`` fields (methods, classes, labels, layer, batch_size, resume, map_size, ...).
-    Returns the exit code (0, or 1 when some images could not be read)."""
-    from .explain import Job, run  # explain imports this module
-
-    framework, model = spec.build()
-    name = options.pop("model_name", spec.path or getattr(spec.factory, "__name__", "model"))
-    job = Job(framework=framework, model=model, model_name=str(name), images=list(images), out=Path(out),
-              engine="ray", model_spec=spec, address=address, workers=workers, log=log, **options)
-    return run(job)

@@ -1,5 +1,5 @@
 """Describe a plain PyTorch conv/pool/dense network as a framework-free plan (layers in execution order with
-NumPy weights), for ``xcam.app.porting_keras.build`` to rebuild it in Keras with the same weights."""
+NumPy weights), for ``xcam.app.models.porting_keras.build`` to rebuild it in Keras with the same weights."""
 
 from torch import nn
 

@@ -1,11 +1,12 @@
-"""Streaming the images of a run: decoding and preprocessing happen in a background thread pool (OpenCV
-releases the GIL) while the model runs on the previous batch; at most ``depth`` batches are decoded ahead,
-so memory stays flat whatever the number of images."""
+"""The local engine: the batches of a run explained in this process by the per-batch function (``batch``).
+Decoding and preprocessing happen in a background thread pool (OpenCV releases the GIL) while the model runs
+on the previous batch; at most ``depth`` batches are decoded ahead, so memory stays flat whatever the number of
+images."""
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from .batch import Plan, load_one
+from xcam.app.engines.batch import Plan, Worker, load_one
 
 
 def batches_of(items: list, batch_size: int) -> list[list]:
@@ -36,3 +37,11 @@ def prefetched(plan: Plan, batches, workers: int = 2, depth: int = 2):
             for _, futures in pending:
                 for f in futures:
                     f.cancel()
+
+
+def local_batches(framework, model, plan: Plan, todo, decode_workers: int = 2):
+    """(batch_no, result lines) for every (batch_no, items) of ``todo``, explained in this process in batch
+    order, the next batches decoded ahead (``prefetched``)."""
+    worker = Worker(framework, model, plan)
+    for batch_no, loaded in prefetched(plan, todo, workers=decode_workers, depth=2):
+        yield batch_no, worker(batch_no, loaded)

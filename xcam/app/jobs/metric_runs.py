@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xcam import metrics as M
+from xcam.app.jobs.sanity import model_randomization
 from xcam.errors import XcamError
 from xcam.methods import get_method
-
-from .sanity import model_randomization
 
 BASELINES = ("random", "centre", "sobel")
 

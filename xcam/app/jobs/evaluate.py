@@ -15,16 +15,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from xcam.app.inputs.images import load_image, parse_normalization, preprocess
+from xcam.app.jobs.explain import choose_layer, class_indices, parse_labels, say
+from xcam.app.jobs.metric_runs import BASELINES, GROUPS, SPECS, Settings, check_methods, merge, parse_metrics, run_batch
+from xcam.app.jobs.sanity import randomization_summary
+from xcam.app.outputs import files
+from xcam.app.outputs.plots import bar_chart, colours, curve_plot
+from xcam.app.outputs.report import png_data_uri
 from xcam.errors import XcamError
 from xcam.metrics import boxes_to_masks
-
-from . import files
-from .explain import choose_layer, class_indices, parse_labels, say
-from .images import load_image, parse_normalization, preprocess
-from .metric_runs import BASELINES, GROUPS, SPECS, Settings, check_methods, merge, parse_metrics, run_batch
-from .plots import bar_chart, colours, curve_plot
-from .report import png_data_uri
-from .sanity import randomization_summary
 
 
 @dataclass

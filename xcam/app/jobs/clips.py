@@ -13,19 +13,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from xcam.app.engines.batch import TOP1_COLUMN
+from xcam.app.inputs.images import parse_normalization
+from xcam.app.inputs.sources import is_image_name
+from xcam.app.jobs.explain import target_column, write_summary
+from xcam.app.outputs import files, results
+from xcam.app.outputs.report import png_data_uri
 from xcam.errors import XcamError
 from xcam.layers import check_layer, default_layer
 from xcam.methods import get_method
 from xcam.montage import clip_frames, clip_strip, evenly, volume_montage
 from xcam.pipeline import compute_cam
 from xcam.targets import Class, as_target
-
-from . import files, results
-from .batch import TOP1_COLUMN
-from .explain import target_column, write_summary
-from .images import parse_normalization
-from .report import png_data_uri
-from .sources import is_image_name
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 VOLUME_SUFFIXES = (".npy", ".nii", ".nii.gz")

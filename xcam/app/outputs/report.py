@@ -11,11 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from xcam.app.inputs.images import load_image
+from xcam.app.outputs import files, results
 from xcam.errors import XcamError
 from xcam.viz import overlay
-
-from . import files, results
-from .images import load_image
 
 REPORT_MODES = ("auto", "single", "paged")
 SINGLE_PAGE_LIMIT = 100  # "auto": one self-contained page up to this many images, else pages

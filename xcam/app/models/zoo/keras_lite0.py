@@ -4,7 +4,7 @@ without torch), and the cat/dog head. Layer names follow ``torch_lite0`` ('.' ->
 import keras
 import numpy as np
 
-from . import CAT_CLASSES, DOG_CLASSES, LITE0_BLOCKS, efficientnet_lite0_weights
+from .lite0 import CAT_CLASSES, DOG_CLASSES, LITE0_BLOCKS, efficientnet_lite0_weights
 
 
 @keras.saving.register_keras_serializable(package="xcam")

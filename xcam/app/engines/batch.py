@@ -1,6 +1,6 @@
 """The per-batch function of ``xcam explain``: decode -> preprocess -> capture -> maps -> staged files. The
-same code runs in the single-process job (decoding in a background thread pool, see ``stream``) and in each
-Ray actor (``ray_engine``), so both give the same files and the same result lines.
+same code runs in the local engine (decoding in a background thread pool, see ``engines.local``) and in each
+Ray actor (``engines.ray``), so both give the same files and the same result lines.
 
 A ``Plan`` is everything a worker needs besides the model; it is plain data, so it pickles to Ray actors.
 """
@@ -12,14 +12,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from xcam.app.inputs.images import load_image, preprocess
+from xcam.app.outputs import files, results
 from xcam.errors import XcamError
 from xcam.methods import get_method
 from xcam.pipeline import compute_cam
 from xcam.targets import Class, parse_target
 from xcam.viz import feature_grid, overlay
-
-from . import files, results
-from .images import load_image, preprocess
 
 TOP1_COLUMN = "top-1"  # the report column when each image is explained for its own top class
 THUMB_SIDE = 128

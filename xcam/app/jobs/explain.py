@@ -2,10 +2,10 @@
 written as PNG overlays and .npy maps, with results.jsonl (a line per image, as it goes), summary.json and a
 report (one self-contained page, or an index with pages for large runs).
 
-Images stream through in fixed batches (``stream``: decoded in background threads), each batch staged and
-moved into place before its lines are appended (``results``), so an interrupted run resumes with
+Images stream through in fixed batches (``engines.local``: decoded in background threads), each batch staged
+and moved into place before its lines are appended (``outputs.results``), so an interrupted run resumes with
 ``resume=True`` and ends with the same files as an uninterrupted one. ``engine="ray"`` runs the same
-per-batch function (``batch``) on a Ray cluster (``ray_engine``).
+per-batch function (``engines.batch``) on a Ray cluster (``engines.ray``; ``explain_on_ray`` from Python).
 """
 
 import hashlib
@@ -18,18 +18,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from xcam.app.engines.batch import MAP_DTYPES, MAP_SIZES, TOP1_COLUMN, Plan, load_one
+from xcam.app.engines.local import batches_of, local_batches
+from xcam.app.engines.ray import ray_batches
+from xcam.app.inputs.images import parse_normalization
+from xcam.app.inputs.sources import expand_images
+from xcam.app.outputs import files, results
+from xcam.app.outputs.report import REPORT_MODES, SINGLE_PAGE_LIMIT, write_report
 from xcam.errors import XcamError
 from xcam.layers import check_layer, default_layer
 from xcam.methods import get_method
 from xcam.targets import Class, Segmentation, as_target, parse_target
-
-from . import files, results
-from .batch import MAP_DTYPES, MAP_SIZES, TOP1_COLUMN, Plan, Worker, load_one
-from .images import parse_normalization
-from .ray_engine import ray_batches
-from .report import REPORT_MODES, SINGLE_PAGE_LIMIT, write_report
-from .sources import expand_images
-from .stream import batches_of, prefetched
 
 ENGINES = ("local", "ray")
 
@@ -38,7 +37,7 @@ ENGINES = ("local", "ray")
 class Job:
     """One ``xcam explain`` run: the model, images, methods, classes and where the outputs go."""
 
-    framework: object             # xcam.app.frameworks.Framework
+    framework: object             # xcam.app.models.frameworks.Framework
     model: object
     model_name: str
     images: list
@@ -64,7 +63,7 @@ class Job:
     capture_options: dict = field(default_factory=dict)  # extra keywords for the adapter's capture (output=...)
     target: str | None = None     # a target spec ("class:281", "segmentation:15", "binary"); replaces classes
     engine: str = "local"          # "local" (this process) or "ray" (needs model_spec)
-    model_spec: object = None      # xcam.app.modelspec.ModelSpec: how a Ray actor builds the model
+    model_spec: object = None      # xcam.app.models.modelspec.ModelSpec: how a Ray actor builds the model
     address: str | None = None     # Ray cluster address (default: the running one, or a local cluster)
     workers: int | None = None     # Ray actors (default: one per GPU, else half the CPUs)
     decode_workers: int = 2        # background decoding threads of the local engine
@@ -160,7 +159,7 @@ def _check_options(job):
     if job.workers is not None and int(job.workers) < 1:
         raise XcamError(f"--workers must be at least 1, got {job.workers}")
     if job.engine == "ray" and job.model_spec is None:
-        raise XcamError("engine 'ray' needs a model_spec (xcam.app.modelspec.ModelSpec) to build the model in "
+        raise XcamError("engine 'ray' needs a model_spec (xcam.app.models.modelspec.ModelSpec) to build the model in "
                         "each worker")
 
 
@@ -289,9 +288,7 @@ def _engine(job, plan, todo):
     if job.engine == "ray":
         yield from ray_batches(job.model_spec, plan, todo, address=job.address, workers=job.workers)
         return
-    worker = Worker(job.framework, job.model, plan)
-    for batch_no, loaded in prefetched(plan, todo, workers=job.decode_workers, depth=2):
-        yield batch_no, worker(batch_no, loaded)
+    yield from local_batches(job.framework, job.model, plan, todo, decode_workers=job.decode_workers)
 
 
 def write_summary(out, header: dict) -> None:
@@ -320,3 +317,15 @@ def write_summary(out, header: dict) -> None:
 
 def _indent(text, pad):
     return "\n".join(pad + line for line in text.splitlines())
+
+
+def explain_on_ray(spec, images, out, *, address=None, workers=None, log=sys.stderr, **options) -> int:
+    """Run ``xcam explain`` on a Ray cluster: ``spec`` (a ``ModelSpec``) says how each actor builds the
+    model, ``images`` are files, directories, globs or lists, ``out`` the output directory; ``options`` are
+    the other ``Job`` fields (methods, classes, labels, layer, batch_size, resume, map_size, ...).
+    Returns the exit code (0, or 1 when some images could not be read)."""
+    framework, model = spec.build()
+    name = options.pop("model_name", spec.path or getattr(spec.factory, "__name__", "model"))
+    job = Job(framework=framework, model=model, model_name=str(name), images=list(images), out=Path(out),
+              engine="ray", model_spec=spec, address=address, workers=workers, log=log, **options)
+    return run(job)

@@ -1,0 +1,1 @@
+"""Reading inputs: what ``--images`` names (``sources``) and images decoded into model arrays (``images``)."""
