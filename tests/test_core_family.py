@@ -141,9 +141,10 @@ class GradProbe:
     def __init__(self, w):
         self.w, self.calls = w, 0
 
-    def input_gradients(self, inputs, targets, guided=False):
+    def input_gradients(self, inputs, targets, guided=False, samples=None):
         self.calls += 1
-        classes = xcam.targets.as_target(targets).class_indices(len(inputs))  # a Class target from the method
+        rows = np.arange(len(inputs)) if samples is None else np.asarray(samples)
+        classes = xcam.targets.as_target(targets).class_indices(int(rows.max()) + 1)[rows]  # a Class target
         return np.stack([self.w[t] for t in classes]).astype(np.float32)
 
 
@@ -159,7 +160,10 @@ def test_saliency_and_smoothgrad_golden():
     probe = GradProbe(W_IN)
     smooth = compute_cam(free, "smoothgrad", model_inputs=x, probe=probe, options={"samples": 4})
     np.testing.assert_allclose(smooth[0], sal[0], atol=1e-6)   # constant gradient: noise changes nothing
-    assert probe.calls == 4
+    assert probe.calls == 1   # the 4 noisy copies go to the probe in one batch
+    probe = GradProbe(W_IN)
+    compute_cam(free, "smoothgrad", model_inputs=x, probe=probe, options={"samples": 4}, batch_size=3)
+    assert probe.calls == 2   # 3 rows, then 1
 
 
 def test_guided_gradcam_is_guided_backprop_times_gradcam():

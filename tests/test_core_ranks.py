@@ -221,7 +221,8 @@ class GradProbe:
         self.w = np.asarray(w, np.float32)
 
     def input_gradients(self, inputs, targets, guided=False, samples=None):
-        return np.stack([self.w[t] for t in xcam.targets.as_target(targets).class_indices(len(inputs))])
+        rows = np.arange(len(inputs)) if samples is None else np.asarray(samples)  # row b is input samples[b]
+        return np.stack([self.w[t] for t in xcam.targets.as_target(targets).class_indices(int(rows.max()) + 1)[rows]])
 
 
 def test_pixel_methods_golden_1d():

@@ -61,7 +61,8 @@ class NumpyProbe(xcam.contract.ScoresFromOutputs):
     def input_gradients(self, inputs, targets, guided=False, samples=None):
         v = np.maximum(self.v, 0) if guided else self.v
         hw = inputs.shape[2] * inputs.shape[3]
-        classes = xcam.targets.as_target(targets).class_indices(len(inputs))
+        rows = np.arange(len(inputs)) if samples is None else np.asarray(samples)  # row b is input samples[b]
+        classes = xcam.targets.as_target(targets).class_indices(int(rows.max()) + 1)[rows]
         return np.broadcast_to((v[classes] / hw)[:, :, None, None], inputs.shape).astype(np.float32)
 
 

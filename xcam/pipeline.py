@@ -6,13 +6,14 @@ import numpy as np
 from .contract import Adapter, Capture, spatial_size
 from .errors import XcamError
 from .inputs import POSITIONAL, SINGLE, entries, image_keys, lookup
-from .layers import check_call
+from .layers import check_call, default_layer
 from .maps import combine, finish, fuse, principal_map
-from .methods import MethodArgs, get_method, resolve_options
+from .methods import MethodArgs, get_method, method_names, reduce_channels, resolve_options
 from .ops import check_size, relu
 
 
-def method_args(capture: Capture, method, *, model_inputs=None, probe=None, options=None) -> MethodArgs:
+def method_args(capture: Capture, method, *, model_inputs=None, probe=None, options=None,
+                batch_size=None) -> MethodArgs:
     """What the method's formula sees; checks that the capture holds what the method needs."""
     m = get_method(method)
     if m.needs_gradients and capture.gradients is None:
@@ -27,7 +28,8 @@ def method_args(capture: Capture, method, *, model_inputs=None, probe=None, opti
     grads = None if capture.gradients is None or not m.needs_gradients else \
         _finite(capture.gradients, "gradients", capture.layer)
     return MethodArgs(acts, grads, capture.targets, capture.head_weights, capture.scores, model_inputs, probe,
-                      resolve_options(m, options), target=capture.explained, rank=capture.rank)
+                      resolve_options(m, options), target=capture.explained, rank=capture.rank,
+                      batch_size=batch_size)
 
 
 def _finite(values: np.ndarray, what: str, layer: str) -> np.ndarray:
@@ -58,16 +60,23 @@ def eigen_smooth(m, x) -> np.ndarray:
     return principal_map(m.weighted(x), x.rank)
 
 
-def raw_maps(capture: Capture, method="gradcam", *, model_inputs=None, probe=None, options=None) -> np.ndarray:
-    """Un-normalized maps: (N, *s) at the layer's resolution (pixel methods: the input's), or (N, K, ...)."""
+def raw_maps(capture: Capture, method="gradcam", *, model_inputs=None, probe=None, options=None,
+             batch_size=None) -> np.ndarray:
+    """Un-normalized maps: (N, *s) at the layer's resolution (pixel methods: the input's, the attribution
+    reduced over channels by the method's ``reduce``), or (N, K, ...)."""
     m = get_method(method)
-    x = method_args(capture, m, model_inputs=model_inputs, probe=probe, options=options)
+    x = method_args(capture, m, model_inputs=model_inputs, probe=probe, options=options, batch_size=batch_size)
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught below, as a non-finite map
         if x.options.get("eigen_smooth"):
             maps = eigen_smooth(m, x)
         else:
             out = m.fn(x)
-            maps = combine(out, x.activations, x.rank) if m.kind == "weights" else out
+            if m.kind == "weights":
+                maps = combine(out, x.activations, x.rank)
+            elif m.kind == "pixel":
+                maps = reduce_channels(out, m.reduce, x.input_rank)
+            else:
+                maps = out
     if capture.targets.ndim == 2 and maps.shape[1] == 1 and capture.targets.shape[1] > 1:
         maps = np.broadcast_to(maps, (maps.shape[0], capture.targets.shape[1], *maps.shape[2:]))
     if m.relu:
@@ -87,7 +96,7 @@ def map_rank(capture: Capture, method, model_inputs=None) -> int:
 
 
 def compute_cam(capture: Capture, method="gradcam", size: tuple | None = None, *, model_inputs=None,
-                probe=None, options=None) -> np.ndarray:
+                probe=None, options=None, batch_size=None) -> np.ndarray:
     """Maps in [0, 1], float32: (N, *S), or (N, K, *S) when several classes were captured per sample.
 
     ``size=None`` keeps the layer's own resolution; otherwise maps are resampled to ``size`` ((L,), (H, W) or
@@ -97,10 +106,12 @@ def compute_cam(capture: Capture, method="gradcam", size: tuple | None = None, *
     rank = map_rank(capture, method, model_inputs)
     if size is not None:
         size = check_size(size, rank)
-    return finish(raw_maps(capture, method, model_inputs=model_inputs, probe=probe, options=options), size, rank)
+    maps = raw_maps(capture, method, model_inputs=model_inputs, probe=probe, options=options, batch_size=batch_size)
+    return finish(maps, size, rank)
 
 
-def layer_maps(captures: list, method, size: tuple, *, model_inputs=None, probes=None, options=None):
+def layer_maps(captures: list, method, size: tuple, *, model_inputs=None, probes=None, options=None,
+               batch_size=None):
     """Maps in [0, 1] for one layer's capture, or several layers' captures fused (``fuse``); ``probes`` has one
     adapter probe per capture for methods that run the model again."""
     probes = probes or [None] * len(captures)
@@ -109,7 +120,7 @@ def layer_maps(captures: list, method, size: tuple, *, model_inputs=None, probes
         raise XcamError(f"the layers give maps of different ranks ({sorted(ranks)}); fuse layers of one rank")
     rank = ranks.pop()
     size = check_size(size, rank)
-    raws = [raw_maps(c, method, model_inputs=model_inputs, probe=p, options=options)
+    raws = [raw_maps(c, method, model_inputs=model_inputs, probe=p, options=options, batch_size=batch_size)
             for c, p in zip(captures, probes)]
     return finish(raws[0], size, rank) if len(raws) == 1 else fuse(raws, size)
 
@@ -128,10 +139,10 @@ def cam_for(adapter: Adapter):
     the public ``xcam_torch.cam`` and ``xcam_tf.cam`` (arguments as in ``explain``)."""
     layout = "(N, C, *S)" if adapter.LAYOUT == "channels_first" else "(N, *S, C)"
 
-    def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
-            options=None, output=None, reshape=None, call=None) -> np.ndarray:
+    def cam(model, inputs, layer=None, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
+            options=None, output=None, reshape=None, call=None, batch_size=None) -> np.ndarray:
         return explain(adapter, model, inputs, layer, method, targets, classes=classes, size=size, labels=labels,
-                       options=options, output=output, reshape=reshape, call=call)
+                       options=options, output=output, reshape=reshape, call=call, batch_size=batch_size)
 
     cam.__doc__ = (f"Class activation maps for a batch {layout}: float32 (N, *S) in [0, 1], or (N, K, *S) with "
                    f"``classes``.\n\n{explain.__doc__.split(chr(10) * 2, 1)[1]}")
@@ -140,7 +151,7 @@ def cam_for(adapter: Adapter):
 
 
 def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None,
-            labels=None, options=None, output=None, reshape=None, call=None) -> np.ndarray:
+            labels=None, options=None, output=None, reshape=None, call=None, batch_size=None) -> np.ndarray:
     """Class activation maps for a batch: float32 (N, *S) in [0, 1] (or (N, K, *S) with ``classes``), S of the
     layer's spatial rank: (L,) for signals, (H, W) for images, (D, H, W) for volumes and clips.
 
@@ -165,8 +176,14 @@ def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=No
     (3-D to 5-D) of their rank. Pixel methods give one map per image-like input (a tuple for positional,
     a dict for keyword inputs; one array when there is one), SmoothGrad adds noise only to the input it
     explains, and Score-CAM masks the first image-like input; every other input is held fixed.
+
+    Pixel methods (``xcam.methods("pixel")``) take ``layer=None`` (Guided Grad-CAM then uses the default layer,
+    the last with a spatial output); their map is the signed attribution (``attribute``) reduced over the
+    input channels as the method documents (``Method.reduce``). batch_size: rows per model call for the
+    forwards and input gradients a method asks (default ``xcam.methods.registry.DEFAULT_BATCH``).
     """
     m = get_method(method)
+    layer = _layer_or_default(adapter, model, inputs, layer, m)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     extra = {} if reshape is None else {"reshape": reshape}
     if check_call(call) is not None:
@@ -184,7 +201,86 @@ def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=No
             if m.needs_probe else None
         model_inputs = probes[0].inputs if probes else None
         out_size = size if size is not None else default_size(caps, m, sizes.get(key, ()), model_inputs)
-        maps[key] = layer_maps(caps, m, out_size, model_inputs=model_inputs, probes=probes, options=options)
+        maps[key] = layer_maps(caps, m, out_size, model_inputs=model_inputs, probes=probes, options=options,
+                               batch_size=batch_size)
     if len(explained) == 1:
         return maps[explained[0]]
     return tuple(maps.values()) if kind == POSITIONAL else maps
+
+
+def _layer_or_default(adapter: Adapter, model, inputs, layer, m):
+    """The layer to capture: the given one; for a pixel method without one, the default layer (the last with a
+    spatial output: the capture only supplies the scores and resolved targets, and Guided Grad-CAM's map)."""
+    if layer is not None:
+        return layer
+    if m.kind != "pixel":
+        raise XcamError(f"method {m.name!r} is a CAM: give the layer to explain (layer=None is for pixel methods: "
+                        f"{', '.join(method_names('pixel'))})")
+    shape = np.shape(lookup(inputs, image_keys(inputs)[0])) if image_keys(inputs) else np.shape(inputs)
+    return default_layer(adapter.layer_records(model, tuple(shape[1:]))).name  # framework layout, batch dropped
+
+
+def attribute_for(adapter: Adapter):
+    """``attribute(model, inputs, method, targets, *, options, output, classes, batch_size, layer)`` bound to one
+    adapter: the public ``xcam_torch.attribute`` and ``xcam_tf.attribute`` (see ``attribute``)."""
+    layout = "(N, C, *S)" if adapter.LAYOUT == "channels_first" else "(N, *S, C)"
+
+    def bound(model, inputs, method, targets=None, *, options=None, output=None, classes=None, batch_size=None,
+              layer=None, reshape=None, call=None):
+        return attribute(adapter, model, inputs, method, targets, options=options, output=output, classes=classes,
+                         batch_size=batch_size, layer=layer, reshape=reshape, call=call)
+
+    bound.__doc__ = (f"Signed input attributions for a batch {layout}: float32 in the input's shape, or (N, K, ...) "
+                     f"with ``classes``.\n\n{attribute.__doc__.split(chr(10) * 2, 1)[1]}")
+    bound.__name__ = "attribute"
+    bound.__module__ = adapter.__name__
+    return bound
+
+
+def attribute(adapter: Adapter, model, inputs, method, targets=None, *, options=None, output=None, classes=None,
+              batch_size=None, layer=None, reshape=None, call=None):
+    """Signed input attributions, float32, in the input's own layout and shape (PyTorch (N, C, *S), Keras
+    (N, *S, C); (N, K, ...) with ``classes``), not normalized: what captum's ``attribute`` and xplique's
+    ``explain`` return.
+
+    method: a pixel method (``xcam.methods("pixel")``); a CAM (layer) method is a one-line error naming ``cam()``.
+    targets, classes, options, output: as in ``cam``; batch_size: rows per model call for the forwards and input
+    gradients the method asks (the core batches; default ``xcam.methods.registry.DEFAULT_BATCH``); layer: only
+    for methods that use one (Guided Grad-CAM; default: the last layer with a spatial output). Several inputs:
+    one attribution per image-like input (a tuple for positional, a dict for keyword inputs), the others held
+    fixed.
+    """
+    m = get_method(method)
+    if m.kind != "pixel":
+        raise XcamError(f"method {m.name!r} is a CAM (layer) method: its maps come from "
+                        f"cam(model, inputs, layer, {m.name!r}); attribute() takes pixel methods: "
+                        f"{', '.join(method_names('pixel'))}")
+    layer = _layer_or_default(adapter, model, inputs, layer, m)
+    extra = {} if reshape is None else {"reshape": reshape}
+    if check_call(call) is not None:
+        extra["call"] = check_call(call)
+    kind, _ = entries(inputs)
+    keys = image_keys(inputs)
+    explained = keys if kind != SINGLE and keys else keys[:1] or [None]
+    cap = _one(adapter.capture(model, inputs, layer, targets, classes=classes, gradients=m.needs_gradients,
+                               head=m.needs_head, output=output, **extra))
+    out = {}
+    for key in explained:
+        which = {} if kind == SINGLE else {"key": key}
+        probe = adapter.probe(model, inputs, layer, output=output, **extra, **which)
+        x = method_args(cap, m, model_inputs=probe.inputs, probe=probe, options=options, batch_size=batch_size)
+        with np.errstate(over="ignore", invalid="ignore"):
+            signed = np.asarray(m.fn(x), dtype=np.float32)
+        if not np.isfinite(signed).all():
+            raise XcamError(f"the {m.name} attribution overflows float32 (NaN or inf)")
+        if adapter.LAYOUT != "channels_first":
+            signed = np.moveaxis(signed, -(probe.inputs.ndim - 1), -1)
+        out[key] = np.ascontiguousarray(signed)
+    if len(explained) == 1:
+        return out[explained[0]]
+    return tuple(out.values()) if kind == POSITIONAL else out
+
+
+def _one(capture):
+    """The single Capture of a one-layer capture (adapters return a Capture or a list of one)."""
+    return capture[0] if isinstance(capture, list) else capture

@@ -7,7 +7,7 @@ core receives is moved to channels first; a final softmax is traced as the ident
 import sys
 
 from xcam.filters import visualize_filters_for
-from xcam.pipeline import cam_for
+from xcam.pipeline import attribute_for, cam_for
 
 from ._capture import LAYOUT, capture, resolve_layer
 from ._layers import input_shape, layer_records
@@ -16,7 +16,9 @@ from ._randomize import parameter_layers, randomized
 
 NAME = "tf"
 cam = cam_for(sys.modules[__name__])
+attribute = attribute_for(sys.modules[__name__])
 visualize_filters = visualize_filters_for(sys.modules[__name__])
 
-__all__ = ["LAYOUT", "NAME", "activation_gradient", "cam", "capture", "input_shape", "kernels", "layer_records",
+__all__ = ["LAYOUT", "NAME", "activation_gradient", "attribute", "cam", "capture", "input_shape", "kernels",
+           "layer_records",
            "parameter_layers", "probe", "randomized", "resolve_layer", "visualize_filters"]

@@ -7,7 +7,7 @@
 import sys
 
 from xcam.filters import visualize_filters_for
-from xcam.pipeline import cam_for
+from xcam.pipeline import attribute_for, cam_for
 
 from ._capture import LAYOUT, capture, resolve_module
 from ._layers import input_shape, layer_records
@@ -16,7 +16,9 @@ from ._randomize import parameter_layers, randomized
 
 NAME = "torch"
 cam = cam_for(sys.modules[__name__])
+attribute = attribute_for(sys.modules[__name__])
 visualize_filters = visualize_filters_for(sys.modules[__name__])
 
-__all__ = ["LAYOUT", "NAME", "activation_gradient", "cam", "capture", "input_shape", "kernels", "layer_records",
+__all__ = ["LAYOUT", "NAME", "activation_gradient", "attribute", "cam", "capture", "input_shape", "kernels",
+           "layer_records",
            "parameter_layers", "probe", "randomized", "resolve_module", "visualize_filters"]

@@ -8,9 +8,9 @@ import sys
 import types
 
 from . import activation, gradient, perturbation, pixel  # noqa: F401  (registers every method)
-from .registry import Method, MethodArgs, get_method, method_names, register, resolve_options
+from .registry import Method, MethodArgs, get_method, method_names, reduce_channels, register, resolve_options
 
-__all__ = ["Method", "MethodArgs", "get_method", "method_names", "register", "resolve_options"]
+__all__ = ["Method", "MethodArgs", "get_method", "method_names", "reduce_channels", "register", "resolve_options"]
 
 
 class _CallablePackage(types.ModuleType):

@@ -4,7 +4,11 @@ Three kinds of method:
 - "weights": per-channel weights (..., C) or element-wise gates (..., C, *s); ``xcam.maps.combine`` multiplies them
   with the activations, sums over channels, applies ReLU when the paper does, resizes and normalizes.
 - "map": the raw map (..., *s) itself (Eigen-CAM: a principal component is not a weighted sum).
-- "pixel": a map at the input's resolution from gradients with respect to the input (saliency family).
+- "pixel": an input-space attribution: ``fn`` returns the SIGNED attribution, float32, channels first,
+  (N, C_in, *S) or (N, K, C_in, *S) with several classes (a method whose attribution is per position broadcasts
+  it over C_in, as captum does with a feature mask shared over channels). ``xcam_torch.attribute`` /
+  ``xcam_tf.attribute`` return it as is (in the input's layout); ``cam()`` reduces it over C_in with the
+  method's ``reduce`` (``reduce_channels``), then ReLU (if ``relu``), resize and normalize as for CAMs.
 
 Arrays may carry a class axis: activations (N, 1, C, *s) against gradients (N, K, C, *s), and the spatial
 rank r (``MethodArgs.rank``: 1 for (L,), 2 for (h, w), 3 for (d, h, w)) is carried along, so every formula
@@ -37,6 +41,7 @@ class MethodArgs:
     options: dict = field(default_factory=dict)
     target: Any = None                      # the resolved xcam.targets.Target (probe methods score with it)
     rank: int = 2                           # spatial rank of activations and gradients: 1, 2 or 3
+    batch_size: int | None = None           # rows per probe call (None: DEFAULT_BATCH); the core batches
 
     @property
     def axes(self) -> tuple:
@@ -62,6 +67,7 @@ class Method:
     needs_head: bool = False
     needs_forwards: bool = False        # extra batched forwards through the adapter's probe
     relu: bool = True
+    reduce: str = "absmax"              # pixel methods: channel reduction for cam() (``REDUCTIONS``)
     options: dict = field(default_factory=dict)  # option name -> default
     weighted: Callable | None = None    # "map" methods: (..., C, *s) weighted activations, for eigen_smooth
 
@@ -77,6 +83,24 @@ class Method:
     def needs_probe(self) -> bool:
         """Whether the adapter must hand over a probe (extra forwards, or gradients at the input)."""
         return self.needs_forwards or self.kind == "pixel"
+
+
+REDUCTIONS = ("absmax", "sum", "abssum")
+DEFAULT_BATCH = 32  # rows (images, noisy copies, path points) per probe call when no batch_size is given
+
+
+def reduce_channels(attribution: np.ndarray, reduce: str, input_rank: int) -> np.ndarray:
+    """A pixel attribution (..., C_in, *S) reduced over C_in for a map (..., *S): "absmax" max_c |a_c|
+    (Simonyan et al.'s saliency map), "sum" sum_c a_c (signed; ReLU follows if the method has one), "abssum"
+    sum_c |a_c|."""
+    axis = -(input_rank + 1)
+    if reduce == "absmax":
+        return np.abs(attribution).max(axis=axis)
+    if reduce == "sum":
+        return attribution.sum(axis=axis)
+    if reduce == "abssum":
+        return np.abs(attribution).sum(axis=axis)
+    raise XcamError(f"channel reduction {reduce!r} is not valid; choose one of: {', '.join(REDUCTIONS)}")
 
 
 _REGISTRY: dict[str, Method] = {}
