@@ -79,8 +79,8 @@ def test_shapleycam_agrees_across_frameworks_on_ported_weights():
     pytest.importorskip("tensorflow")
     torchvision = pytest.importorskip("torchvision")
     import xcam_tf
-    from xcam.app.porting_keras import build
-    from xcam.app.porting_torch import describe
+    from xcam.app.models.porting_keras import build
+    from xcam.app.models.porting_torch import describe
     from xcam.targets import Class
 
     torch.manual_seed(0)
