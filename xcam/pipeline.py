@@ -6,7 +6,7 @@ import numpy as np
 from .contract import Adapter, Capture, spatial_size
 from .errors import XcamError
 from .inputs import POSITIONAL, SINGLE, entries, image_keys, lookup
-from .layers import check_call
+from .layers import check_call, default_layer_name
 from .maps import combine, finish, fuse
 from .methods import MethodArgs, get_method, resolve_options
 from .ops import check_size, relu
@@ -110,7 +110,7 @@ def cam_for(adapter: Adapter):
     the public ``xcam_torch.cam`` and ``xcam_tf.cam`` (arguments as in ``explain``)."""
     layout = "(N, C, *S)" if adapter.LAYOUT == "channels_first" else "(N, *S, C)"
 
-    def cam(model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
+    def cam(model, inputs, layer=None, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
             options=None, output=None, reshape=None, call=None) -> np.ndarray:
         return explain(adapter, model, inputs, layer, method, targets, classes=classes, size=size, labels=labels,
                        options=options, output=output, reshape=reshape, call=call)
@@ -121,27 +121,28 @@ def cam_for(adapter: Adapter):
     return cam
 
 
-def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None,
+def explain(adapter: Adapter, model, inputs, layer=None, method="gradcam", targets=None, *, classes=None, size=None,
             labels=None, options=None, output=None, reshape=None, call=None) -> np.ndarray:
     """Class activation maps for a batch: float32 (N, *S) in [0, 1] (or (N, K, *S) with ``classes``), S of the
     layer's spatial rank: (L,) for signals, (H, W) for images, (D, H, W) for volumes and clips.
 
     inputs: a batch in the adapter's layout, or several inputs: a tuple or list (positional arguments of the model)
     or a dict (keyword arguments; a Keras model's named inputs), batch first; layer: a name, path or layer object,
-    or a list of them (maps fused as in LayerCAM); method: a name from ``xcam.methods()``; targets: what is
-    explained: None for each sample's top-1 class, an int for all, one int per sample, a ``xcam.targets`` Target
-    (Class, Binary, Regression, Segmentation, Boxes, Similarity, Custom), a spec string ("segmentation:15") or a
-    callable; classes: several classes for every sample; size: the maps' size, one number per spatial axis (default:
-    the input's; the layer's own size skips resampling; a wrong count or a non-positive size is a one-line error
-    naming the rank); options: the method's options (see its docstring), e.g. {"weighting": "logit-softmax"} for
-    scorecam; output: which model output the target sees (a dict key, a tuple index, a Keras output name, an
-    attribute such as "logits", or a callable); reshape: overrides the layer's detected layout (``xcam.layouts``): a
-    callable (N, ...) -> (N, C, *s) (PyTorch: on tensors, as pytorch-grad-cam's ``reshape_transform``; Keras: on
-    NumPy arrays), a Layout, or a layout name; call: for a layer that runs several times in one forward (one
-    encoder applied to two images: a siamese network), which call to explain, counted from 0 in the order the
-    forward runs them; gradients and activations are that call's, the maps take the size of the first image-like
-    input (give ``size`` when the branches differ); without it such a layer is a one-line error saying how often
-    it runs.
+    or a list of them (maps fused as in LayerCAM), or None: the layer the CLI picks (``xcam.layers.default_layer``,
+    the last spatial layer that is not pooling; the capture's ``layer`` names it); method: a name from
+    ``xcam.methods()``; targets: what is explained: None for each sample's top-1 class, an int for all, one int per
+    sample, a ``xcam.targets`` Target (Class, Binary, Regression, Segmentation, Boxes, Similarity, Custom), a spec
+    string ("segmentation:15") or a callable; classes: several classes for every sample; size: the maps' size, one
+    number per spatial axis (default: the input's; the layer's own size skips resampling; a wrong count or a
+    non-positive size is a one-line error naming the rank); options: the method's options (see its docstring), e.g.
+    {"weighting": "logit-softmax"} for scorecam; output: which model output the target sees (a dict key, a tuple
+    index, a Keras output name, an attribute such as "logits", or a callable); reshape: overrides the layer's
+    detected layout (``xcam.layouts``): a callable (N, ...) -> (N, C, *s) (PyTorch: on tensors, as
+    pytorch-grad-cam's ``reshape_transform``; Keras: on NumPy arrays), a Layout, or a layout name; call: for a layer
+    that runs several times in one forward (one encoder applied to two images: a siamese network), which call to
+    explain, counted from 0 in the order the forward runs them; gradients and activations are that call's, the maps
+    take the size of the first image-like input (give ``size`` when the branches differ); without it such a layer is
+    a one-line error saying how often it runs.
 
     Several inputs: the layer may lie on any branch; its maps take the size of the first image-like input
     (3-D to 5-D) of their rank. Pixel methods give one map per image-like input (a tuple for positional,
@@ -149,11 +150,14 @@ def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=No
     explains, and Score-CAM masks the first image-like input; every other input is held fixed.
     """
     m = get_method(method)
+    kind, _ = entries(inputs)
+    if layer is None:
+        layer = default_layer_name(adapter.layer_records, model,
+                                   tuple(np.shape(inputs))[1:] if kind == SINGLE else None)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     extra = {} if reshape is None else {"reshape": reshape}
     if check_call(call) is not None:
         extra["call"] = check_call(call)
-    kind, _ = entries(inputs)
     keys = image_keys(inputs)
     sizes = {k: spatial_size(tuple(np.shape(lookup(inputs, k))), adapter.LAYOUT) for k in keys}
     explained = keys if m.kind == "pixel" and kind != SINGLE and keys else keys[:1] or [None]
