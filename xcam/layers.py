@@ -96,6 +96,17 @@ def default_layer(records: list[LayerRecord]) -> LayerRecord:
                     "tokens), so no CAM can be made")
 
 
+def default_layer_name(records_of, model, input_shape: tuple | None) -> str:
+    """The layer a CAM explains when none is given (``layer=None`` in ``cam``/``capture``, no ``--layer`` in the
+    CLI): the name of ``default_layer`` over ``records_of(model, input_shape)``, the adapter's layer listing from
+    one forward on zeros of the input's shape (framework layout, without the batch axis); ``input_shape=None``
+    (several inputs, which one forward on zeros cannot stand for) is a one-line error."""
+    if input_shape is None:
+        raise XcamError("layer=None picks the default layer from a forward on one input batch; with several "
+                        "inputs give the layer (list them with layer_records)")
+    return default_layer(records_of(model, tuple(input_shape))).name
+
+
 def check_layer(records: list[LayerRecord], name: str) -> LayerRecord:
     """The record for ``name``, or a one-line error naming the nearest layers / why it cannot be used."""
     for rec in records:

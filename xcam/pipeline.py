@@ -6,7 +6,7 @@ import numpy as np
 from .contract import Adapter, Capture, spatial_size
 from .errors import XcamError
 from .inputs import POSITIONAL, SINGLE, entries, image_keys, lookup
-from .layers import check_call, default_layer
+from .layers import check_call, default_layer_name
 from .maps import combine, finish, fuse, principal_map
 from .methods import MethodArgs, get_method, method_names, reduce_channels, resolve_options
 from .ops import check_size, relu
@@ -150,27 +150,28 @@ def cam_for(adapter: Adapter):
     return cam
 
 
-def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=None, *, classes=None, size=None,
+def explain(adapter: Adapter, model, inputs, layer=None, method="gradcam", targets=None, *, classes=None, size=None,
             labels=None, options=None, output=None, reshape=None, call=None, batch_size=None) -> np.ndarray:
     """Class activation maps for a batch: float32 (N, *S) in [0, 1] (or (N, K, *S) with ``classes``), S of the
     layer's spatial rank: (L,) for signals, (H, W) for images, (D, H, W) for volumes and clips.
 
     inputs: a batch in the adapter's layout, or several inputs: a tuple or list (positional arguments of the model)
     or a dict (keyword arguments; a Keras model's named inputs), batch first; layer: a name, path or layer object,
-    or a list of them (maps fused as in LayerCAM); method: a name from ``xcam.methods()``; targets: what is
-    explained: None for each sample's top-1 class, an int for all, one int per sample, a ``xcam.targets`` Target
-    (Class, Binary, Regression, Segmentation, Boxes, Similarity, Custom), a spec string ("segmentation:15") or a
-    callable; classes: several classes for every sample; size: the maps' size, one number per spatial axis (default:
-    the input's; the layer's own size skips resampling; a wrong count or a non-positive size is a one-line error
-    naming the rank); options: the method's options (see its docstring), e.g. {"weighting": "logit-softmax"} for
-    scorecam; output: which model output the target sees (a dict key, a tuple index, a Keras output name, an
-    attribute such as "logits", or a callable); reshape: overrides the layer's detected layout (``xcam.layouts``): a
-    callable (N, ...) -> (N, C, *s) (PyTorch: on tensors, as pytorch-grad-cam's ``reshape_transform``; Keras: on
-    NumPy arrays), a Layout, or a layout name; call: for a layer that runs several times in one forward (one
-    encoder applied to two images: a siamese network), which call to explain, counted from 0 in the order the
-    forward runs them; gradients and activations are that call's, the maps take the size of the first image-like
-    input (give ``size`` when the branches differ); without it such a layer is a one-line error saying how often
-    it runs.
+    or a list of them (maps fused as in LayerCAM), or None: the layer the CLI picks (``xcam.layers.default_layer``,
+    the last spatial layer that is not pooling; the capture's ``layer`` names it); method: a name from
+    ``xcam.methods()``; targets: what is explained: None for each sample's top-1 class, an int for all, one int per
+    sample, a ``xcam.targets`` Target (Class, Binary, Regression, Segmentation, Boxes, Similarity, Custom), a spec
+    string ("segmentation:15") or a callable; classes: several classes for every sample; size: the maps' size, one
+    number per spatial axis (default: the input's; the layer's own size skips resampling; a wrong count or a
+    non-positive size is a one-line error naming the rank); options: the method's options (see its docstring), e.g.
+    {"weighting": "logit-softmax"} for scorecam; output: which model output the target sees (a dict key, a tuple
+    index, a Keras output name, an attribute such as "logits", or a callable); reshape: overrides the layer's
+    detected layout (``xcam.layouts``): a callable (N, ...) -> (N, C, *s) (PyTorch: on tensors, as
+    pytorch-grad-cam's ``reshape_transform``; Keras: on NumPy arrays), a Layout, or a layout name; call: for a layer
+    that runs several times in one forward (one encoder applied to two images: a siamese network), which call to
+    explain, counted from 0 in the order the forward runs them; gradients and activations are that call's, the maps
+    take the size of the first image-like input (give ``size`` when the branches differ); without it such a layer is
+    a one-line error saying how often it runs.
 
     Several inputs: the layer may lie on any branch; its maps take the size of the first image-like input
     (3-D to 5-D) of their rank. Pixel methods give one map per image-like input (a tuple for positional,
@@ -183,12 +184,12 @@ def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=No
     forwards and input gradients a method asks (default ``xcam.methods.registry.DEFAULT_BATCH``).
     """
     m = get_method(method)
-    layer = _layer_or_default(adapter, model, inputs, layer, m)
+    kind, _ = entries(inputs)
+    layer = _layer_or_default(adapter, model, inputs, layer)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     extra = {} if reshape is None else {"reshape": reshape}
     if check_call(call) is not None:
         extra["call"] = check_call(call)
-    kind, _ = entries(inputs)
     keys = image_keys(inputs)
     sizes = {k: spatial_size(tuple(np.shape(lookup(inputs, k))), adapter.LAYOUT) for k in keys}
     explained = keys if m.kind == "pixel" and kind != SINGLE and keys else keys[:1] or [None]
@@ -208,16 +209,14 @@ def explain(adapter: Adapter, model, inputs, layer, method="gradcam", targets=No
     return tuple(maps.values()) if kind == POSITIONAL else maps
 
 
-def _layer_or_default(adapter: Adapter, model, inputs, layer, m):
-    """The layer to capture: the given one; for a pixel method without one, the default layer (the last with a
-    spatial output: the capture only supplies the scores and resolved targets, and Guided Grad-CAM's map)."""
+def _layer_or_default(adapter: Adapter, model, inputs, layer):
+    """The layer to capture: the given one, else the CLI's default layer (``xcam.layers.default_layer_name``: the
+    last with a spatial output; for pixel methods the capture only supplies the scores, the resolved targets and
+    Guided Grad-CAM's map)."""
     if layer is not None:
         return layer
-    if m.kind != "pixel":
-        raise XcamError(f"method {m.name!r} is a CAM: give the layer to explain (layer=None is for pixel methods: "
-                        f"{', '.join(method_names('pixel'))})")
-    shape = np.shape(lookup(inputs, image_keys(inputs)[0])) if image_keys(inputs) else np.shape(inputs)
-    return default_layer(adapter.layer_records(model, tuple(shape[1:]))).name  # framework layout, batch dropped
+    kind, _ = entries(inputs)
+    return default_layer_name(adapter.layer_records, model, tuple(np.shape(inputs))[1:] if kind == SINGLE else None)
 
 
 def attribute_for(adapter: Adapter):
@@ -255,7 +254,7 @@ def attribute(adapter: Adapter, model, inputs, method, targets=None, *, options=
         raise XcamError(f"method {m.name!r} is a CAM (layer) method: its maps come from "
                         f"cam(model, inputs, layer, {m.name!r}); attribute() takes pixel methods: "
                         f"{', '.join(method_names('pixel'))}")
-    layer = _layer_or_default(adapter, model, inputs, layer, m)
+    layer = _layer_or_default(adapter, model, inputs, layer)
     extra = {} if reshape is None else {"reshape": reshape}
     if check_call(call) is not None:
         extra["call"] = check_call(call)

@@ -18,7 +18,7 @@ import tensorflow as tf
 from xcam.contract import BATCH_LAYOUTS, Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import SINGLE, batch_size, entries, image_like, name, rebuild
-from xcam.layers import call_error, check_call, unknown_layer
+from xcam.layers import LayerRecord, LayerRecorder, call_error, check_call, default_layer_name, unknown_layer
 from xcam.methods.activation import check_head_weights
 from xcam.targets import as_target, is_tensor, select_output
 
@@ -358,6 +358,45 @@ def check_input_shape(model, shape: tuple) -> None:
     raise XcamError(f"the model takes inputs {want}, channels last {layout}, got shape {(shape[0], *got)}{hint}")
 
 
+_POOLS = (keras.layers.MaxPooling1D, keras.layers.MaxPooling2D, keras.layers.MaxPooling3D,
+          keras.layers.AveragePooling1D, keras.layers.AveragePooling2D, keras.layers.AveragePooling3D,
+          keras.layers.GlobalAveragePooling1D, keras.layers.GlobalAveragePooling2D, keras.layers.GlobalAveragePooling3D,
+          keras.layers.GlobalMaxPooling1D, keras.layers.GlobalMaxPooling2D, keras.layers.GlobalMaxPooling3D,
+          keras.layers.Dropout, keras.layers.Flatten, keras.layers.Identity)
+
+
+def layer_records(model, input_shape: tuple) -> list[LayerRecord]:
+    """One record per layer (nested paths), in the order layers finish, from a forward on zeros (1, *S, C).
+
+    Shapes are reported channels first, (N, C, *s), after each layer's layout (tokens on their grid).
+    """
+    recorder = LayerRecorder()
+    paths = list(walk(model))
+    rank = len(input_shape) - 1
+
+    def wrap(path, layer):
+        original = layer.call
+
+        def call(*args, **kwargs):
+            out = original(*args, **kwargs)
+            if tf.is_tensor(out):
+                recorder.saw(path, tuple(out.shape), out, lambda shape: layout_of(model, layer, shape, rank))
+            else:
+                recorder.saw(path, None)
+            return out
+        return call
+
+    with contextlib.ExitStack() as stack:
+        for path, layer in paths:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            object.__setattr__(layer, "call", wrap(path, layer))
+            stack.callback(object.__delattr__, layer, "call")
+        model(tf.zeros((1, *input_shape), tf.float32), training=False)
+    return recorder.records({p: type(obj).__name__ for p, obj in paths},
+                            {p for p, obj in paths if isinstance(obj, _POOLS)})
+
+
 def _last_dense_weight(model):
     dense = [obj for _, obj in walk(model) if isinstance(obj, keras.layers.Dense)]
     return np.asarray(dense[-1].kernel.numpy()).T if dense else None
@@ -367,19 +406,22 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
             labels=None, output=None, reshape=None, call=None):
     """Activations and gradients as (N, C, *s) NumPy arrays (channels first), and the selected output.
 
-    layer: a name, path or layer, or a list of them (then a list of Captures from one forward/backward).
+    layer: a name, path or layer, or a list of them (then a list of Captures from one forward/backward); None:
+    the CLI's default layer (``xcam.layers.default_layer``), named in the Capture's ``layer``.
     targets, classes, output: as in ``xcam_torch.capture`` (a Target, ints, a spec or a callable; the model
     output the target sees, by dict key, Keras output name, index or callable). The layer's layout (channels
     last, tokens) is detected (``xcam.layouts``) or given by ``reshape`` (a callable on NumPy arrays
     (N, ...) -> (N, C, *s), a Layout or a layout name). call: which call of a layer that runs several times in
     one forward (a siamese encoder) is captured, from 0.
     """
+    x = as_inputs(inputs, model)
+    if layer is None:
+        layer = default_layer_name(layer_records, model, tuple(x.shape[1:]) if tf.is_tensor(x) else None)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if not layers:
         raise XcamError("no layer given")
     resolved = [resolve_layer(model, one) for one in layers]
     target = as_target(targets, classes)
-    x = as_inputs(inputs, model)
     warn_low_precision(compute_dtype(model))
     n = int(tf.nest.flatten(x)[0].shape[0])
     params = target.params(n)

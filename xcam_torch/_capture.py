@@ -16,7 +16,7 @@ from torch import nn
 from xcam.contract import Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import POSITIONAL, SINGLE, batch_size, entries, image_like, name
-from xcam.layers import call_error, check_call, unknown_layer
+from xcam.layers import LayerRecord, LayerRecorder, call_error, check_call, default_layer_name, unknown_layer
 from xcam.methods.activation import check_head_weights
 from xcam.targets import as_target, is_tensor, select_output
 
@@ -226,6 +226,30 @@ def dry_run(model: nn.Module, input_shape, hooks) -> None:
             h.remove()
 
 
+_POOLS = (nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
+          nn.modules.pooling._AdaptiveMaxPoolNd, nn.modules.dropout._DropoutNd, nn.Identity, nn.Flatten)
+
+
+def layer_records(model: nn.Module, input_shape: tuple) -> list[LayerRecord]:
+    """One record per named module, in the order modules finish, from a forward on zeros (1, C, *S); shapes
+    channels first after each layer's layout (tokens on their grid)."""
+    recorder = LayerRecorder()
+
+    rank = len(input_shape) - 1
+
+    def hook(name):
+        def record(module, args, out):
+            is_tensor = isinstance(out, torch.Tensor)
+            recorder.saw(name, tuple(out.shape) if is_tensor else None, out if is_tensor else None,
+                         lambda shape: layout_of(model, module, shape, rank))
+        return record
+
+    named = [(n, m) for n, m in model.named_modules() if n]
+    dry_run(model, input_shape, [(m, hook(n)) for n, m in named])
+    return recorder.records({n: type(m).__name__ for n, m in named},
+                            {n for n, m in named if isinstance(m, _POOLS)})
+
+
 class _Keeper:
     """The forward hook: keeps the layer's output at its call ``call`` (0: the first; None: the only one) and
     starts the graph there when gradients are wanted; other calls pass through and are counted."""
@@ -276,7 +300,8 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
             head: bool = False, labels=None, output=None, reshape=None, call=None):
     """Activations (N, C, *s), gradients of the target's score and the selected output, as NumPy.
 
-    layer: a name or module, or a list of them (then a list of Captures, from one forward and one backward).
+    layer: a name or module, or a list of them (then a list of Captures, from one forward and one backward);
+    None: the CLI's default layer (``xcam.layers.default_layer``), named in the Capture's ``layer``.
     targets: None (top-1 per sample), an int, one int per sample, a ``xcam.targets`` Target, a spec string or
     a callable; classes: several classes for every sample instead (gradients become (N, K, C, *s)).
     output: which of the model's outputs the target sees (``xcam.targets.select_output``). The layer's
@@ -284,12 +309,14 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     callable on tensors, as pytorch-grad-cam's ``reshape_transform``, a Layout or a layout name). call: which
     call of a layer that runs several times in one forward (a siamese encoder) is captured, from 0.
     """
+    x = Batch(model, inputs)
+    if layer is None:
+        layer = default_layer_name(layer_records, model, tuple(x.get().shape[1:]) if x.kind == SINGLE else None)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     if not layers:
         raise XcamError("no layer given")
     resolved = [resolve_module(model, one) for one in layers]
     target = as_target(targets, classes)
-    x = Batch(model, inputs)
     warn_low_precision(str(model_device(model)[1]).removeprefix("torch."))
     n = x.n
     target.params(n)  # a per-sample argument of the wrong length fails before the forward
