@@ -71,7 +71,7 @@ class Method:
 
 
 _REGISTRY: dict[str, Method] = {}
-FAMILIES = ("gradient", "activation", "perturbation", "pixel")  # the modules of xcam.methods, in table order
+FAMILIES = ("gradient", "activation", "perturbation", "pixel", "occlusion")  # xcam.methods modules, table order
 
 
 def register(name: str, *, title: str, paper: str, **meta) -> Callable:
