@@ -76,7 +76,7 @@ class Method:
         """What the method needs from the model, in words (``xcam methods`` and the README table)."""
         parts = [word for flag, word in ((self.needs_gradients, "layer gradients"), (self.needs_head, "head weights"),
                                          (self.needs_forwards, "extra forwards"),
-                                         (self.kind == "pixel", "input gradients")) if flag]
+                                         (self.kind == "pixel" and not self.needs_forwards, "input gradients")) if flag]
         return ", ".join(parts) or "activations"
 
     @property
@@ -104,7 +104,7 @@ def reduce_channels(attribution: np.ndarray, reduce: str, input_rank: int) -> np
 
 
 _REGISTRY: dict[str, Method] = {}
-FAMILIES = ("gradient", "activation", "perturbation", "pixel")  # the modules of xcam.methods, in table order
+FAMILIES = ("gradient", "activation", "perturbation", "pixel", "occlusion")  # xcam.methods modules, table order
 
 
 def register(name: str, *, title: str, paper: str, **meta) -> Callable:
