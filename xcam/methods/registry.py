@@ -64,6 +64,7 @@ class Method:
     relu: bool = True
     options: dict = field(default_factory=dict)  # option name -> default
     weighted: Callable | None = None    # "map" methods: (..., C, *s) weighted activations, for eigen_smooth
+    explains: Callable | None = None    # (user's Target, options) -> the Target actually explained (finercam)
 
     @property
     def needs_probe(self) -> bool:
