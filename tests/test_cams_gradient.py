@@ -130,3 +130,65 @@ def test_eigen_smooth_against_pytorch_grad_cam_up_to_sign(method, name):
         best = min(np.abs(mine[n] - xcam.normalize_minmax(np.maximum(s * raw[n:n + 1], 0))[0]).max()
                    for s in (1, -1))
         assert best <= 1e-4
+
+
+# ----------------------------------------------------------------------------- finercam
+
+def test_finer_score_golden():
+    from xcam.targets import Finer, evaluate
+
+    y = np.array([[3.0, 2.5, 0.0, 2.9], [0.0, 1.0, 5.0, 1.2]], np.float32)
+    t = Finer().resolve(y)
+    # sample 0: c = 0, |y - 3| = [0, .5, 3, .1] -> J = [3, 1, 2]
+    # sample 1: c = 2, |y - 5| = [5, 4, 0, 3.8] -> J = [3, 1, 0]
+    np.testing.assert_array_equal(t.main, [0, 2])
+    np.testing.assert_array_equal(t.others, [[3, 1, 2], [3, 1, 0]])
+    e = np.exp
+    p0 = e(np.array([2.9, 2.5, 0.0]))                          # softmax numerators; the denominator cancels
+    p1 = e(np.array([1.2, 1.0, 0.0]))
+    want = [(p0 * [0.1, 0.5, 3.0]).sum() / p0.sum(), (p1 * [3.8, 4.0, 5.0]).sum() / p1.sum()]
+    np.testing.assert_allclose(evaluate(t, y), want, rtol=1e-5)
+    # one compared class: the weights cancel, y_c - alpha y_j
+    t2 = Finer(alpha=2.0, compare=(1,)).resolve(y)
+    np.testing.assert_allclose(evaluate(t2, y), [3 - 2 * 2.9, 5 - 2 * 1.2], rtol=1e-5)
+    # a given class; ranks beyond the classes are dropped (three classes: ranks 1, 2)
+    t3 = Finer(1).resolve(y[:, :3])
+    np.testing.assert_array_equal(t3.main, [1, 1])
+    np.testing.assert_array_equal(t3.others, [[0, 2], [0, 2]])
+
+
+def test_finer_bad_input():
+    from xcam import XcamError
+    from xcam.methods.gradient import _finer_target
+    from xcam.targets import Finer, Regression
+
+    with pytest.raises(XcamError, match="alpha"):
+        Finer(alpha="x")
+    with pytest.raises(XcamError, match="compare"):
+        Finer(compare=(0,))
+    with pytest.raises(XcamError, match="class of a classifier"):
+        _finer_target(Regression(), {"alpha": 1.0, "compare": (1,)})
+    with pytest.raises(XcamError, match="only one class"):
+        Finer().check(np.zeros((1, 1), np.float32))
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_finercam_against_pytorch_grad_cam():
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    import xcam
+    import xcam_torch
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    for target, kwargs in ((None, {}), (3, {"target_idx": 3})):
+        ours = xcam_torch.cam(model, x, "layer4", "finercam", target)
+        with pgc.FinerCAM(model=model, target_layers=[model.layer4]) as cam:
+            theirs = xcam.normalize_minmax(cam(input_tensor=x, **kwargs))
+        assert ours.max() == 1.0
+        assert np.abs(ours - theirs).max() <= 1e-4
+    # and it is not Grad-CAM of the class alone
+    assert np.abs(ours - xcam_torch.cam(model, x, "layer4", "gradcam", 3)).max() > 0.05

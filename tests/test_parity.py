@@ -68,9 +68,11 @@ def test_alexnet_maps_agree_across_frameworks(alexnets, method, layer):
     if method in ("scorecam", "smoothgrad") and layer == "features.8":
         pytest.skip("layer-independent or slow: checked at features.10")
     opts = FAST_OPTIONS.get(method)
-    tmaps = xcam_torch.cam(tmodel, x, layer, method, classes=[0, 1], options=opts)
-    kmaps = xcam_tf.cam(kmodel, xk, layer.replace(".", "_"), method, classes=[0, 1], options=opts)
-    assert tmaps.shape == kmaps.shape == (2, 2, 224, 224)
+    # a method that builds its own score from one class per sample (finercam) gets one class per sample
+    which = {"targets": [0, 1]} if xcam.get_method(method).explains else {"classes": [0, 1]}
+    tmaps = xcam_torch.cam(tmodel, x, layer, method, options=opts, **which)
+    kmaps = xcam_tf.cam(kmodel, xk, layer.replace(".", "_"), method, options=opts, **which)
+    assert tmaps.shape == kmaps.shape == ((2, 224, 224) if "targets" in which else (2, 2, 224, 224))
     assert tmaps.max() == 1.0  # not a trivial all-zero comparison
     assert_maps_agree(method, tmaps, kmaps)
 
@@ -101,8 +103,9 @@ def demo_models():
                                     if m not in ("cam", "scorecam", "smoothgrad", "shapleycam")])
 def test_demo_model_maps_agree_across_frameworks(demo_models, method):
     tmodel, kmodel, x, xk = demo_models
-    tmaps = xcam_torch.cam(tmodel, x, "backbone.head_act", method, classes=[0, 1])
-    kmaps = xcam_tf.cam(kmodel, xk, "head_act", method, classes=[0, 1])
+    which = {"targets": None} if xcam.get_method(method).explains else {"classes": [0, 1]}  # as above
+    tmaps = xcam_torch.cam(tmodel, x, "backbone.head_act", method, **which)
+    kmaps = xcam_tf.cam(kmodel, xk, "head_act", method, **which)
     assert tmaps.max() == 1.0
     assert_maps_agree(method, tmaps, kmaps)
 

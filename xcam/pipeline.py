@@ -10,6 +10,7 @@ from .layers import check_call, default_layer_name
 from .maps import combine, finish, fuse, principal_map
 from .methods import MethodArgs, get_method, method_names, reduce_channels, resolve_options
 from .ops import check_size, relu
+from .targets import as_target
 
 
 def method_args(capture: Capture, method, *, model_inputs=None, probe=None, options=None,
@@ -193,6 +194,8 @@ def explain(adapter: Adapter, model, inputs, layer=None, method="gradcam", targe
     keys = image_keys(inputs)
     sizes = {k: spatial_size(tuple(np.shape(lookup(inputs, k))), adapter.LAYOUT) for k in keys}
     explained = keys if m.kind == "pixel" and kind != SINGLE and keys else keys[:1] or [None]
+    if m.explains is not None:  # the method explains a score of its own built from the user's target
+        targets, classes = m.explains(as_target(targets, classes), resolve_options(m, options)), None
     caps = adapter.capture(model, inputs, layers, targets, classes=classes, gradients=m.needs_gradients,
                            head=m.needs_head, labels=labels, output=output, **extra)
     maps = {}

@@ -428,23 +428,13 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     paths = [p for p, _ in resolved]
     call = check_call(call)
     runs = None if call is None else [run_index(model, path, call) for path in paths]
-    step, keep, tape_box = _step(model, paths, x, target, params, output, gradients, call, runs)
     final = final_layer(model)
-    try:
-        with wrapped([obj for _, obj in resolved], keep, tape_box, final, runs=runs,
-                     counts=tape_box.setdefault("counts", {})):
-            acts, grads, out, score = step(x, param_tensors(params))
-    except tf.errors.InvalidArgumentError as exc:
-        shapes = ", ".join(str(tuple(t.shape)) for t in tf.nest.flatten(x))
-        raise XcamError(f"the model could not run on inputs of shape {shapes}: "
-                        f"{exc.message.splitlines()[0]}") from None
-    except Exception as exc:  # an XcamError raised while tracing comes back wrapped by TensorFlow
-        found = unstaged(exc)
-        if found is exc:
-            raise
-        raise found.with_traceback(None) from None
-    finally:
-        keep.clear()
+    if target.resolved_first:  # the target's params depend on the output (finercam): one pass to fix them
+        first, _, _ = _run(model, resolved, paths, x, target, params, output, False, call, runs)
+        target = target.resolve(to_numpy(first[2]))
+        params = target.params(n)
+    (acts, grads, out, score), _, _ = _run(model, resolved, paths, x, target, params, output,
+                                                     gradients, call, runs)
     out_np = to_numpy(out)
     target.check(out_np, labels, softmax_skipped=_has_softmax(final))
     chosen = target.resolve(out_np)
@@ -463,3 +453,25 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
         caps.append(Capture(activations=a, gradients=g, scores=scores, targets=chosen.class_indices(n), layer=path,
                             head_weights=head_w, target=chosen, target_scores=score.numpy(), layout=layout))
     return caps if isinstance(layer, (list, tuple)) else caps[0]
+
+
+def _run(model, resolved, paths, x, target, params, output, gradients, call, runs):
+    """One compiled step: (acts, grads, out, score), and the step's keep and tape_box."""
+    step, keep, tape_box = _step(model, paths, x, target, params, output, gradients, call, runs)
+    final = final_layer(model)
+    try:
+        with wrapped([obj for _, obj in resolved], keep, tape_box, final, runs=runs,
+                     counts=tape_box.setdefault("counts", {})):
+            acts, grads, out, score = step(x, param_tensors(params))
+    except tf.errors.InvalidArgumentError as exc:
+        shapes = ", ".join(str(tuple(t.shape)) for t in tf.nest.flatten(x))
+        raise XcamError(f"the model could not run on inputs of shape {shapes}: "
+                        f"{exc.message.splitlines()[0]}") from None
+    except Exception as exc:  # an XcamError raised while tracing comes back wrapped by TensorFlow
+        found = unstaged(exc)
+        if found is exc:
+            raise
+        raise found.with_traceback(None) from None
+    finally:
+        keep.clear()
+    return (acts, grads, out, score), keep, tape_box

@@ -4,6 +4,7 @@ import numpy as np
 
 from ..errors import XcamError
 from ..maps import principal_map
+from ..targets import Class, Finer
 from .registry import MethodArgs, register
 
 
@@ -88,3 +89,23 @@ def shapleycam(x: MethodArgs) -> np.ndarray:
         raise XcamError("shapleycam explains one class per sample; call it once per class instead of classes=")
     hvp = x.probe.layer_hvp(x.target)
     return (x.gradients - 0.5 * hvp).mean(axis=x.axes)
+
+
+def _finer_target(target, options: dict) -> Finer:
+    """The Finer-CAM score of the user's class target, with the method's ``alpha`` and ``compare`` options."""
+    if not isinstance(target, Class):
+        raise XcamError(f"finercam explains a class of a classifier; got a {type(target).__name__} target "
+                        "(give None, an int, one int per sample, or a Class)")
+    return Finer(target, options["alpha"], options["compare"])
+
+
+@register("finercam", title="Finer-CAM", explains=_finer_target, options={"alpha": 1.0, "compare": (1, 2, 3)},
+          paper="Zhang et al., Finer-CAM: Spotting the Difference Reveals Finer Details for Visual Explanation, "
+                "CVPR 2025, arXiv:2501.11309")
+def finercam(x: MethodArgs) -> np.ndarray:
+    r"""Grad-CAM of the Finer score (``xcam.targets.Finer``): with c the target class and J its ``compare``-ranked
+    most similar classes (by |y_j - y_c|; default ranks 1, 2, 3), y = \sum_J p_j (y_c - alpha y_j) /
+    (\sum_J p_j + 1e-9), p = softmax; w_k = 1/Z \sum_p dy/dA_k(p), L = ReLU(\sum_k w_k A_k). As pytorch-grad-cam
+    1.5.7's FinerCAM with targets=None (or target_idx) and its defaults (alpha 1, GradCAM base). Through
+    ``xcam_torch.cam`` / ``xcam_tf.cam`` only: a Capture made with another target gives plain Grad-CAM."""
+    return x.gradients.mean(axis=x.axes)

@@ -70,6 +70,7 @@ class Method:
     reduce: str = "absmax"              # pixel methods: channel reduction for cam() (``REDUCTIONS``)
     options: dict = field(default_factory=dict)  # option name -> default
     weighted: Callable | None = None    # "map" methods: (..., C, *s) weighted activations, for eigen_smooth
+    explains: Callable | None = None    # (user's Target, options) -> the Target actually explained (finercam)
 
     @property
     def needs(self) -> str:

@@ -11,6 +11,7 @@ from .kinds import (
     Boxes,
     Class,
     Custom,
+    Finer,
     Regression,
     Segmentation,
     Similarity,
@@ -23,7 +24,8 @@ from .kinds import (
 from .outputs import describe, entries, is_tensor, select_output
 from .tensor_ops import NumpyOps, TensorOps
 
-__all__ = ["TOP1", "Binary", "Boxes", "Class", "Custom", "NumpyOps", "Regression", "Segmentation", "Similarity",
+__all__ = ["TOP1", "Binary", "Boxes", "Class", "Custom", "Finer", "NumpyOps",
+           "Regression", "Segmentation", "Similarity",
            "Target", "TensorOps", "as_target", "batch_params", "check_class_range", "check_scores", "describe",
            "entries", "evaluate", "is_tensor", "parse_target", "requested", "requested_classes",
            "requested_targets", "resolve", "select_output"]

@@ -43,6 +43,7 @@ class Target:
 
     kind = "target"
     whole_output = False  # True: the default output is the model's whole (structured) output
+    resolved_first = False  # True: ``params`` need ``resolve`` on the output first (a compiled step's extra pass)
 
     def params(self, n: int) -> dict:
         """Per-sample arrays (leading axis ``n``) handed to ``score`` as tensors."""
@@ -202,6 +203,73 @@ class Class(Target):
         if self.every is not None:
             out["every"] = _json_value(self.every)
         return out
+
+
+class Finer(Target):
+    r"""Finer-CAM's score (Zhang et al., Finer-CAM, CVPR 2025, arXiv:2501.11309; as pytorch-grad-cam 1.5.7's
+    FinerWeightedTarget): with c the class of ``base`` (a Class target, default each sample's top-1) and J the
+    classes ranked ``compare`` (default 1, 2, 3) by |y_j - y_c| (rank 0 is c itself; ranks beyond K-1 dropped),
+    y = \sum_{j \in J} p_j (y_c - alpha y_j) / (\sum_{j \in J} p_j + 1e-9), p = softmax(y). The gradient also
+    flows through p, as in the anchor. J is fixed from the first forward."""
+
+    kind = "finer"
+    resolved_first = True  # the compared classes are ranked on the output before the score is built
+
+    def __init__(self, base=None, alpha: float = 1.0, compare=(1, 2, 3), *, main=None, others=None):
+        self.base = base if isinstance(base, Class) else Class(base)
+        if self.base.columns:
+            raise XcamError("finercam explains one class per sample; give targets, not several classes")
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not np.isfinite(alpha):
+            raise XcamError(f"option alpha={alpha!r} is not valid; give a finite number (default 1.0)")
+        compare = tuple(compare)
+        if not compare or not all(isinstance(r, (int, np.integer)) and r >= 1 for r in compare):
+            raise XcamError(f"option compare={compare!r} is not valid; give similarity ranks >= 1, e.g. (1, 2, 3)")
+        self.alpha, self.compare, self.main, self.others = float(alpha), compare, main, others
+
+    def params(self, n):
+        """{"main": (N,) int64, "others": (N, J) int64} (before ``resolve``: the base's classes, no others)."""
+        if self.main is None:
+            return {"main": self.base._requested(n), "others": np.zeros((n, len(self.compare)), np.int64)}
+        return {"main": self.main, "others": self.others}
+
+    def score(self, output, params, ops):
+        """The softmax-weighted mean of y_c - alpha y_j over the compared classes j."""
+        main = params["main"]
+        main = ops.where(ops.equal(main, TOP1), ops.argmax(output, 1), main)  # unresolved: a first pass's top-1
+        yc = ops.reshape(ops.take(output, main), (-1, 1))
+        yj = ops.take(output, params["others"])
+        p = ops.take(ops.softmax(output, 1), params["others"])
+        return ops.sum(p * (yc - self.alpha * yj), 1) / (ops.sum(p, 1) + 1e-9)
+
+    def check(self, output, labels=None, softmax_skipped=False):
+        """As a Class target, and at least two classes."""
+        self.base.check(output, labels, softmax_skipped)
+        if np.shape(output)[1] < 2:
+            raise XcamError("finercam compares the target with other classes; the output has only one class")
+
+    def resolve(self, output):
+        """c filled in (top-1 where asked), and its compared classes ranked by |y_j - y_c| (stable order)."""
+        y = np.asarray(output, np.float64)
+        main = self.base.resolve(output).index
+        yc = y[np.arange(len(y)), main]
+        order = np.argsort(np.abs(y - yc[:, None]), axis=1, kind="stable")
+        order = np.stack([row[row != c] for row, c in zip(order, main)])  # rank 0 is c itself
+        ranks = [r - 1 for r in self.compare if r < y.shape[1]]
+        return Finer(self.base, self.alpha, self.compare, main=main.astype(np.int64),
+                     others=order[:, ranks].astype(np.int64))
+
+    def class_indices(self, n):
+        """The class c explained per sample."""
+        return self.main if self.main is not None else self.base._requested(n)
+
+    def key(self):
+        """alpha and how many classes are compared."""
+        return ("Finer", self.alpha, len(self.compare) if self.others is None else self.others.shape[1])
+
+    def to_json(self):
+        """{"kind": "finer", "index": ..., "alpha": ..., "compare": ..., "others": ...}."""
+        return {"kind": self.kind, "index": _json_value(self.main if self.main is not None else self.base.index),
+                "alpha": self.alpha, "compare": list(self.compare), "others": _json_value(self.others)}
 
 
 def _one_value(output, name: str, index=None, ops=None):
