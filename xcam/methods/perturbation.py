@@ -54,6 +54,56 @@ def scorecam_weights(x, mode: str, batch_size: int) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
+def _layer_minmax(acts: np.ndarray) -> np.ndarray:
+    """torchcam's mask source: each channel min-max scaled at the layer's size, (a - min) / (max - min + 1e-8)."""
+    flat = acts.reshape(acts.shape[0], -1)
+    lo = flat.min(axis=1, keepdims=True)
+    return ((flat - lo) / (flat.max(axis=1, keepdims=True) - lo + 1e-8)).reshape(acts.shape).astype(np.float32)
+
+
+def _masks(low: np.ndarray, size: tuple, normalize: str) -> np.ndarray:
+    """Masks (B, *S) from the layer's channels (B, *s): minmax(Up(a)) ("input") or Up(minmax(a)) ("layer")."""
+    if normalize == "input":
+        return normalize_minmax(resize(low, size))
+    return resize(_layer_minmax(low), size)
+
+
+def _mask_weights(scores: np.ndarray, mode: str) -> np.ndarray:
+    """(C,) or (C, K) mean scores per channel -> weights (C,) or (K, C): probabilities as they are, logits
+    softmaxed over the channels."""
+    per_channel = _channels_last_axis(scores)
+    return per_channel if mode == "probability" else softmax(per_channel, axis=-1)
+
+
+def iscam_weights(x, mode: str, normalize: str, num_samples: int, batch_size: int) -> np.ndarray:
+    """IS-CAM weights (N, C) or (N, K, C): the mean target score over X * c_i M_k, c_i = sum_{j<=i} j / n_s.
+    One forward per distinct masked input: channels with equal masks share, the all-zero mask is scored once."""
+    acts = _per_sample(x)
+    n, c, spatial = acts.shape[0], acts.shape[1], acts.shape[2:]
+    size = input_size(x)
+    target = x.target.as_probability() if mode == "probability" else x.target
+    coeffs = np.cumsum(np.arange(1, num_samples + 1) / num_samples).astype(np.float32)
+    out = []
+    for i in range(n):
+        low = acts[i] if normalize == "layer" else normalize_minmax(acts[i])
+        uniq, inverse = np.unique(low.reshape(c, -1), axis=0, return_inverse=True)
+        span = uniq.max(axis=1) - uniq.min(axis=1)
+        zero = ~(span > 0) if normalize == "layer" else ~uniq.any(axis=1)          # masks that are all zero
+        reps = np.where(zero, 1, num_samples)                                       # forwards per distinct mask
+        rows, steps = np.repeat(np.arange(len(uniq)), reps), np.concatenate([np.arange(r) for r in reps])
+        scores = []
+        for start in range(0, len(rows), batch_size):
+            r, k = rows[start:start + batch_size], steps[start:start + batch_size]
+            masks = _masks(uniq[r].reshape(-1, *spatial), size, normalize) * coeffs[k].reshape(-1, *(1,) * len(size))
+            scores.append(x.probe.score(x.model_inputs[i][None] * masks[:, None], target, np.full(len(r), i)))
+        scores = np.concatenate(scores).astype(np.float64)
+        sums = np.zeros((len(uniq),) + scores.shape[1:])
+        np.add.at(sums, rows, scores)
+        mean = sums / reps.reshape(-1, *(1,) * (scores.ndim - 1))                   # a zero mask: one score
+        out.append(_mask_weights(mean[inverse.reshape(-1)], mode))
+    return np.stack(out).astype(np.float32)
+
+
 def ablation_weights(x, batch_size: int) -> np.ndarray:
     """Ablation-CAM weights (N, C) or (N, K, C); all-zero channels get 0 without a forward."""
     acts = _per_sample(x)
@@ -99,3 +149,25 @@ def ablationcam(x: MethodArgs) -> np.ndarray:
     the same map otherwise. Exact and cheaper: an all-zero channel has w = 0 without a forward; the rest of
     the network runs on batches of ablated activations (option batch_size)."""
     return ablation_weights(x, int(x.options["batch_size"]))
+
+
+@register("iscam", title="IS-CAM", needs_gradients=False, needs_forwards=True,
+          options={"num_samples": 10, "weighting": "probability", "normalize": "input", "batch_size": 64},
+          paper="Naidu et al., IS-CAM: Integrated Score-CAM for axiomatic-based explanations, arXiv:2010.03023")
+def iscam(x: MethodArgs) -> np.ndarray:
+    r"""Integrated Score-CAM: M_k = minmax(Up(A_k)) as for Score-CAM, c_i = \sum_{j=1}^{i} j / n (i = 1..n,
+    n = option num_samples, default 10 as torch-cam), s_k^c = (1/n) \sum_i score_c(X \odot c_i M_k);
+    L^c = ReLU(\sum_k w_k^c A_k). The coefficients accumulate as in torch-cam's ISCAM (up to (n + 1) / 2).
+    weighting="probability" (default, as Score-CAM here): w_k^c = s_k^c on the target's probability form;
+    weighting="logit-softmax" (torch-cam): w^c = softmax over k of the mean logits (torch-cam subtracts the
+    unmasked input's logit first, which a softmax over k does not change).
+    normalize="input" (default): masks min-max scaled after upsampling, as Score-CAM here; normalize="layer"
+    (torch-cam): each channel scaled at the layer's size ((a - min) / (max - min + 1e-8)), then upsampled.
+    Exact and cheaper: channels with the same mask share forwards, the all-zero mask is scored once; forwards
+    are batched over (mask, coefficient) pairs (option batch_size)."""
+    mode = choice(x.options, "weighting", ("probability", "logit-softmax"))
+    normalize = choice(x.options, "normalize", ("input", "layer"))
+    num_samples = int(x.options["num_samples"])
+    if num_samples < 1:
+        raise XcamError(f"option num_samples={num_samples} is not valid; it must be a positive integer")
+    return iscam_weights(x, mode, normalize, num_samples, int(x.options["batch_size"]))
