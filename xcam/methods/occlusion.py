@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 
 from ..errors import XcamError
-from .registry import MethodArgs, register
+from .registry import MethodArgs, choice, register
 
 
 def _spatial_tuple(value, rank: int, name: str) -> tuple:
@@ -128,3 +128,85 @@ def featureablation(x: MethodArgs) -> np.ndarray:
     (an int array of the input's spatial shape) or a grid of ``cells`` (4) cells per axis; baseline (0.0),
     batch_size (64). cam() reduces with max_c |A|."""
     return _absmax(x, featureablation_attribution(x))
+
+
+def _lime_weights(x, inputs: np.ndarray, perturbed: np.ndarray, sample: int, z: np.ndarray) -> np.ndarray:
+    r"""LIME's similarity exp(-d^2 / (2 w^2)) of each perturbed copy to input ``sample`` (captum's default
+    ``get_exp_kernel_similarity_function``): d = 1 - cos(x, x') (``distance`` cosine) or ||x - x'||_2."""
+    mode = choice(x.options, "distance", ("cosine", "euclidean"))
+    width = float(x.options["kernel_width"])
+    a = inputs[sample].reshape(-1).astype(np.float64)
+    b = perturbed.reshape(len(perturbed), -1).astype(np.float64)
+    if mode == "cosine":
+        norms = np.maximum(np.linalg.norm(a) * np.linalg.norm(b, axis=1), 1e-8)
+        d = 1.0 - (b @ a) / norms
+    else:
+        d = np.linalg.norm(b - a[None], axis=1)
+    return np.exp(-d ** 2 / (2 * width ** 2))
+
+
+def lime_samples(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
+    """(n, m) binary interpretable samples, each superpixel on with probability 1/2 (captum's Lime)."""
+    return (rng.random((n, m)) < 0.5).astype(np.float32)
+
+
+def weighted_linear_fit(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    r"""argmin_{c, b} \sum_s w_s (y_s - b - z_s c)^2, the intercept b unpenalised (sklearn LinearRegression with
+    sample_weight: weighted centering, then least squares, the minimum-norm c if rank deficient). z (S, M),
+    y (S,) or (S, K); returns c (M,) or (M, K)."""
+    w = w.astype(np.float64)
+    zw = (w @ z) / w.sum()
+    yw = (w @ y) / w.sum()
+    r = np.sqrt(w)[:, None]
+    coef, *_ = np.linalg.lstsq(r * (z - zw), (r if y.ndim == 2 else r[:, 0]) * (y - yw), rcond=None)
+    return coef
+
+
+def surrogate_attribution(x, sampler, weigh) -> np.ndarray:
+    r"""A_i = c_{s(i)}, the coefficient of i's superpixel s(i) in the weighted linear fit of f(x_z) on z, where
+    x_z = x \odot M(z) + b (1 - M(z)) keeps the superpixels z switches on. (N, C_in, *S) or (N, K, C_in, *S)."""
+    inputs = x.model_inputs.astype(np.float32)
+    masks = segment_masks(x)
+    flat = masks.reshape(len(masks), -1).astype(np.float32)                  # (M, prod S)
+    n_samples, batch = int(x.options["n_samples"]), int(x.options["batch_size"])
+    if n_samples < 1:
+        raise XcamError(f"option n_samples={n_samples} is not valid; give a positive int")
+    baseline = np.float32(x.options["baseline"])
+    rng = np.random.default_rng(x.options["seed"])
+    size = inputs.shape[2:]
+    out = []
+    for i in range(len(inputs)):
+        z = sampler(rng, n_samples, len(masks))
+        ys, ws = [], []
+        for s in range(0, n_samples, batch):
+            keep = (z[s:s + batch] @ flat).reshape((-1, 1) + size)
+            perturbed = inputs[i][None] * keep + baseline * (1 - keep)
+            ys.append(_score_batches(x, perturbed, i, batch))
+            ws.append(weigh(x, inputs, perturbed, i, z[s:s + batch]))
+        y = np.concatenate(ys).astype(np.float64)
+        coef = weighted_linear_fit(z.astype(np.float64), y, np.concatenate(ws))   # (M,) or (M, K)
+        per_pos = (coef.reshape(len(masks), -1).T @ flat).reshape((-1,) + size)
+        attr = np.broadcast_to(per_pos[:, None], (len(per_pos), inputs.shape[1]) + size)
+        out.append(attr[0] if y.ndim == 1 else attr)
+    return np.ascontiguousarray(np.stack(out)).astype(np.float32)
+
+
+def lime_attribution(x: MethodArgs) -> np.ndarray:
+    """Signed LIME attribution (N, C_in, *S) or (N, K, C_in, *S)."""
+    return surrogate_attribution(x, lime_samples, _lime_weights)
+
+
+@register("lime", title="LIME", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
+          options={"mask": None, "cells": 4, "baseline": 0.0, "n_samples": 25, "kernel_width": 1.0,
+                   "distance": "cosine", "seed": 0, "batch_size": 64},
+          paper="Ribeiro et al., \"Why Should I Trust You?\": Explaining the Predictions of Any Classifier, KDD 2016, "
+                "arXiv:1602.04938")
+def lime(x: MethodArgs) -> np.ndarray:
+    r"""A_i = c_{s(i)} of argmin_{c,b} \sum_z \pi(z) (f(x_z) - b - z c)^2 over n_samples (25, captum's) binary
+    samples z ~ Bernoulli(1/2)^M of the M superpixels (option mask or a grid of ``cells`` per axis), x_z = x on the
+    kept superpixels and the baseline (0.0) elsewhere, \pi = exp(-d(x, x_z)^2 / (2 kernel_width^2)) with d the
+    cosine distance (``distance`` euclidean: the L2 distance), as captum's Lime defaults. Difference: captum's
+    default surrogate is sklearn Lasso(alpha=0.01); here the fit is weighted least squares with an unpenalised
+    intercept (captum's Lime with interpretable_model=SkLearnLinearRegression()). Samples from NumPy's
+    default_rng(seed), so not captum's torch draws. cam() reduces with max_c |A|."""
+    return _absmax(x, lime_attribution(x))
