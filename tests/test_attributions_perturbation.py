@@ -88,9 +88,9 @@ def superpixel_weights(x, k, labels, baseline):
     return want
 
 
-@pytest.mark.parametrize("name", ["lime"])
+@pytest.mark.parametrize("name", ["lime", "kernelshap"])
 def test_surrogates_recover_linear_superpixel_weights(name):
-    fn = {"lime": occ.lime_attribution}[name]
+    fn = {"lime": occ.lime_attribution, "kernelshap": occ.kernelshap_attribution}[name]
     x = RNG.standard_normal((2, 2, 6, 6)).astype(np.float32)
     grid = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 3, 0), 3, 1)
     a, probe = args(name, x, [0, 1], cells=2, baseline=0.5, batch_size=10)
@@ -107,7 +107,7 @@ def test_surrogates_recover_linear_superpixel_weights(name):
     np.testing.assert_allclose(get_method(name).fn(a), np.abs(fn(a)).max(1))   # seeded: same draws
 
 
-def test_lime_kernel():
+def test_lime_kernel_and_shapley_sampling():
     x = RNG.standard_normal((1, 2, 6, 6)).astype(np.float32)
     a, _ = args("lime", x, [0], kernel_width=0.5)
     half = x.copy()
@@ -118,5 +118,11 @@ def test_lime_kernel():
     a, _ = args("lime", x, [0], distance="euclidean")
     np.testing.assert_allclose(occ._lime_weights(a, x, half, 0, None),
                                np.exp(-np.linalg.norm((x - half).astype(np.float64)) ** 2 / 2), rtol=1e-5)
+    z = occ.shapley_samples(np.random.default_rng(0), 40000, 5)
+    assert z[0].tolist() == [1] * 5 and z[1].tolist() == [0] * 5
+    k = z[2:].sum(1)
+    p = np.array([4 / (j * (5 - j)) for j in range(1, 5)])
+    np.testing.assert_allclose(np.bincount(k.astype(int), minlength=5)[1:] / len(k), p / p.sum(), atol=0.01)
+    assert np.allclose(z[2:].mean(0), 0.5, atol=0.01)        # each k-subset uniform: every superpixel alike
     with pytest.raises(XcamError, match="distance"):
         occ.lime_attribution(args("lime", x, [0], distance="l1")[0])

@@ -145,9 +145,30 @@ def _lime_weights(x, inputs: np.ndarray, perturbed: np.ndarray, sample: int, z: 
     return np.exp(-d ** 2 / (2 * width ** 2))
 
 
+def _shapley_weights(x, inputs, perturbed, sample, z: np.ndarray) -> np.ndarray:
+    """KernelSHAP's weights as captum's: 1 for every sample (the Shapley kernel is in the sampling), 1e6 for the
+    all-on and all-off samples (the endpoint constraints)."""
+    k = z.sum(axis=1)
+    return np.where((k == 0) | (k == z.shape[1]), 1e6, 1.0)
+
+
 def lime_samples(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
     """(n, m) binary interpretable samples, each superpixel on with probability 1/2 (captum's Lime)."""
     return (rng.random((n, m)) < 0.5).astype(np.float32)
+
+
+def shapley_samples(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
+    r"""(n, m) binary samples as captum's KernelShap: all on, all off, then k ~ p(k) \propto (M-1)/(k(M-k)),
+    k = 1..M-1, and k superpixels on uniformly at random (so the sample frequency is the Shapley kernel)."""
+    z = np.zeros((n, m), np.float32)
+    z[0] = 1
+    if n > 2 and m > 1:
+        ks = np.arange(1, m)
+        p = (m - 1) / (ks * (m - ks))
+        k = rng.choice(ks, size=n - 2, p=p / p.sum())
+        order = np.argsort(-rng.standard_normal((n - 2, m)), axis=1)
+        z[2:] = (np.argsort(order, axis=1) < k[:, None]).astype(np.float32)
+    return z[:n]
 
 
 def weighted_linear_fit(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -196,6 +217,11 @@ def lime_attribution(x: MethodArgs) -> np.ndarray:
     return surrogate_attribution(x, lime_samples, _lime_weights)
 
 
+def kernelshap_attribution(x: MethodArgs) -> np.ndarray:
+    """Signed KernelSHAP attribution (N, C_in, *S) or (N, K, C_in, *S)."""
+    return surrogate_attribution(x, shapley_samples, _shapley_weights)
+
+
 @register("lime", title="LIME", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
           options={"mask": None, "cells": 4, "baseline": 0.0, "n_samples": 25, "kernel_width": 1.0,
                    "distance": "cosine", "seed": 0, "batch_size": 64},
@@ -210,3 +236,16 @@ def lime(x: MethodArgs) -> np.ndarray:
     intercept (captum's Lime with interpretable_model=SkLearnLinearRegression()). Samples from NumPy's
     default_rng(seed), so not captum's torch draws. cam() reduces with max_c |A|."""
     return _absmax(x, lime_attribution(x))
+
+
+@register("kernelshap", title="Kernel SHAP", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
+          options={"mask": None, "cells": 4, "baseline": 0.0, "n_samples": 25, "seed": 0, "batch_size": 64},
+          paper="Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, NeurIPS 2017, "
+                "arXiv:1705.07874")
+def kernelshap(x: MethodArgs) -> np.ndarray:
+    r"""A_i = c_{s(i)} of the weighted least-squares fit (unpenalised intercept) of f(x_z) on z, with the Shapley
+    kernel \pi(z) = (M-1) / (C(M,|z|) |z| (M-|z|)) realised as captum's KernelShap does: z all on and all off
+    (weight 1e6, the endpoint constraints), then |z| = k ~ (M-1)/(k(M-k)) and k superpixels chosen uniformly
+    (weight 1). Options as lime's: mask / cells (4), baseline (0.0), n_samples (25, captum's), seed, batch_size.
+    Samples from NumPy's default_rng(seed), not captum's torch draws. cam() reduces with max_c |A|."""
+    return _absmax(x, kernelshap_attribution(x))
