@@ -79,3 +79,52 @@ def test_occlusion_registered_map_and_errors():
         occ.occlusion_attribution(args("occlusion", x, [0], window=7)[0])
     with pytest.raises(XcamError, match="spatial shape"):
         occ.featureablation_attribution(args("featureablation", x, [0], mask=np.zeros((3, 3), int))[0])
+
+
+def superpixel_weights(x, k, labels, baseline):
+    """A linear model's exact per-superpixel effect: sum of W_k (x - b) over the superpixel, every channel."""
+    want = np.zeros(x.shape, np.float64)
+    for lab in np.unique(labels):
+        sel = labels == lab
+        want[:, sel] = ((x - baseline) * W[k])[:, sel].sum()
+    return want
+
+
+@pytest.mark.parametrize("name", ["lime", "kernelshap"])
+def test_surrogates_recover_linear_superpixel_weights(name):
+    fn = {"lime": occ.lime_attribution, "kernelshap": occ.kernelshap_attribution}[name]
+    x = RNG.standard_normal((2, 2, 6, 6)).astype(np.float32)
+    grid = np.repeat(np.repeat(np.arange(4).reshape(2, 2), 3, 0), 3, 1)
+    a, probe = args(name, x, [0, 1], cells=2, baseline=0.5, batch_size=10)
+    out = fn(a)
+    assert out.shape == (2, 2, 6, 6)
+    for n, k in enumerate([0, 1]):
+        np.testing.assert_allclose(out[n], superpixel_weights(x[n], k, grid, 0.5), rtol=1e-4, atol=1e-4)
+    assert probe.rows == 2 * 25 and probe.calls == 2 * 3      # captum's 25 samples, batches of 10
+    labels = np.zeros((6, 6), int)
+    labels[:, 4:] = 5
+    labels[3:, :2] = 9
+    a, _ = args(name, x[:1], [1], mask=labels, n_samples=12, seed=4)
+    np.testing.assert_allclose(fn(a)[0], superpixel_weights(x[0], 1, labels, 0.0), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(get_method(name).fn(a), np.abs(fn(a)).max(1))   # seeded: same draws
+
+
+def test_lime_kernel_and_shapley_sampling():
+    x = RNG.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    a, _ = args("lime", x, [0], kernel_width=0.5)
+    half = x.copy()
+    half[:, :, :3] = 0
+    cos = (x * half).sum() / np.linalg.norm(x) / np.linalg.norm(half)
+    got = occ._lime_weights(a, x, half, 0, None)
+    np.testing.assert_allclose(got, np.exp(-(1 - cos) ** 2 / (2 * 0.5 ** 2)), rtol=1e-5)
+    a, _ = args("lime", x, [0], distance="euclidean")
+    np.testing.assert_allclose(occ._lime_weights(a, x, half, 0, None),
+                               np.exp(-np.linalg.norm((x - half).astype(np.float64)) ** 2 / 2), rtol=1e-5)
+    z = occ.shapley_samples(np.random.default_rng(0), 40000, 5)
+    assert z[0].tolist() == [1] * 5 and z[1].tolist() == [0] * 5
+    k = z[2:].sum(1)
+    p = np.array([4 / (j * (5 - j)) for j in range(1, 5)])
+    np.testing.assert_allclose(np.bincount(k.astype(int), minlength=5)[1:] / len(k), p / p.sum(), atol=0.01)
+    assert np.allclose(z[2:].mean(0), 0.5, atol=0.01)        # each k-subset uniform: every superpixel alike
+    with pytest.raises(XcamError, match="distance"):
+        occ.lime_attribution(args("lime", x, [0], distance="l1")[0])

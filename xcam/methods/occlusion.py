@@ -11,7 +11,7 @@ import itertools
 import numpy as np
 
 from ..errors import XcamError
-from .registry import MethodArgs, register
+from .registry import MethodArgs, choice, register
 
 
 def _spatial_tuple(value, rank: int, name: str) -> tuple:
@@ -123,3 +123,124 @@ def featureablation(x: MethodArgs) -> np.ndarray:
     (an int array of the input's spatial shape) or a grid of ``cells`` (4) cells per axis; baseline (0.0),
     batch_size (64). cam() reduces with max_c |A|."""
     return featureablation_attribution(x)
+
+
+def _lime_weights(x, inputs: np.ndarray, perturbed: np.ndarray, sample: int, z: np.ndarray) -> np.ndarray:
+    r"""LIME's similarity exp(-d^2 / (2 w^2)) of each perturbed copy to input ``sample`` (captum's default
+    ``get_exp_kernel_similarity_function``): d = 1 - cos(x, x') (``distance`` cosine) or ||x - x'||_2."""
+    mode = choice(x.options, "distance", ("cosine", "euclidean"))
+    width = float(x.options["kernel_width"])
+    a = inputs[sample].reshape(-1).astype(np.float64)
+    b = perturbed.reshape(len(perturbed), -1).astype(np.float64)
+    if mode == "cosine":
+        norms = np.maximum(np.linalg.norm(a) * np.linalg.norm(b, axis=1), 1e-8)
+        d = 1.0 - (b @ a) / norms
+    else:
+        d = np.linalg.norm(b - a[None], axis=1)
+    return np.exp(-d ** 2 / (2 * width ** 2))
+
+
+def _shapley_weights(x, inputs, perturbed, sample, z: np.ndarray) -> np.ndarray:
+    """KernelSHAP's weights as captum's: 1 for every sample (the Shapley kernel is in the sampling), 1e6 for the
+    all-on and all-off samples (the endpoint constraints)."""
+    k = z.sum(axis=1)
+    return np.where((k == 0) | (k == z.shape[1]), 1e6, 1.0)
+
+
+def lime_samples(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
+    """(n, m) binary interpretable samples, each superpixel on with probability 1/2 (captum's Lime)."""
+    return (rng.random((n, m)) < 0.5).astype(np.float32)
+
+
+def shapley_samples(rng: np.random.Generator, n: int, m: int) -> np.ndarray:
+    r"""(n, m) binary samples as captum's KernelShap: all on, all off, then k ~ p(k) \propto (M-1)/(k(M-k)),
+    k = 1..M-1, and k superpixels on uniformly at random (so the sample frequency is the Shapley kernel)."""
+    z = np.zeros((n, m), np.float32)
+    z[0] = 1
+    if n > 2 and m > 1:
+        ks = np.arange(1, m)
+        p = (m - 1) / (ks * (m - ks))
+        k = rng.choice(ks, size=n - 2, p=p / p.sum())
+        order = np.argsort(-rng.standard_normal((n - 2, m)), axis=1)
+        z[2:] = (np.argsort(order, axis=1) < k[:, None]).astype(np.float32)
+    return z[:n]
+
+
+def weighted_linear_fit(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    r"""argmin_{c, b} \sum_s w_s (y_s - b - z_s c)^2, the intercept b unpenalised (sklearn LinearRegression with
+    sample_weight: weighted centering, then least squares, the minimum-norm c if rank deficient). z (S, M),
+    y (S,) or (S, K); returns c (M,) or (M, K)."""
+    w = w.astype(np.float64)
+    zw = (w @ z) / w.sum()
+    yw = (w @ y) / w.sum()
+    r = np.sqrt(w)[:, None]
+    coef, *_ = np.linalg.lstsq(r * (z - zw), (r if y.ndim == 2 else r[:, 0]) * (y - yw), rcond=None)
+    return coef
+
+
+def surrogate_attribution(x, sampler, weigh) -> np.ndarray:
+    r"""A_i = c_{s(i)}, the coefficient of i's superpixel s(i) in the weighted linear fit of f(x_z) on z, where
+    x_z = x \odot M(z) + b (1 - M(z)) keeps the superpixels z switches on. (N, C_in, *S) or (N, K, C_in, *S)."""
+    inputs = x.model_inputs.astype(np.float32)
+    masks = segment_masks(x)
+    flat = masks.reshape(len(masks), -1).astype(np.float32)                  # (M, prod S)
+    n_samples, batch = int(x.options["n_samples"]), int(x.options["batch_size"])
+    if n_samples < 1:
+        raise XcamError(f"option n_samples={n_samples} is not valid; give a positive int")
+    baseline = np.float32(x.options["baseline"])
+    rng = np.random.default_rng(x.options["seed"])
+    size = inputs.shape[2:]
+    out = []
+    for i in range(len(inputs)):
+        z = sampler(rng, n_samples, len(masks))
+        ys, ws = [], []
+        for s in range(0, n_samples, batch):
+            keep = (z[s:s + batch] @ flat).reshape((-1, 1) + size)
+            perturbed = inputs[i][None] * keep + baseline * (1 - keep)
+            ys.append(_score_batches(x, perturbed, i, batch))
+            ws.append(weigh(x, inputs, perturbed, i, z[s:s + batch]))
+        y = np.concatenate(ys).astype(np.float64)
+        coef = weighted_linear_fit(z.astype(np.float64), y, np.concatenate(ws))   # (M,) or (M, K)
+        per_pos = (coef.reshape(len(masks), -1).T @ flat).reshape((-1,) + size)
+        attr = np.broadcast_to(per_pos[:, None], (len(per_pos), inputs.shape[1]) + size)
+        out.append(attr[0] if y.ndim == 1 else attr)
+    return np.ascontiguousarray(np.stack(out)).astype(np.float32)
+
+
+def lime_attribution(x: MethodArgs) -> np.ndarray:
+    """Signed LIME attribution (N, C_in, *S) or (N, K, C_in, *S)."""
+    return surrogate_attribution(x, lime_samples, _lime_weights)
+
+
+def kernelshap_attribution(x: MethodArgs) -> np.ndarray:
+    """Signed KernelSHAP attribution (N, C_in, *S) or (N, K, C_in, *S)."""
+    return surrogate_attribution(x, shapley_samples, _shapley_weights)
+
+
+@register("lime", title="LIME", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
+          options={"mask": None, "cells": 4, "baseline": 0.0, "n_samples": 25, "kernel_width": 1.0,
+                   "distance": "cosine", "seed": 0, "batch_size": 64},
+          paper="Ribeiro et al., \"Why Should I Trust You?\": Explaining the Predictions of Any Classifier, KDD 2016, "
+                "arXiv:1602.04938")
+def lime(x: MethodArgs) -> np.ndarray:
+    r"""A_i = c_{s(i)} of argmin_{c,b} \sum_z \pi(z) (f(x_z) - b - z c)^2 over n_samples (25, captum's) binary
+    samples z ~ Bernoulli(1/2)^M of the M superpixels (option mask or a grid of ``cells`` per axis), x_z = x on the
+    kept superpixels and the baseline (0.0) elsewhere, \pi = exp(-d(x, x_z)^2 / (2 kernel_width^2)) with d the
+    cosine distance (``distance`` euclidean: the L2 distance), as captum's Lime defaults. Difference: captum's
+    default surrogate is sklearn Lasso(alpha=0.01); here the fit is weighted least squares with an unpenalised
+    intercept (captum's Lime with interpretable_model=SkLearnLinearRegression()). Samples from NumPy's
+    default_rng(seed), so not captum's torch draws. cam() reduces with max_c |A|."""
+    return lime_attribution(x)
+
+
+@register("kernelshap", title="Kernel SHAP", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
+          options={"mask": None, "cells": 4, "baseline": 0.0, "n_samples": 25, "seed": 0, "batch_size": 64},
+          paper="Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, NeurIPS 2017, "
+                "arXiv:1705.07874")
+def kernelshap(x: MethodArgs) -> np.ndarray:
+    r"""A_i = c_{s(i)} of the weighted least-squares fit (unpenalised intercept) of f(x_z) on z, with the Shapley
+    kernel \pi(z) = (M-1) / (C(M,|z|) |z| (M-|z|)) realised as captum's KernelShap does: z all on and all off
+    (weight 1e6, the endpoint constraints), then |z| = k ~ (M-1)/(k(M-k)) and k superpixels chosen uniformly
+    (weight 1). Options as lime's: mask / cells (4), baseline (0.0), n_samples (25, captum's), seed, batch_size.
+    Samples from NumPy's default_rng(seed), not captum's torch draws. cam() reduces with max_c |A|."""
+    return kernelshap_attribution(x)
