@@ -11,10 +11,16 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # TensorFlow on a GPU takes only what it uses
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n N: one thread per worker, so N workers share N cores
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 with contextlib.suppress(ImportError):
     import torch  # noqa: F401
     import torchvision  # noqa: F401  (torchvision after tensorflow segfaults too)
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
 
 import pytest  # noqa: E402
 

@@ -132,22 +132,25 @@ def test_road_matches_pytorch_grad_cam(case, order):
         torch.from_numpy(images), maps, targets, model, return_diff=False) for p in pcts], axis=1)
     # np.percentile interpolates linearly, so pytorch-grad-cam removes P - ceil(p (P - 1) / 100) pixels, one more or
     # fewer than round((100 - p) P / 100) at p = 10 and 90 (922 vs 921 of 1,024): xcam is given those exact shares
+    # per image: where the interpolated percentile rounds onto a float32 neighbour the count moves by one (measured:
+    # 308 of 1,024 in image 0 and 307 in images 1 and 3 at p = 70, a 0.03 change of probability on this network)
     ranked = maps if order == "morf" else 1 - maps
-    removed = [int((ranked[0] >= np.percentile(ranked[0], p)).sum()) for p in pcts]
-    shares = [100 * r / maps[0].size for r in removed]
-    ours = M.road(probe.predict, images, maps, labels, order=order, percentiles=shares, noise=0.0)
-    assert float(np.ptp(ours.curves)) > 0.05
-    # what is left: the imputation, scipy's exact sparse solve against xcam's conjugate gradient to 1e-6 (measured:
-    # at most 1.2e-5 of a probability)
-    np.testing.assert_allclose(ours.curves, theirs, atol=5e-5)
-    np.testing.assert_allclose(ours.per_image, theirs.mean(axis=1), atol=5e-5)
+    per = []
+    for i in range(len(images)):
+        shares = [100 * int((ranked[i] >= np.percentile(ranked[i], p)).sum()) / maps[i].size for p in pcts]
+        per.append(M.road(probe.predict, images[i:i + 1], maps[i:i + 1], labels[i:i + 1], order=order,
+                          percentiles=shares, noise=0.0, tol=1e-9))
+    curves, per_image = np.concatenate([r.curves for r in per]), np.concatenate([r.per_image for r in per])
+    assert float(np.ptp(curves)) > 0.05
+    # what is left: the imputation, scipy's exact sparse solve against xcam's conjugate gradient, here to 1e-9 (at
+    # the default 1e-6, lerf's 90% hole in image 1 moves a probability by 5.8e-5)
+    np.testing.assert_allclose(curves, theirs, atol=5e-5)
+    np.testing.assert_allclose(per_image, theirs.mean(axis=1), atol=5e-5)
 
 
 # ---------------------------------------------------------------- captum
 
 
-@pytest.mark.xfail(strict=False, reason="found in stop 17: passes alone, but after the file's earlier tests 5 of 36 "
-                   "values differ by up to 0.031 (order-dependent state, still to be found)")
 def test_max_sensitivity_matches_captum_on_the_same_noise(case):
     metrics = pytest.importorskip("captum.metrics")
     model, images, labels, _, _, _ = case
