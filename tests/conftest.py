@@ -87,3 +87,24 @@ def synthetic_model():
     from xcam.app.jobs.synthetic import train
 
     return train(seed=0)
+
+
+@pytest.fixture(scope="session")
+def seeded_resnet18():
+    """``make(num_classes, side)`` -> (torchvision ResNet-18 with random weights from seed 0, eval mode; two
+    ``randn`` inputs (2, 3, side, side) drawn right after it), one per arguments for the session: the anchor
+    comparisons' shared model. Tests must not modify it."""
+    pytest.importorskip("torch")
+    import torch
+    import torchvision
+
+    made = {}
+
+    def make(num_classes: int = 3, side: int = 64):
+        if (num_classes, side) not in made:
+            torch.manual_seed(0)
+            model = torchvision.models.resnet18(weights=None, num_classes=num_classes).eval()
+            made[num_classes, side] = model, torch.randn(2, 3, side, side)
+        return made[num_classes, side]
+
+    return make

@@ -40,18 +40,16 @@ def test_gradcamelementwise_several_classes_and_1d():
 
 @pytest.mark.torch
 @pytest.mark.slow
-def test_gradcamelementwise_against_pytorch_grad_cam():
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
+def test_gradcamelementwise_against_pytorch_grad_cam(seeded_resnet18):
+    pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
     pgc = pytest.importorskip("pytorch_grad_cam")
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     import xcam
     import xcam_torch
 
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None, num_classes=3).eval()
-    x = torch.randn(2, 3, 64, 64)
+    model, x = seeded_resnet18(3)
     targets = [0, 2]
     ours = xcam_torch.cam(model, x, "layer4", "gradcamelementwise", targets)
     with pgc.GradCAMElementWise(model=model, target_layers=[model.layer4]) as cam:
@@ -110,17 +108,15 @@ def test_eigen_smooth_matches_the_projection_of_the_weighted_activations(method)
 @pytest.mark.torch
 @pytest.mark.slow
 @pytest.mark.parametrize("method, name", [("gradcam", "GradCAM"), ("gradcamelementwise", "GradCAMElementWise")])
-def test_eigen_smooth_against_pytorch_grad_cam_up_to_sign(method, name):
+def test_eigen_smooth_against_pytorch_grad_cam_up_to_sign(method, name, seeded_resnet18):
     # the anchor's SVD sign is arbitrary per image; ours is fixed: equal to one of the two signs
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
+    pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
     pgc = pytest.importorskip("pytorch_grad_cam")
     import xcam
     import xcam_torch
 
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None, num_classes=3).eval()
-    x = torch.randn(2, 3, 64, 64)
+    model, x = seeded_resnet18(3)
     cap = xcam_torch.capture(model, x, "layer4", [0, 2])
     mine = xcam.compute_cam(cap, method, options={"eigen_smooth": True})
     with pgc.__dict__[name](model=model, target_layers=[model.layer4]) as cam:
@@ -174,16 +170,14 @@ def test_finer_bad_input():
 
 @pytest.mark.torch
 @pytest.mark.slow
-def test_finercam_against_pytorch_grad_cam():
-    torch = pytest.importorskip("torch")
-    torchvision = pytest.importorskip("torchvision")
+def test_finercam_against_pytorch_grad_cam(seeded_resnet18):
+    pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
     pgc = pytest.importorskip("pytorch_grad_cam")
     import xcam
     import xcam_torch
 
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None, num_classes=10).eval()
-    x = torch.randn(2, 3, 64, 64)
+    model, x = seeded_resnet18(10)
     for target, kwargs in ((None, {}), (3, {"target_idx": 3})):
         ours = xcam_torch.cam(model, x, "layer4", "finercam", target)
         with pgc.FinerCAM(model=model, target_layers=[model.layer4]) as cam:
