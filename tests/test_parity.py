@@ -53,7 +53,8 @@ def assert_maps_agree(method, tmaps, kmaps):
 
 # fem at k=2 on random conv5 keeps a few positions per channel whose weighted sum is negative everywhere (an
 # all-zero map after ReLU); k=0.5 gives a map with signal
-FAST_OPTIONS = {"smoothgrad": {"samples": 3}, "fem": {"k": 0.5}}
+# occlusion's default 8/4 window at 224 px is 3,025 forwards per image: 56/56 (16 windows) tests the same code
+FAST_OPTIONS = {"smoothgrad": {"samples": 3}, "fem": {"k": 0.5}, "occlusion": {"window": 56, "stride": 56}}
 # Ablation-CAM on random weights sums near-equal terms of opposite sign (every logit drop is ~1e-4 of a ~1e-2
 # logit), so float32 rounding decides the map; it is compared on the trained demo model below instead.
 # ShapleyCAM explains one class per sample (no classes=): its parity is in tests/test_cams_adapters.py.
@@ -104,8 +105,9 @@ def demo_models():
 def test_demo_model_maps_agree_across_frameworks(demo_models, method):
     tmodel, kmodel, x, xk = demo_models
     which = {"targets": None} if xcam.get_method(method).explains else {"classes": [0, 1]}  # as above
-    tmaps = xcam_torch.cam(tmodel, x, "backbone.head_act", method, **which)
-    kmaps = xcam_tf.cam(kmodel, xk, "head_act", method, **which)
+    opts = {k: v for k, v in (FAST_OPTIONS.get(method) or {}).items() if method != "fem"} or None
+    tmaps = xcam_torch.cam(tmodel, x, "backbone.head_act", method, options=opts, **which)
+    kmaps = xcam_tf.cam(kmodel, xk, "head_act", method, options=opts, **which)
     assert tmaps.max() == 1.0
     assert_maps_agree(method, tmaps, kmaps)
 
