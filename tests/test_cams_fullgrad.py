@@ -109,9 +109,18 @@ def test_refinecam_golden_product_at_the_input_and_at_the_largest_layer():
     want = [0, .25 * p[1], .75 * p[1], p[1] + .25 * (p[2] - p[1]), p[1] + .75 * (p[2] - p[1]),
             p[2] + .25 * (p[3] - p[2]), p[2] + .75 * (p[3] - p[2]), 1]
     np.testing.assert_allclose(out[0], want, atol=1e-6)
-    # one layer: the base map itself
+    # one layer: the base map itself, eigen_smooth included
     np.testing.assert_allclose(layer_maps(caps[1:], "refinecam", (8,), options={"base": "gradcam"}),
                                compute_cam(caps[1], "gradcam", (8,)), atol=1e-7)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((1, 3, 4, 4)).astype(np.float32)
+    two = Capture(activations=a, gradients=rng.standard_normal(a.shape).astype(np.float32),
+                  scores=np.zeros((1, 2), np.float32), targets=np.array([0]))
+    smooth = {"eigen_smooth": True}
+    want = compute_cam(two, "hirescam", (8, 8), options=smooth)
+    assert want.max() == 1.0 and np.abs(want - compute_cam(two, "hirescam", (8, 8))).max() > 0.05
+    np.testing.assert_allclose(layer_maps([two], "refinecam", (8, 8), options={**smooth, "base": "hirescam"}),
+                               want, atol=1e-6)
 
 
 def test_refinecam_bad_options_are_one_line():
@@ -321,3 +330,22 @@ def test_fullgrad_and_refinecam_agree_across_frameworks():
         k = xcam_tf.cam(kmodel, xk, ["relu1", "relu2"], "refinecam", [0, 2], options=opts)
         assert t.max() == 1.0
         np.testing.assert_allclose(t, k, atol=1e-4)
+
+
+def test_repeated_fullgrad_calls_leave_nothing_behind_and_trace_once(fw):
+    # test_leaks.py checks one call of every method; here FullGrad's own compiled step and patched activations
+    from test_leaks import keras_state, torch_state
+
+    state = torch_state if fw.name == "torch" else keras_state
+    first = fw.cam(fw.conv2, "fullgrad", [1, 0])
+    before = state(fw.model)
+    for _ in range(5):
+        out = fw.cam(fw.conv2, "fullgrad", [1, 0])
+    after = state(fw.model)
+    assert after == before
+    np.testing.assert_array_equal(out, first)
+    if fw.name == "torch":
+        assert after["hooks"] == 0 and after["grads"] == 0
+    else:
+        assert after["wrapped"] == 0 and any("bias_grad" in s for s in after["steps"])
+        assert set(after["traces"].values()) == {1}

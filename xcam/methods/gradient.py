@@ -262,7 +262,7 @@ def refine_fuse(raws: list, size: tuple, options: dict) -> np.ndarray:
 
 @register("refinecam", title="RefineCAM", kind="map", weighted=_refine_weighted, fuse=refine_fuse,
           options={"base": "gradcampp", "product_at": "input"},
-          paper="Domeniconi et al., How to Evaluate and Refine your CAM, ICPR 2026, arXiv:2605.14641")
+          paper="Domeniconi, How to Evaluate and Refine your CAM, ICPR 2026, arXiv:2605.14641")
 def refinecam(x: MethodArgs) -> np.ndarray:
     r"""L = normalize(\prod_l Up(normalize(ReLU(L^base_l)))) over the given layers l (``layer=[...]``), the base
     map L^base of each layer by ``base`` (default Grad-CAM++, as both anchors; any layer method that needs only
@@ -271,7 +271,10 @@ def refinecam(x: MethodArgs) -> np.ndarray:
     maps upsampled to the output size before the product) or "largest_layer" (torchcam 0.5.0's RefineCAM,
     product at the largest layer's size, then upsampled). torchcam's default base, its GradCAMpp, keeps alpha =
     g^2 (a known bug: w = \sum ReLU(g)^3), so its default maps differ from ours; with the same base (GradCAM,
-    LayerCAM) they agree. One layer gives the base map itself (torchcam refuses fewer than two)."""
+    LayerCAM) they agree. pytorch-grad-cam's GradCAM++ adds 1e-6 to alpha's denominator (ours, the paper's, does
+    not), which moves its default maps by up to 7e-3 on a random ResNet-18. One layer gives the base map itself
+    (torchcam refuses fewer than two). ``eigen_smooth`` smooths each layer's base map before the product (as
+    pytorch-grad-cam passes it to the base)."""
     base, bx = _refine_base(x)
     out = base.fn(bx)
     return combine(out, bx.activations, bx.rank) if base.kind == "weights" else out
