@@ -27,12 +27,15 @@ small = cv2.resize(image, (300, 150), interpolation=cv2.INTER_AREA)
 imagenet = efficientnet_lite0()
 # the sliding-window methods draw with larger windows here, so the gallery stays a minute's work
 GALLERY_OPTIONS = {"occlusion": {"window": 32, "stride": 16}}
+# multi-layer methods: three depths (28x28, 14x14 and the 7x7 demo layer), as layer2-4 of a ResNet
+GALLERY_LAYERS = {"refinecam": ["backbone._blocks.4", "backbone._blocks.10", DEMO_LAYER["torch"]]}
 for method in sys.argv[2:] or xcam.methods():
     if method == "cam":  # needs one linear layer after pooling: the plain ImageNet model, Egyptian cat / shepherd
         maps = xcam_torch.cam(imagenet, x, "head_act", method, classes=[285, 235])[0]
     else:
         options = GALLERY_OPTIONS.get(method)
-        maps = [xcam_torch.cam(model, x, DEMO_LAYER["torch"], method, targets=c, options=options)[0] for c in (0, 1)]
+        layer = GALLERY_LAYERS.get(method, DEMO_LAYER["torch"])
+        maps = [xcam_torch.cam(model, x, layer, method, targets=c, options=options)[0] for c in (0, 1)]
     tiles = [xcam.overlay(small, heat) for heat in maps]
     picture = np.concatenate([tiles[0], np.full((150, 4, 3), 255, np.uint8), tiles[1]], axis=1)
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(picture, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])

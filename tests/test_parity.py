@@ -66,7 +66,7 @@ ALEXNET_METHODS = [m for m in xcam.methods()
 @pytest.mark.parametrize("layer", ["features.10", "features.8"])
 def test_alexnet_maps_agree_across_frameworks(alexnets, method, layer):
     tmodel, kmodel, x, xk = alexnets
-    if method in ("scorecam", "smoothgrad") and layer == "features.8":
+    if method in ("scorecam", "smoothgrad", "fullgrad") and layer == "features.8":
         pytest.skip("layer-independent or slow: checked at features.10")
     opts = FAST_OPTIONS.get(method)
     # a method that builds its own score from one class per sample (finercam) gets one class per sample

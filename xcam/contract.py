@@ -113,6 +113,15 @@ class Probe(Protocol):
         of the summed target scores w.r.t. the layer's output A, applied to A itself (the framework's double
         backward; ShapleyCAM)."""
 
+    def bias_gradients(self, inputs: np.ndarray, targets, samples=None) -> tuple:
+        """FullGrad's arrays for rows ``inputs`` (B, C_in, *S) (row b belonging to input ``samples[b]``, default
+        all), from one forward and one backward: (d score / d input (B, C_in, *S), layers), ``layers`` a list
+        with one dict per run of every convolution with a bias and every batch normalization whose output has the
+        input's rank: "layer" (its name), "gradient" d score / d its output (B, C, *s) channels first (before a
+        fused activation), and its parameters as arrays: "bias" (C,) for a convolution; "gamma", "beta" (C,) or
+        None, "mean", "var" (C,) and "eps" for a batch normalization. The formulas (the effective bias among
+        them) are the core's."""
+
 
 class ScoresFromOutputs:
     """``Probe.score`` and ``score_from_layer`` from ``predict`` / ``predict_from_layer`` and the target on NumPy

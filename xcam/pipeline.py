@@ -123,6 +123,9 @@ def layer_maps(captures: list, method, size: tuple, *, model_inputs=None, probes
     size = check_size(size, rank)
     raws = [raw_maps(c, method, model_inputs=model_inputs, probe=p, options=options, batch_size=batch_size)
             for c, p in zip(captures, probes)]
+    m = get_method(method)
+    if m.fuse is not None:  # the method fuses its layers itself (refinecam)
+        return m.fuse(raws, size, resolve_options(m, options))
     return finish(raws[0], size, rank) if len(raws) == 1 else fuse(raws, size)
 
 

@@ -332,3 +332,95 @@ def activation_gradient(model, layer, inputs: np.ndarray, channel: int) -> np.nd
             raise XcamError(f"channel {channel} is out of range: layer {path!r} has {out.shape[-1]} channels")
         score = tf.reduce_sum(tf.reduce_mean(out[..., channel], axis=(1, 2)))
     return np.moveaxis(tape.gradient(score, x).numpy(), -1, 1)
+
+
+_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Conv1DTranspose,
+          keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose, keras.layers.DepthwiseConv1D,
+          keras.layers.DepthwiseConv2D, keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+
+
+def _biased_layers(model) -> list:
+    """(path, layer) of every convolution with a bias and every batch normalization."""
+    return [(p, layer) for p, layer in walk(model)
+            if (isinstance(layer, _CONVS) and layer.use_bias) or isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def _layer_arrays(layer) -> dict:
+    """A convolution's ``bias``, or a batch norm's gamma, beta, moving mean and variance and epsilon, as NumPy."""
+    def arr(v):
+        return None if v is None else np.asarray(v.numpy(), np.float32)
+
+    if isinstance(layer, _CONVS):
+        return {"bias": arr(layer.bias)}
+    return {"gamma": arr(layer.gamma), "beta": arr(layer.beta), "mean": arr(layer.moving_mean),
+            "var": arr(layer.moving_variance), "eps": float(layer.epsilon)}
+
+
+def _channel_axis(layer, ndim: int) -> int:
+    """Where the layer's output keeps its channels."""
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return layer.axis % ndim
+    return 1 if getattr(layer, "data_format", "channels_last") == "channels_first" else ndim - 1
+
+
+def bias_gradients(self, inputs: np.ndarray, targets, samples=None) -> tuple:
+    """FullGrad's arrays (``xcam.contract.Probe.bias_gradients``) from one compiled forward and backward: d score /
+    d input (B, C, *S), and for every run of a convolution with a bias or a batch norm whose output has the
+    input's rank, {"layer", "gradient" d score / d output (B, C, *s) channels first, its parameters as arrays}.
+    A convolution's output is taken before its activation (where the bias is added)."""
+    target = as_target(targets)
+    x = self._assemble(np.moveaxis(inputs, 1, -1), samples)
+    params = target.params(len(inputs)) if samples is None else batch_params(target, len(self.inputs), samples)
+    model, output, key = self.model, self.output, self.key
+    biased = _biased_layers(model)
+    ndim = np.ndim(inputs)
+
+    def build():
+        order = []
+
+        @tf.function(input_signature=[signature(x), param_specs(params)])
+        def grads(batch, p):
+            order.clear()
+            explained = batch if key is None else batch[key]
+            kept, saved = [], []
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(explained)
+
+                def watch(path, layer, t):
+                    if t.shape.rank == ndim:
+                        tape.watch(t)
+                        kept.append(t)
+                        order.append((path, layer))
+                    return t
+
+                try:
+                    for path, layer in biased:
+                        if isinstance(layer, _CONVS):
+                            act = layer.activation
+                            object.__setattr__(layer, "activation",
+                                               lambda t, _f=act, _p=path, _l=layer: _f(watch(_p, _l, t)))
+                            saved.append((layer, "activation", act))
+                        else:
+                            original = layer.call
+                            object.__setattr__(layer, "call", lambda *a, _f=original, _p=path, _l=layer, **k:
+                                               watch(_p, _l, _f(*a, **k)))
+                            saved.append((layer, "call", None))
+                    with wrapped([], {}, {}, final_layer(model)):
+                        out = selected(model, model(batch, training=False), output, target)
+                finally:
+                    restore(saved)
+                score = tf.reduce_sum(plain(target.score)(out, p, OPS))
+            zero = tf.UnconnectedGradients.ZERO
+            return tape.gradient(score, [explained] + kept, unconnected_gradients=zero)
+        return grads, order
+
+    cache = (id(model), "bias_grad", signature_key(x), key, target.key(),
+             tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output))
+    fn, order = _cached(cache, model, build)
+    g = [t.numpy() for t in _unstaged_call(fn, x, param_tensors(params))]
+    layers = [{"layer": path, "gradient": np.moveaxis(grad, _channel_axis(layer, grad.ndim), 1), **_layer_arrays(layer)}
+              for (path, layer), grad in zip(order, g[1:])]
+    return np.moveaxis(g[0], -1, 1), layers
+
+
+Probe.bias_gradients = bias_gradients

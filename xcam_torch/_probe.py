@@ -218,3 +218,53 @@ def activation_gradient(model: nn.Module, layer, inputs: np.ndarray, channel: in
             raise XcamError(f"channel {channel} is out of range: layer {name!r} has {out.shape[1]} channels")
         (grad,) = torch.autograd.grad(out[:, channel].mean(dim=(1, 2)).sum(), x)
     return grad.float().cpu().numpy()
+
+
+_BIASED = (nn.modules.conv._ConvNd, nn.modules.batchnorm._BatchNorm)
+
+
+def _bias_arrays(module: nn.Module) -> dict:
+    """A convolution's ``bias``, or a batch norm's gamma, beta, running mean and variance and eps, as NumPy."""
+    def arr(t):
+        return None if t is None else t.detach().float().cpu().numpy()
+
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return {"bias": arr(module.bias)}
+    return {"gamma": arr(module.weight), "beta": arr(module.bias), "mean": arr(module.running_mean),
+            "var": arr(module.running_var), "eps": float(module.eps)}
+
+
+def bias_gradients(self, inputs: np.ndarray, targets, samples=None) -> tuple:
+    """FullGrad's arrays (``xcam.contract.Probe.bias_gradients``) from one forward and one backward: d score /
+    d input (B, C, *S), and for every run of a convolution with a bias or a batch norm whose output has the
+    input's rank, {"layer", "gradient" d score / d output (B, C, *s), and its parameters as arrays}. Each output
+    is kept and the network continues on a copy (an in-place op after it cannot change it)."""
+    target = as_target(targets)
+    batch = self._inputs(inputs, samples)
+    x = batch.get(self.key).detach().requires_grad_(True)
+    batch = batch.swap(self.key, x, None)
+    names = {m: n for n, m in self.model.named_modules()}
+    kept = []
+
+    def keep(module, args, out):
+        if not isinstance(out, torch.Tensor) or out.ndim != x.ndim or not out.requires_grad:
+            return None
+        kept.append((module, out))
+        return out.clone()
+
+    hooks = [(m, keep) for m in self.model.modules()
+             if isinstance(m, _BIASED) and (isinstance(m, nn.modules.batchnorm._BatchNorm) or m.bias is not None)]
+    check_gradients_possible(self.model)
+    params = target.params(len(x)) if samples is None else batch_params(target, len(self.inputs), samples)
+    with hooked(self.model, hooks, self.output, target.whole_output) as run, preserved(self.model):
+        torch.set_grad_enabled(True)
+        out = run(batch)
+        score = target.score(out, tensors(params, first_tensor(out)), OPS)
+        grads = torch.autograd.grad(score.sum(), [x] + [o for _, o in kept], allow_unused=True,
+                                    materialize_grads=True)
+    layers = [{"layer": names.get(m, type(m).__name__), "gradient": g.float().cpu().numpy(), **_bias_arrays(m)}
+              for (m, _), g in zip(kept, grads[1:])]
+    return grads[0].float().cpu().numpy(), layers
+
+
+Probe.bias_gradients = bias_gradients

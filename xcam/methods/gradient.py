@@ -1,11 +1,14 @@
 """Gradient methods: channel weights or element-wise gates from d score / d activations."""
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..errors import XcamError
-from ..maps import principal_map
+from ..maps import combine, finish, principal_map
+from ..ops import resize
 from ..targets import Class, Finer
-from .registry import MethodArgs, register
+from .registry import DEFAULT_BATCH, MethodArgs, choice, get_method, method_names, register, resolve_options
 
 
 @register("gradcam", title="Grad-CAM", paper="Selvaraju et al., Grad-CAM, ICCV 2017, arXiv:1610.02391")
@@ -109,3 +112,169 @@ def finercam(x: MethodArgs) -> np.ndarray:
     1.5.7's FinerCAM with targets=None (or target_idx) and its defaults (alpha 1, GradCAM base). Through
     ``xcam_torch.cam`` / ``xcam_tf.cam`` only: a Capture made with another target gives plain Grad-CAM."""
     return x.gradients.mean(axis=x.axes)
+
+
+# ----------------------------------------------------------------------------------------------------- FullGrad
+
+def rescaled_channel_sum(values: np.ndarray, rank: int, eps: float = 1e-7) -> np.ndarray:
+    """\\sum_c rescale(|v_c|) for (B, C, *s) values: each (row, channel) map of |v| min-max rescaled,
+    (|v| - min) / (max - min + eps) over its positions (a constant map gives 0), then summed over channels:
+    (B, *s)."""
+    a = np.abs(values.astype(np.float32, copy=False))
+    flat = a.reshape(*a.shape[:2], -1)
+    lo = flat.min(axis=-1, keepdims=True)
+    span = flat.max(axis=-1, keepdims=True) - lo + np.float32(eps)
+    scaled = np.divide(flat - lo, span, out=np.zeros_like(flat), where=span > 0)
+    return scaled.sum(axis=1).reshape(a.shape[0], *a.shape[2:])
+
+
+def effective_bias(layer: dict) -> np.ndarray:
+    """A layer's bias (C,) from the arrays the adapter hands over: a convolution's own ``bias``; batch
+    normalization's beta - mean gamma / sqrt(var + eps) (gamma = 1, beta = 0 where the layer has none)."""
+    if "bias" in layer:
+        return np.asarray(layer["bias"], np.float32)
+    if layer.get("mean") is None or layer.get("var") is None:
+        raise XcamError(f"fullgrad needs the running mean and variance of batch normalization layer "
+                        f"{layer.get('layer', '?')!r}, which has none (track_running_stats=False)")
+    mean, var = np.asarray(layer["mean"], np.float32), np.asarray(layer["var"], np.float32)
+    gamma = np.ones_like(mean) if layer.get("gamma") is None else np.asarray(layer["gamma"], np.float32)
+    beta = np.zeros_like(mean) if layer.get("beta") is None else np.asarray(layer["beta"], np.float32)
+    return beta - mean * gamma / np.sqrt(var + np.float32(layer["eps"]))
+
+
+def fullgrad_rows(inputs: np.ndarray, input_gradient: np.ndarray, layers: list, eps: float = 1e-7) -> np.ndarray:
+    """The FullGrad map (B, *S) for inputs (B, C_in, *S), their gradient and the adapter's bias layers
+    (``Probe.bias_gradients``): \\sum_c psi(dy/dx_c x_c) + \\sum_l Up(\\sum_c psi(dy/dA_{l,c} b_{l,c})), psi the
+    per-map rescale of the absolute value (``rescaled_channel_sum``), Up the bilinear resize to S (linear, so
+    the channel sum is taken before it: one resize per layer)."""
+    rank = inputs.ndim - 2
+    size = tuple(inputs.shape[2:])
+    total = rescaled_channel_sum(input_gradient * inputs, rank, eps)
+    for layer in layers:
+        g = np.asarray(layer["gradient"], np.float32)
+        b = effective_bias(layer).reshape(1, -1, *[1] * rank)
+        if g.ndim != rank + 2 or b.shape[1] != g.shape[1]:
+            raise XcamError(f"layer {layer.get('layer', '?')!r}: gradient {g.shape} and bias {b.shape[1:2]} do not "
+                            f"form a {rank}-D map per channel")
+        part = rescaled_channel_sum(g * b, rank, eps)
+        total += part if tuple(part.shape[1:]) == size else resize(part, size)
+    return total
+
+
+def _fullgrad_target(x: MethodArgs, target) -> np.ndarray:
+    """FullGrad maps (N, *S) for one target, the probe asked ``batch_size`` rows at a time."""
+    size = DEFAULT_BATCH if x.batch_size is None else int(x.batch_size)
+    if size < 1:
+        raise XcamError(f"batch_size={size} is not valid; give a positive number of rows per model call")
+    inputs, rows = x.model_inputs, np.arange(len(x.model_inputs))
+    parts = []
+    for i in range(0, len(inputs), size):
+        chunk = inputs[i:i + size]
+        grad, layers = x.probe.bias_gradients(chunk, target, rows[i:i + size] if len(inputs) > size else None)
+        parts.append(fullgrad_rows(chunk, grad, layers, float(x.options["eps"])))
+    return np.concatenate(parts)
+
+
+@register("fullgrad", title="FullGrad", kind="pixel", relu=False, needs_gradients=False, options={"eps": 1e-7},
+          paper="Srinivas & Fleuret, Full-Gradient Representation for Neural Network Visualization, NeurIPS 2019, "
+                "arXiv:1905.00780")
+def fullgrad(x: MethodArgs) -> np.ndarray:
+    r"""S(x) = \sum_c psi(dy^c/dx_c \odot x_c) + \sum_l \sum_k psi(dy^c/dA_{l,k} b_{l,k}) over every convolution
+    with a bias and every batch normalization l whose output is a map of the input's rank (each run of a shared
+    one), psi(m) = Up(rescale(|m|)): the absolute value, min-max rescaled per map (each input channel, each layer
+    channel), (|m| - min) / (max - min + eps), bilinearly upsampled to the input size. b is the convolution's
+    bias or batch normalization's effective bias beta - mean gamma / sqrt(var + eps_bn) (running statistics: the
+    model runs in eval mode). As pytorch-grad-cam 1.5.7's FullGrad, whose rescale has eps = 1e-7 (option
+    ``eps``; 0 is the paper's exact rescale, which blows a channel of gradients near 0 everywhere up to [0, 1]).
+    pytorch-grad-cam takes only exact nn.Conv2d / nn.BatchNorm2d modules with a ``bias`` and 2-D inputs; xcam any
+    convolution or batch norm of the input's rank (a BatchNorm with affine=False adds -mean / sqrt(var + eps_bn)).
+    The authors' code (idiap/fullgrad-saliency) rescales a layer's channels jointly, eps 1e-6, and upsamples with
+    align_corners=True; xcam follows the paper's per-channel psi. The decomposition is complete for ReLU-like
+    non-linearities only (the paper's implicit biases are not added). No layer is used: ``layer`` only fixes the
+    capture that resolves the targets. ``attribute`` returns the map broadcast over the input channels (it is not
+    signed)."""
+    if not isinstance(x.options["eps"], (int, float)) or not x.options["eps"] >= 0:
+        raise XcamError(f"option eps={x.options['eps']!r} is not valid; give a number >= 0 (default 1e-7)")
+
+    def one(target):
+        m = _fullgrad_target(x, target)
+        return np.broadcast_to(np.expand_dims(m, 1), x.model_inputs.shape)
+
+    if not x.target.columns:
+        return one(x.target)
+    return np.stack([one(x.target.column(j)) for j in range(x.target.columns)], axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------- RefineCAM
+
+REFINE_AT = ("input", "largest_layer")
+
+
+def _refine_base(x: MethodArgs) -> tuple:
+    """The base method of RefineCAM and the MethodArgs it sees (its own default options)."""
+    valid = [n for n in method_names() if n != "refinecam" and _can_be_base(get_method(n))]
+    name = x.options["base"]
+    if name not in valid:
+        raise XcamError(f"option base={name!r} is not valid for refinecam; choose one of: {', '.join(valid)}")
+    base = get_method(name)
+    return base, replace(x, options=resolve_options(base, None))
+
+
+def _can_be_base(m) -> bool:
+    """Whether a registered method can be RefineCAM's base: a layer method from activations and gradients."""
+    return m.kind in ("weights", "map") and not (m.needs_head or m.needs_probe or m.explains or m.fuse)
+
+
+def _refine_weighted(x: MethodArgs) -> np.ndarray:
+    """The base method's weighted activations (..., C, *s), for eigen_smooth."""
+    base, bx = _refine_base(x)
+    if base.kind == "weights":
+        w = base.fn(bx)
+        if w.ndim == bx.activations.ndim - bx.rank:
+            w = w.reshape(*w.shape, *(1,) * bx.rank)
+        return w * bx.activations
+    if base.weighted is None:
+        raise XcamError(f"refinecam's base {base.name!r} has no weighted activations to smooth (eigen_smooth)")
+    return base.weighted(bx)
+
+
+def refine_fuse(raws: list, size: tuple, options: dict) -> np.ndarray:
+    """RefineCAM's fusion of the layers' ReLU'd base maps: each min-max normalized at its layer, resized, then
+    multiplied element-wise, the product min-max normalized. ``product_at`` "input" (the paper's code,
+    pytorch-grad-cam): each map upsampled to ``size`` (and normalized again there) before the product;
+    "largest_layer" (torchcam): each upsampled to the largest layer's size (not normalized again), the product
+    then resized to ``size``."""
+    rank = len(size)
+    at = choice(options, "product_at", REFINE_AT)
+    if at == "input":
+        product = np.prod(np.stack([finish(r, size, rank) for r in raws]), axis=0)
+        return finish(product, None, rank)
+    largest = tuple(max(s) for s in zip(*(r.shape[-rank:] for r in raws)))
+    product = None
+    for r in raws:
+        normed = finish(r, None, rank)
+        lead = normed.shape[:-rank]
+        flat = normed.reshape(-1, *normed.shape[-rank:])
+        up = (flat if tuple(flat.shape[1:]) == largest else resize(flat, largest)).reshape(*lead, *largest)
+        product = up if product is None else product * up
+    return finish(product, size, rank)
+
+
+@register("refinecam", title="RefineCAM", kind="map", weighted=_refine_weighted, fuse=refine_fuse,
+          options={"base": "gradcampp", "product_at": "input"},
+          paper="Domeniconi, How to Evaluate and Refine your CAM, ICPR 2026, arXiv:2605.14641")
+def refinecam(x: MethodArgs) -> np.ndarray:
+    r"""L = normalize(\prod_l Up(normalize(ReLU(L^base_l)))) over the given layers l (``layer=[...]``), the base
+    map L^base of each layer by ``base`` (default Grad-CAM++, as both anchors; any layer method that needs only
+    activations and gradients), normalize the min-max rescale per map. Shallow layers' noise is suppressed where
+    deeper layers are cold. ``product_at``: "input" (default; the authors' pytorch-grad-cam 1.5.7 RefineCAM,
+    maps upsampled to the output size before the product) or "largest_layer" (torchcam 0.5.0's RefineCAM,
+    product at the largest layer's size, then upsampled). torchcam's default base, its GradCAMpp, keeps alpha =
+    g^2 (a known bug: w = \sum ReLU(g)^3), so its default maps differ from ours; with the same base (GradCAM,
+    LayerCAM) they agree. pytorch-grad-cam's GradCAM++ adds 1e-6 to alpha's denominator (ours, the paper's, does
+    not), which moves its default maps by up to 7e-3 on a random ResNet-18. One layer gives the base map itself
+    (torchcam refuses fewer than two). ``eigen_smooth`` smooths each layer's base map before the product (as
+    pytorch-grad-cam passes it to the base)."""
+    base, bx = _refine_base(x)
+    out = base.fn(bx)
+    return combine(out, bx.activations, bx.rank) if base.kind == "weights" else out
