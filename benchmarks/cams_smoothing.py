@@ -7,7 +7,7 @@ ResNet-18 on CPU.
   of 64 (torch-cam: its default 32, and 64);
 - aug_smooth (Grad-CAM) vs pytorch-grad-cam's aug_smooth: floor = six forwards and backwards to the layer.
 
-    python benchmarks/cams_smoothing.py [runs]
+    python benchmarks/cams_smoothing.py [runs] [smoothgradcampp|sscam|aug_smooth ...]
 """
 
 import sys
@@ -110,7 +110,7 @@ def aug_smooth(model, x, runs):
     return f"resnet18 B={len(x)} {x.shape[-1]}px {layer} aug", entries, "pgc GradCAM aug_smooth"
 
 
-def main(runs=3):
+def main(runs=3, only=()):
     torch.manual_seed(0)
     torch.set_num_threads(2)
     np.random.seed(0)
@@ -118,6 +118,8 @@ def main(runs=3):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; medians of {runs}", flush=True)
     for make, x in ((smoothgradcampp, torch.randn(2, 3, 64, 64)), (sscam, torch.randn(1, 3, 32, 32)),
                     (aug_smooth, torch.randn(2, 3, 64, 64))):
+        if only and make.__name__ not in only:
+            continue
         case, entries, anchor = make(model, x, runs)
         t = bench.interleaved(entries, runs=runs, warm=1)
         for name, _ in entries:
@@ -128,4 +130,4 @@ def main(runs=3):
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3, tuple(sys.argv[2:]))
