@@ -122,6 +122,11 @@ class Probe(Protocol):
         None, "mean", "var" (C,) and "eps" for a batch normalization. The formulas (the effective bias among
         them) are the core's."""
 
+    def layer_gradients(self, inputs: np.ndarray, target, samples=None) -> tuple:
+        """The layer's activations and d score / d activations at the layer, both (B, C, *s) canonical, for
+        inputs (B, C_in, *S) whose row b belongs to input ``samples[b]`` (default: the batch itself): one
+        forward and backward per call (Smooth Grad-CAM++ on noisy copies)."""
+
 
 class ScoresFromOutputs:
     """``Probe.score`` and ``score_from_layer`` from ``predict`` / ``predict_from_layer`` and the target on NumPy

@@ -9,8 +9,8 @@ from .inputs import POSITIONAL, SINGLE, entries, image_keys, lookup
 from .layers import check_call, default_layer_name
 from .maps import combine, finish, fuse, principal_map
 from .methods import MethodArgs, get_method, method_names, reduce_channels, resolve_options
-from .ops import check_size, relu
-from .targets import as_target
+from .ops import check_size, relu, resize
+from .targets import TOP1, Class, as_target
 
 
 def method_args(capture: Capture, method, *, model_inputs=None, probe=None, options=None,
@@ -67,6 +67,9 @@ def raw_maps(capture: Capture, method="gradcam", *, model_inputs=None, probe=Non
     reduced over channels by the method's ``reduce``), or (N, K, ...)."""
     m = get_method(method)
     x = method_args(capture, m, model_inputs=model_inputs, probe=probe, options=options, batch_size=batch_size)
+    if x.options.get("aug_smooth"):
+        raise XcamError("aug_smooth runs the model on flipped and scaled inputs: call it through xcam_torch.cam "
+                        "or xcam_tf.cam, not on a capture")
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is caught below, as a non-finite map
         if x.options.get("eigen_smooth"):
             maps = eigen_smooth(m, x)
@@ -188,6 +191,9 @@ def explain(adapter: Adapter, model, inputs, layer=None, method="gradcam", targe
     forwards and input gradients a method asks (default ``xcam.methods.registry.DEFAULT_BATCH``).
     """
     m = get_method(method)
+    if m.kind != "pixel" and resolve_options(m, options)["aug_smooth"]:
+        return aug_smoothed(adapter, model, inputs, layer, m, targets, classes=classes, size=size, labels=labels,
+                            options=options, output=output, reshape=reshape, call=call, batch_size=batch_size)
     kind, _ = entries(inputs)
     layer = _layer_or_default(adapter, model, inputs, layer)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
@@ -289,3 +295,84 @@ def attribute(adapter: Adapter, model, inputs, method, targets=None, *, options=
 def _one(capture):
     """The single Capture of a one-layer capture (adapters return a Capture or a list of one)."""
     return capture[0] if isinstance(capture, list) else capture
+
+
+AUG_FLIPS = (False, True)       # aug_smooth: horizontal flip off / on (ttach's HorizontalFlip)
+AUG_FACTORS = (0.9, 1.0, 1.1)   # aug_smooth: intensity factors (ttach's Multiply, pytorch-grad-cam's default)
+
+
+def augmentations(scales=(1.0,)) -> list:
+    """aug_smooth's (flip, factor, scale) triples in ttach's order (flip outermost), pytorch-grad-cam 1.5.7's
+    default set HorizontalFlip x Multiply(0.9, 1, 1.1) times the geometric ``scales`` (default: 1 only)."""
+    return [(f, m, s) for f in AUG_FLIPS for m in AUG_FACTORS for s in scales]
+
+
+def augment(inputs: np.ndarray, flip: bool, factor: float, scale: float) -> np.ndarray:
+    """One augmented copy of a batch (N, C, *S) (channels first): flipped along its last axis (width), times
+    ``factor``, resized (linear / bilinear / trilinear) to int(S * scale) when ``scale`` != 1."""
+    x = inputs[..., ::-1] if flip else inputs
+    x = x * np.float32(factor) if factor != 1 else x
+    if scale != 1:
+        n, c, *spatial = x.shape
+        new = tuple(int(s * scale) for s in spatial)
+        x = resize(x.reshape(n * c, *spatial), new).reshape(n, c, *new)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def deaugment(maps: np.ndarray, flip: bool) -> np.ndarray:
+    """A map made on an augmented copy, back in the original's geometry: flipped back along its last axis (the
+    scale is undone when the map is resampled to the original's size)."""
+    return maps[..., ::-1] if flip else maps
+
+
+def _aug_scales(options: dict) -> tuple:
+    scales = options["aug_scales"]
+    if isinstance(scales, (int, float)) and not isinstance(scales, bool):
+        scales = (scales,)
+    try:
+        scales = tuple(float(s) for s in scales)
+    except (TypeError, ValueError):
+        scales = ()
+    if not scales or any(not s > 0 for s in scales):
+        raise XcamError(f"option aug_scales={options['aug_scales']!r} is not valid; give positive scale factors, "
+                        "e.g. (1.0, 1.1)")
+    return scales
+
+
+def aug_smoothed(adapter: Adapter, model, inputs, layer, m, targets=None, *, classes=None, size=None, labels=None,
+                 options=None, output=None, reshape=None, call=None, batch_size=None) -> np.ndarray:
+    """``options={"aug_smooth": True}``: the mean of the maps of augmented copies of the inputs, each mapped back
+    to the original geometry, then min-max normalized (pytorch-grad-cam's aug_smooth leaves the mean as it is).
+    The copies are pytorch-grad-cam 1.5.7's (ttach): horizontal flip {off, on} x intensity factor {0.9, 1, 1.1};
+    ``aug_scales`` adds geometric scales (the input resized by each, its map resampled to the original size).
+    Each copy's map is the method's map in [0, 1] at the original size (``explain``), flipped back. A class
+    target left to the model (None: each sample's top-1) is resolved once on the original inputs (one extra
+    forward) and explained in every copy (pytorch-grad-cam re-picks the top-1 class per copy); other targets are
+    given to every copy as they are. One batch of images, signals or volumes (not several inputs)."""
+    opts = resolve_options(m, options)
+    scales = _aug_scales(opts)
+    kind, _ = entries(inputs)
+    if kind != SINGLE:
+        raise XcamError("aug_smooth flips one batch of inputs; with several inputs (a tuple, list or dict) call "
+                        "cam without it")
+    layer = _layer_or_default(adapter, model, inputs, layer)
+    first = layer[0] if isinstance(layer, (list, tuple)) else layer
+    extra = {} if reshape is None else {"reshape": reshape}
+    if check_call(call) is not None:
+        extra["call"] = check_call(call)
+    x = adapter.probe(model, inputs, first, output=output, **extra).inputs               # (N, C, *S) NumPy
+    out_size = tuple(size) if size is not None else tuple(x.shape[2:])
+    target = as_target(targets, classes)
+    if isinstance(target, Class) and (target.class_indices(len(x)) == TOP1).any():
+        target = adapter.capture(model, inputs, first, target, gradients=False, labels=labels, output=output,
+                                 **extra).explained
+    inner = {**(options or {}), "aug_smooth": False, "aug_scales": (1.0,)}
+    maps = []
+    for flip, factor, scale in augmentations(scales):
+        copy = augment(x, flip, factor, scale)
+        if adapter.LAYOUT != "channels_first":
+            copy = np.ascontiguousarray(np.moveaxis(copy, 1, -1))
+        one = explain(adapter, model, copy, layer, m, target, size=out_size, labels=labels, options=inner,
+                      output=output, reshape=reshape, call=call, batch_size=batch_size)
+        maps.append(deaugment(one, flip))
+    return finish(np.mean(np.float32(maps), axis=0), None, len(out_size))

@@ -269,6 +269,40 @@ class Probe:
         rank = 2 if first is None else first.ndim - 2
         return layout_of(self.model, self.layer, hv.shape, rank, self.reshape).to_canonical(hv)
 
+    def layer_gradients(self, inputs: np.ndarray, target, samples=None) -> tuple:
+        """The layer's activations and d score / d activations, both (B, C, *s) canonical, for inputs
+        (B, C_in, *S) whose row b belongs to input ``samples[b]`` (default: the batch itself); one compiled
+        forward and backward, cached per shape."""
+        target = as_target(target)
+        x = self._assemble(np.moveaxis(inputs, 1, -1), samples)
+        n = len(tf.nest.flatten(self.full)[0])
+        params = target.params(len(inputs)) if samples is None else batch_params(target, n, samples)
+        model, layer, output, call = self.model, self.layer, self.output, self.call
+
+        def build():
+            @tf.function(input_signature=[signature(x), param_specs(params)])
+            def grads(batch, p):
+                keep, box = {}, {}
+                with tf.GradientTape(watch_accessed_variables=False) as tape:
+                    box["tape"] = tape
+                    with wrapped([layer], keep, box, final_layer(model), runs=[call]):
+                        out = selected(model, model(batch, training=False), output, target)
+                    score = tf.reduce_sum(plain(target.score)(out, p, OPS))
+                if 0 not in keep:
+                    raise XcamError(f"layer {layer.name!r} did not run in the forward pass")
+                return keep[0], tape.gradient(score, keep[0], unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return grads
+
+        cache = (id(model), "layer_grad", layer.name, call, signature_key(x), target.key(),
+                 tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output))
+        fn = _cached(cache, model, build)
+        a, g = (t.numpy() for t in _unstaged_call(fn, x, param_tensors(params)))
+        first = next((v for v in tf.nest.flatten(self.full) if image_like(v.shape) and v.dtype.kind == "f"), None)
+        rank = 2 if first is None else first.ndim - 2
+        layout = layout_of(self.model, self.layer, a.shape, rank, self.reshape,
+                           None if first is None else tuple(first.shape[1:-1]))
+        return layout.to_canonical(a), layout.to_canonical(g)
+
 
 def probe(model, inputs, layer, output=None, reshape=None, key=None, call=None) -> Probe:
     """A ``Probe`` for methods that run the model again on these inputs (a batch (N, *S, C), or a list / dict

@@ -174,6 +174,39 @@ class Probe:
         native = hv.detach().float().cpu().numpy()
         return layout_of(self.model, self.module, native.shape, rank, self.reshape).to_canonical(native)
 
+    def layer_gradients(self, inputs: np.ndarray, target, samples=None) -> tuple:
+        """The layer's activations and d score / d activations, both (B, C, *s) canonical, for inputs
+        (B, C_in, *S) whose row b belongs to input ``samples[b]`` (default: the batch itself). The graph starts
+        at the layer's output (the layers before it run without autograd); no parameter gets a ``.grad``."""
+        box, rank = {}, self.batch.rank
+        target = as_target(target)
+
+        def keep(module, args, out):
+            index = box["calls"] = box.get("calls", -1) + 1
+            if index != self.call:
+                return None
+            box["out"] = out.detach().requires_grad_(True)
+            torch.set_grad_enabled(True)                  # the graph starts here; restored by `preserved`
+            return box["out"].clone()                     # later in-place ops change the copy only
+
+        batch = self._inputs(inputs, samples)
+        check_gradients_possible(self.model)
+        params = target.params(len(inputs)) if samples is None else batch_params(target, len(self.inputs), samples)
+        with hooked(self.model, [(self.module, keep)], self.output, target.whole_output) as run, \
+                preserved(self.model):
+            out = run(batch)
+            if "out" not in box:
+                raise XcamError("the layer did not run in the forward pass")
+            score = target.score(out, tensors(params, first_tensor(out)), OPS)
+            if not score.requires_grad:
+                g = torch.zeros_like(box["out"])
+            else:
+                (g,) = torch.autograd.grad(score.sum(), box["out"], allow_unused=True, materialize_grads=True)
+        a, g = box["out"].detach().float().cpu().numpy(), g.float().cpu().numpy()
+        layout = layout_of(self.model, self.module, a.shape, rank, self.reshape,
+                           tuple(self.batch.get().shape[2:]) if self.batch.keys else None)
+        return layout.to_canonical(a), layout.to_canonical(g)
+
 
 def probe(model: nn.Module, inputs, layer, output=None, reshape=None, key=None, call=None) -> Probe:
     """A ``Probe`` for methods that run the model again on these inputs (a batch (N, C, *S), or several

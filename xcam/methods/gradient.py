@@ -278,3 +278,80 @@ def refinecam(x: MethodArgs) -> np.ndarray:
     base, bx = _refine_base(x)
     out = base.fn(bx)
     return combine(out, bx.activations, bx.rank) if base.kind == "weights" else out
+
+def _positive(options: dict, name: str, kind=int):
+    """Option ``name`` as a positive int (kind int) or a non-negative float; else a one-line error."""
+    value = options[name]
+    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1 if kind is int \
+        else isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and value >= 0
+    if not ok:
+        what = "a positive integer" if kind is int else "a number >= 0"
+        raise XcamError(f"option {name}={value!r} is not valid; it must be {what}")
+    return kind(value)
+
+
+def noisy_inputs(x: MethodArgs) -> np.ndarray:
+    """``num_samples`` copies (n, N, C_in, *S) of the inputs plus e ~ N(0, std^2) (std absolute, as torch-cam),
+    float32 from ``default_rng(seed)``, one (N, C_in, *S) draw per copy in order."""
+    n = _positive(x.options, "num_samples")
+    std = np.float32(_positive(x.options, "std", float))
+    noise = np.random.default_rng(int(x.options["seed"])).standard_normal((n, *x.model_inputs.shape),
+                                                                         dtype=np.float32)
+    return x.model_inputs[None] + std * noise
+
+
+def layer_gradients_at(x: MethodArgs, points: np.ndarray, target) -> tuple:
+    """The layer's activations and gradients (P, N, C, *s) at ``points`` (P, N, C_in, *S) for one target column,
+    all P * N rows asked of the probe ``x.batch_size`` rows per call (the only loop: over batches)."""
+    size = DEFAULT_BATCH if x.batch_size is None else int(x.batch_size)
+    if size < 1:
+        raise XcamError(f"batch_size={size} is not valid; give a positive number of rows per model call")
+    n_points, n = points.shape[:2]
+    flat = points.reshape(n_points * n, *points.shape[2:])
+    samples = np.tile(np.arange(n), n_points)
+    parts = [x.probe.layer_gradients(flat[i:i + size], target, samples[i:i + size])
+             for i in range(0, len(flat), size)]
+    acts, grads = (np.concatenate([p[j] for p in parts]).astype(np.float32, copy=False) for j in (0, 1))
+    return acts.reshape(n_points, n, *acts.shape[1:]), grads.reshape(n_points, n, *grads.shape[1:])
+
+
+def _smooth_gradcampp(x: MethodArgs) -> tuple:
+    """Smooth Grad-CAM++ weights (N, [K,] C) and the activations (N, [1 or K,] C, *s) they weight."""
+    variant = choice(x.options, "variant", ("paper", "torchcam"))
+    points = noisy_inputs(x)
+    columns = [x.target.column(j) for j in range(x.target.columns)] if x.target.columns else [x.target]
+    runs = [layer_gradients_at(x, points, t) for t in columns]
+    g = runs[0][1] if not x.target.columns else np.stack([r[1] for r in runs], axis=2)   # (P, N, [K,] C, *s)
+    d2, d3 = (g * g).mean(axis=0), (g * g * g).mean(axis=0)
+    a = x.activations                                                                 # clean: (N, [1,] C, *s)
+    if variant == "paper":
+        denom = 2 * d2 + a.sum(axis=x.axes, keepdims=True) * d3
+        alpha = np.divide(d2, denom, out=np.zeros_like(d2), where=denom != 0)
+        return (alpha * np.maximum(g.mean(axis=0), 0)).sum(axis=x.axes), a
+    alpha = d2 / (2 * d2 + (d3 * a).sum(axis=x.axes, keepdims=True) + 1e-8)
+    last = runs[0][0][-1]                                                             # the last copy's A
+    return (alpha * np.maximum(g[-1], 0)).sum(axis=x.axes), last[:, None] if x.target.columns else last
+
+
+def _smooth_weighted(x: MethodArgs) -> np.ndarray:
+    """w_k A_k (..., C, *s) of Smooth Grad-CAM++ (for eigen_smooth)."""
+    w, a = _smooth_gradcampp(x)
+    return w.reshape(*w.shape, *(1,) * x.rank) * a
+
+
+@register("smoothgradcampp", title="Smooth Grad-CAM++", kind="map", needs_gradients=False, needs_forwards=True,
+          weighted=_smooth_weighted, options={"num_samples": 4, "std": 0.3, "seed": 0, "variant": "paper"},
+          paper="Omeiza et al., Smooth Grad-CAM++: An Enhanced Inference Level Visualization Technique for Deep "
+                "Convolutional Neural Network Models, arXiv:1908.01224")
+def smoothgradcampp(x: MethodArgs) -> np.ndarray:
+    r"""Grad-CAM++ with derivatives averaged over n noisy copies x + e_m, e_m ~ N(0, std^2) (options num_samples
+    n = 4, std = 0.3 absolute, seed: as torch-cam 0.5.0's SmoothGradCAMpp): with g_m = dy^c/dA at copy m,
+    D^p = 1/n \sum_m g_m^p, alpha_k(i,j) = D^2 / (2 D^2 + \sum_ab A_k(a,b) D^3) (0 where the denominator is 0),
+    w_k^c = \sum_ij alpha_k(i,j) ReLU(D^1_k(i,j)), L^c = ReLU(\sum_k w_k^c A_k), A the clean input's activations
+    (variant="paper", default; with std = 0 it is Grad-CAM++). The numerator is D^2 as in Grad-CAM++ (the
+    paper prints D^1 there; torch-cam calls that a typo and uses D^2 too).
+    variant="torchcam": torch-cam's computation: \sum_ab D^3(a,b) A_k(a,b) in the denominator (+1e-8), ReLU of
+    the LAST copy's gradient g_n instead of D^1, and the map weights the last copy's activations (its hooks keep
+    the last forward's). The n copies run as batched forwards and backwards to the layer (``batch_size`` rows)."""
+    w, a = _smooth_gradcampp(x)
+    return combine(w, a, x.rank)

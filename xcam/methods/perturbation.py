@@ -171,3 +171,69 @@ def iscam(x: MethodArgs) -> np.ndarray:
     if num_samples < 1:
         raise XcamError(f"option num_samples={num_samples} is not valid; it must be a positive integer")
     return iscam_weights(x, mode, normalize, num_samples, int(x.options["batch_size"]))
+
+
+def _count(options: dict, name: str) -> int:
+    value = options[name]
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise XcamError(f"option {name}={value!r} is not valid; it must be a positive integer")
+    return int(value)
+
+
+def _spread(options: dict, name: str) -> np.float32:
+    value = options[name]
+    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or value < 0:
+        raise XcamError(f"option {name}={value!r} is not valid; it must be a number >= 0")
+    return np.float32(value)
+
+
+def sscam_weights(x, mode: str, normalize: str, perturb: str, batch_size: int) -> np.ndarray:
+    """SS-CAM weights (N, C) or (N, K, C): the mean target score over n noisy masked inputs per channel, batched
+    over (copy, channel) rows. The noise comes from ``default_rng(seed)``, input by input, then copy by copy,
+    channel by channel: (n, C, *S) per input for perturb="mask", (n, C, C_in, *S) for perturb="input"."""
+    acts = _per_sample(x)
+    n, c = acts.shape[:2]
+    size = input_size(x)
+    num_samples, std = _count(x.options, "num_samples"), _spread(x.options, "std")
+    rng = np.random.default_rng(int(x.options["seed"]))
+    target = x.target.as_probability() if mode == "probability" else x.target
+    out = []
+    for i in range(n):
+        masks = _masks(acts[i], size, normalize)                                       # (C, *S)
+        image = x.model_inputs[i][None]
+        scores = []
+        for start in range(0, num_samples * c, batch_size):
+            k = np.arange(start, min(start + batch_size, num_samples * c)) % c            # rows (copy, channel)
+            if perturb == "mask":
+                noisy = masks[k] + std * rng.standard_normal((len(k), *size), dtype=np.float32)
+                batch = image * noisy[:, None]
+            else:
+                batch = image * masks[k][:, None] + std * rng.standard_normal((len(k), *image.shape[1:]),
+                                                                              dtype=np.float32)
+            scores.append(x.probe.score(batch, target, np.full(len(k), i)))
+        scores = np.concatenate(scores).astype(np.float64)
+        out.append(_mask_weights(scores.reshape(num_samples, c, *scores.shape[1:]).mean(axis=0), mode))
+    return np.stack(out).astype(np.float32)
+
+
+@register("sscam", title="SS-CAM", needs_gradients=False, needs_forwards=True,
+          options={"num_samples": 35, "std": 2.0, "seed": 0, "perturb": "mask", "weighting": "probability",
+                   "normalize": "input", "batch_size": 64},
+          paper="Wang et al., SS-CAM: Smoothed Score-CAM for Sharper Visual Feature Localization, arXiv:2006.14255")
+def sscam(x: MethodArgs) -> np.ndarray:
+    r"""Smoothed Score-CAM: M_k = minmax(Up(A_k)) as for Score-CAM; n noisy copies of each masked input
+    (n = option num_samples, default 35, and std 2.0 as torch-cam; noise from ``default_rng(seed)``):
+    perturb="mask" (default, the paper's smoothing of the feature maps, as torch-cam's SSCAM): X \odot (M_k + d_i),
+    d_i ~ N(0, std^2) per input position (shared by the input channels); perturb="input" (the paper's smoothing of
+    the input): X \odot M_k + d_i, d_i ~ N(0, std^2) per input element. s_k^c = (1/n) \sum_i score_c(noisy copy i
+    of channel k); L^c = ReLU(\sum_k w_k^c A_k).
+    weighting="probability" (default, as Score-CAM here): w_k^c = s_k^c on the target's probability form;
+    weighting="logit-softmax" (torch-cam): softmax over k of the mean logits (torch-cam subtracts the unmasked
+    input's logit first, which a softmax over k does not change).
+    normalize="input" (default): masks min-max scaled after upsampling; normalize="layer" (torch-cam): each channel
+    scaled at the layer's size ((a - min) / (max - min + 1e-8)), then upsampled. Every noisy copy is a distinct
+    input: n * C forwards per input, batched over (copy, channel) rows (option batch_size)."""
+    mode = choice(x.options, "weighting", ("probability", "logit-softmax"))
+    normalize = choice(x.options, "normalize", ("input", "layer"))
+    perturb = choice(x.options, "perturb", ("mask", "input"))
+    return sscam_weights(x, mode, normalize, perturb, _count(x.options, "batch_size"))

@@ -144,7 +144,9 @@ def get_method(method: "str | Method") -> Method:
         raise XcamError(f"unknown method {method!r}{also}; valid methods: {', '.join(_REGISTRY)}") from None
 
 
-LAYER_OPTIONS = {"eigen_smooth": False}  # modifiers every layer (non-pixel) method accepts
+LAYER_OPTIONS = {"eigen_smooth": False, "aug_smooth": False,   # modifiers every layer (non-pixel) method accepts
+                 "aug_scales": (1.0,)}                         # aug_smooth's geometric scales (xcam.pipeline)
+FLAG_OPTIONS = ("eigen_smooth", "aug_smooth")                  # layer modifiers that are True / False
 
 
 def layer_options(method: Method) -> dict:
@@ -162,7 +164,7 @@ def resolve_options(method: Method, options: dict | None) -> dict:
         why = " (a modifier of layer methods; this one works at the input)" if unknown[0] in LAYER_OPTIONS else ""
         raise XcamError(f"method {method.name!r} has no option {unknown[0]!r}{why}; its options: {valid}")
     out = {**known, **given}
-    for name in set(LAYER_OPTIONS) & set(out):
+    for name in set(FLAG_OPTIONS) & set(out):
         if not isinstance(out[name], bool):
             raise XcamError(f"option {name}={out[name]!r} is not valid; choose one of: True, False")
     return out
