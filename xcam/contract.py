@@ -183,6 +183,13 @@ class Adapter(Protocol):
         position ``first_position + j``) hold the values ``xcam.randomization.random_parameters`` draws; on exit
         every one is restored bit for bit."""
 
+    def linear_head(self, model, head=None) -> tuple:
+        """(weight (K, C), bias (K,) or None) of a linear / dense layer, (out, in) layout: ``head`` or the
+        model's last one (``xcam.concepts`` scores concepts with it)."""
+
+    def concepts(self, model, inputs, layer=None, k: int = 5, **kwargs):
+        """Deep feature factorization into k concepts (see ``xcam.concepts.concepts``)."""
+
 
 class LowPrecisionWarning(UserWarning):
     """The model computes in 16-bit floats: its maps differ from the same weights' in float32."""
