@@ -183,3 +183,166 @@ def test_concepts_and_dff_on_the_ported_tiny_net_are_the_same_on_torch_and_keras
     maps = [k.cam("conv2", "dff", targets=[0, 1], options={"k": 2}) for k in (kt, kk)]
     assert maps[0].max() == 1
     np.testing.assert_allclose(maps[0], maps[1], atol=1e-4)
+
+
+# ---- LeGrad ---------------------------------------------------------------------------------------------------
+
+class ArrayProbe:
+    """A probe that hands LeGrad fixed arrays (the core's formula on its own)."""
+
+    inputs = np.zeros((1, 1, 2, 2), np.float32)
+
+    def __init__(self, arrays):
+        self.arrays = arrays
+
+    def attention_gradients(self, target, head=None, attention=None):
+        return self.arrays
+
+
+def test_legrad_formula_by_hand_on_one_head():
+    # one head, d = 1, identity projections: V = X, ds/dO = ds/dy = G, so ds/dA[q, k] = G_q X_k.
+    # X = (1, 2, -1), G = (1, -1, 2): rows q of ReLU(G_q X_k) are (1, 2, 0), (0, 0, 1), (2, 4, 0); their mean
+    # over q is (1, 2, 1/3); the prefix (class) token dropped leaves the 1x2 grid (2, 1/3).
+    one = np.ones((1, 1, 1), np.float32)
+    arrays = {"inputs": np.array([[[1.0], [2.0], [-1.0]]], np.float32), "value_kernel": one,
+              "value_bias": np.zeros((1, 1), np.float32), "output_kernel": one,
+              "output_gradients": np.array([[[1.0], [-1.0], [2.0]]], np.float32)}
+    cap = Capture(activations=np.zeros((1, 1, 1, 2), np.float32), gradients=None,
+                  scores=np.zeros((1, 3), np.float32), targets=np.array([0]))
+    raw = xcam.raw_maps(cap, "legrad", model_inputs=ArrayProbe.inputs, probe=ArrayProbe(arrays))
+    np.testing.assert_allclose(raw, [[[2.0, 1 / 3]]], rtol=1e-6)
+    # a bias on the values shifts every V_k: V = X + 1 = (2, 3, 0) -> rows (2, 3, 0), (0, 0, 0), (4, 6, 0)
+    arrays["value_bias"] = np.ones((1, 1), np.float32)
+    raw = xcam.raw_maps(cap, "legrad", model_inputs=ArrayProbe.inputs, probe=ArrayProbe(arrays))
+    np.testing.assert_allclose(raw, [[[3.0, 0.0]]], atol=1e-6)
+
+
+def tiny_torch_vit():
+    import torch
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+                              num_classes=5)
+    torch.nn.init.normal_(model.heads.head.weight, std=1.0)  # torchvision zero-initialises the head
+    return model.eval()
+
+
+BLOCKS = ["encoder.layers.encoder_layer_0", "encoder.layers.encoder_layer_1"]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("layers", [BLOCKS[1:], BLOCKS], ids=["last-block", "two-blocks"])
+def test_legrad_matches_torchcam_on_a_tiny_vision_transformer(layers):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("torchvision")
+    methods = pytest.importorskip("torchcam.methods")
+    import xcam_torch
+
+    model = tiny_torch_vit()
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32))
+    with methods.LeGrad(model, layers) as extractor:
+        theirs = extractor(class_idx=[1, 3], scores=model(x))[0].detach().numpy()
+    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    mine = xcam_torch.cam(model, x.numpy(), layers, "legrad", targets=[1, 3], size=(4, 4))
+    assert mine.max() == 1 and np.ptp(mine[0]) > 0
+    np.testing.assert_allclose(mine, theirs, atol=1e-5)
+    # the model is left as it was: no hooks, no .grad, eval mode
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()) == hooks == 0
+    assert all(p.grad is None for p in model.parameters()) and not model.training
+    # named options give the same: the block's own attention, torchvision's final norm and classifier
+    named = xcam_torch.cam(model, x.numpy(), layers[-1], "legrad", targets=[1, 3], size=(4, 4),
+                           options={"attention": layers[-1] + ".self_attention", "head": ["encoder.ln", "heads"]})
+    alone = xcam_torch.cam(model, x.numpy(), layers[-1], "legrad", targets=[1, 3], size=(4, 4))
+    np.testing.assert_allclose(named, alone, atol=1e-6)
+    with pytest.raises(XcamError, match="one class per sample"):
+        xcam_torch.cam(model, x.numpy(), layers[-1], "legrad", classes=[0, 1])
+
+
+def keras_vit_with_torch_twin():
+    """A one-block ViT in Keras (patch conv, class token, layer norm, MultiHeadAttention 2 heads x 4, residual
+    "add" = the block's output, layer norm, class token -> dense) and the same in PyTorch with
+    nn.MultiheadAttention (weights ported; Keras layer norms' eps 1e-3)."""
+    keras = pytest.importorskip("keras")
+    torch = pytest.importorskip("torch")
+
+    class ClassToken(keras.layers.Layer):
+        def build(self, shape):
+            self.cls_token = self.add_weight(shape=(1, 1, shape[-1]), initializer="random_normal", name="cls")
+
+        def call(self, x):
+            token = keras.ops.broadcast_to(self.cls_token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
+            return keras.ops.concatenate([token, x], axis=1)
+
+    class TakeClass(keras.layers.Layer):
+        def call(self, x):
+            return x[:, 0]
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    t = ClassToken(name="class_token")(keras.layers.Reshape((16, 8), name="flat")(
+        keras.layers.Conv2D(8, 4, strides=4, name="patch")(inp)))
+    y = keras.layers.LayerNormalization(name="ln1")(t)
+    z = keras.layers.Add(name="add")([t, keras.layers.MultiHeadAttention(2, 4, name="attn")(y, y)])
+    head = keras.layers.Dense(3, name="head", kernel_initializer=keras.initializers.RandomNormal(0, 2))
+    kmodel = keras.Model(inp, head(TakeClass(name="take")(keras.layers.LayerNormalization(name="ln2")(z))))
+
+    w = lambda a: torch.nn.Parameter(torch.from_numpy(np.ascontiguousarray(a, np.float32)))  # noqa: E731
+    layers = {layer.name: layer for layer in kmodel.layers}
+
+    class Add(torch.nn.Module):
+        def forward(self, a, b):
+            return a + b
+
+    class Twin(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            pk, pb = layers["patch"].get_weights()
+            self.patch = torch.nn.Conv2d(3, 8, 4, stride=4)
+            self.patch.weight, self.patch.bias = w(pk.transpose(3, 2, 0, 1)), w(pb)
+            self.cls_token = w(layers["class_token"].get_weights()[0])
+            self.ln1, self.ln2 = torch.nn.LayerNorm(8, eps=1e-3), torch.nn.LayerNorm(8, eps=1e-3)
+            for name in ("ln1", "ln2"):
+                getattr(self, name).weight, getattr(self, name).bias = map(w, layers[name].get_weights())
+            att = layers["attn"]
+            dense = (att._query_dense, att._key_dense, att._value_dense)
+            self.attn = torch.nn.MultiheadAttention(8, 2, batch_first=True)
+            self.attn.in_proj_weight = w(np.concatenate([d.kernel.numpy().reshape(8, 8).T for d in dense]))
+            self.attn.in_proj_bias = w(np.concatenate([d.bias.numpy().reshape(8) for d in dense]))
+            self.attn.out_proj.weight = w(att._output_dense.kernel.numpy().reshape(8, 8).T)
+            self.attn.out_proj.bias = w(att._output_dense.bias.numpy())
+            self.add = Add()
+            hk, hb = layers["head"].get_weights()
+            self.head = torch.nn.Linear(8, 3)
+            self.head.weight, self.head.bias = w(hk.T), w(hb)
+
+        def forward(self, x):
+            t = self.patch(x).flatten(2).transpose(1, 2)
+            t = torch.cat([self.cls_token.expand(len(x), -1, -1), t], dim=1)
+            y = self.ln1(t)
+            z = self.add(t, self.attn(y, y, y, need_weights=False)[0])
+            return self.head(self.ln2(z)[:, 0])
+
+    return kmodel, Twin().eval()
+
+
+@pytest.mark.torch
+@pytest.mark.tf
+def test_legrad_is_the_same_on_keras_and_its_torch_twin():
+    torch = pytest.importorskip("torch")
+    import xcam_tf
+    import xcam_torch
+
+    kmodel, twin = keras_vit_with_torch_twin()
+    x = np.random.default_rng(3).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    xt = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    with torch.no_grad():
+        np.testing.assert_allclose(twin(torch.from_numpy(xt)).numpy(), np.asarray(kmodel(x, training=False)),
+                                   atol=1e-4)
+    theirs = xcam_tf.cam(kmodel, x, "add", "legrad", targets=[0, 2])
+    mine = xcam_torch.cam(twin, xt, "add", "legrad", targets=[0, 2])
+    assert mine.shape == (2, 16, 16) and mine.max() == 1 and np.ptp(mine[1]) > 0
+    np.testing.assert_allclose(mine, theirs, atol=1e-4)
+    assert not any("call" in vars(layer) for layer in kmodel.layers)  # every wrap removed
+    with pytest.raises(XcamError, match="not a MultiHeadAttention"):
+        xcam_tf.cam(kmodel, x, "add", "legrad", options={"attention": "ln1"})

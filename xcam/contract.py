@@ -113,6 +113,14 @@ class Probe(Protocol):
         of the summed target scores w.r.t. the layer's output A, applied to A itself (the framework's double
         backward; ShapleyCAM)."""
 
+    def attention_gradients(self, target, head=None, attention=None) -> dict:
+        """LeGrad's arrays for the probe's transformer block, float32 NumPy: "inputs" (N, T, E_in) its
+        self-attention's value input, "output_gradients" (N, T, E_out) d s / d the attention's output with s the
+        block's own score (``xcam.methods.gradient.legrad_score``, ``head``: layer names or None), and the
+        attention's projections "value_kernel" (E_in, heads, d), "value_bias" (heads, d), "output_kernel"
+        (heads, d, E_out); ``attention``: a name, default the last multi-head attention before the block's
+        output."""
+
 
 class ScoresFromOutputs:
     """``Probe.score`` and ``score_from_layer`` from ``predict`` / ``predict_from_layer`` and the target on NumPy

@@ -123,6 +123,11 @@ def layer_maps(captures: list, method, size: tuple, *, model_inputs=None, probes
     size = check_size(size, rank)
     raws = [raw_maps(c, method, model_inputs=model_inputs, probe=p, options=options, batch_size=batch_size)
             for c, p in zip(captures, probes)]
+    if len(raws) > 1 and get_method(method).fuse == "mean":  # LeGrad: the layers' raw maps averaged
+        if len({r.shape for r in raws}) > 1:
+            raise XcamError(f"method {get_method(method).name!r} averages the layers' maps, which need one grid; "
+                            f"got {', '.join(str(r.shape[1:]) for r in raws)}")
+        raws = [np.mean(raws, axis=0)]
     return finish(raws[0], size, rank) if len(raws) == 1 else fuse(raws, size)
 
 

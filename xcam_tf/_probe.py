@@ -12,6 +12,7 @@ from xcam.inputs import KEYWORD, POSITIONAL, SINGLE, image_like, name
 from xcam.layers import check_call
 from xcam.targets import Target, as_target, batch_params
 
+from ._attention import attention_gradients
 from ._capture import (
     OPS,
     _cached,
@@ -268,6 +269,11 @@ class Probe:
         first = next((v for v in tf.nest.flatten(self.full) if image_like(v.shape) and v.dtype.kind == "f"), None)
         rank = 2 if first is None else first.ndim - 2
         return layout_of(self.model, self.layer, hv.shape, rank, self.reshape).to_canonical(hv)
+
+    def attention_gradients(self, target, head=None, attention=None) -> dict:
+        """LeGrad's arrays for this block: its attention's value input, d block score / d attention output and
+        the attention's projections (``xcam_tf._attention.attention_gradients``)."""
+        return attention_gradients(self, target, head, attention)
 
 
 def probe(model, inputs, layer, output=None, reshape=None, key=None, call=None) -> Probe:

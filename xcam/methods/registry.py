@@ -71,6 +71,7 @@ class Method:
     options: dict = field(default_factory=dict)  # option name -> default
     weighted: Callable | None = None    # "map" methods: (..., C, *s) weighted activations, for eigen_smooth
     explains: Callable | None = None    # (user's Target, options) -> the Target actually explained (finercam)
+    fuse: str = "layercam"              # several layers: "layercam" (``xcam.maps.fuse``) or "mean" of raw maps
 
     @property
     def needs(self) -> str:
