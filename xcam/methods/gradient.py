@@ -119,7 +119,7 @@ def legrad_score(tokens, head, target, params: dict, ops):
     return target.score(head(ops.mean(tokens, 1)), params, ops)
 
 
-@register("legrad", title="LeGrad", kind="map", needs_gradients=False, needs_forwards=True, fuse="mean",
+@register("legrad", title="LeGrad", kind="map", needs_gradients=False, needs_attention=True, fuse="mean",
           options={"head": None, "attention": None},
           paper="Bousselham et al., LeGrad: An Explainability Method for Vision Transformers via Feature Formation "
                 "Sensitivity, arXiv:2404.03214")
