@@ -132,7 +132,8 @@ def test_maps_equal_the_library_at_input_and_layer_size_in_both_dtypes(net, tmp_
         np.testing.assert_allclose(m, full[i, 1], atol=1e-6)
         h = np.load(tmp_path / "o16" / e16["maps"]["layercam"]["cat"]["map"])
         assert h.dtype == np.float16 and h.shape == (8, 8)
-        np.testing.assert_array_equal(h, small[i, 0].astype(np.float16))
+        # float16 of the same float32 map to one float16 step (the streamed batches round 1e-7 differently)
+        np.testing.assert_allclose(h.astype(np.float32), small[i, 0], rtol=2 ** -10, atol=1e-7)
         assert "overlay" not in e16["maps"]["layercam"]["cat"] and "features" not in e16
         assert e32["probabilities"]["cat"] + e32["probabilities"]["dog"] == pytest.approx(1, abs=1e-5)
     assert not list((tmp_path / "o16").rglob("*.png"))  # --no-overlays --no-features

@@ -91,7 +91,8 @@ def segment_masks(x) -> np.ndarray:
 def occlusion_attribution(x: MethodArgs) -> np.ndarray:
     """Signed Occlusion attribution (N, C_in, *S) or (N, K, C_in, *S)."""
     size = tuple(x.model_inputs.shape[2:])
-    window = _spatial_tuple(x.options["window"], len(size), "window")
+    window = tuple(min(w, d) for w, d in zip(_spatial_tuple(x.options["window"], len(size), "window"), size,
+                                             strict=True))   # a window larger than the input covers all of it
     stride = _spatial_tuple(x.options["stride"], len(size), "stride")
     return ablate_masks(x, occlusion_masks(size, window, stride), float(x.options["baseline"]),
                         int(x.options["batch_size"]), average=True)
@@ -109,8 +110,8 @@ def featureablation_attribution(x: MethodArgs) -> np.ndarray:
 def occlusion(x: MethodArgs) -> np.ndarray:
     r"""A_i = mean over the windows W containing i of f(x) - f(x with W set to the baseline b), every input
     channel occluded together (captum's Occlusion with sliding_window_shapes (C, w, w) and strides (C, s, s));
-    options window (8), stride (4), baseline (0.0), batch_size (64). Positions no window covers get 0 (captum:
-    0/0). cam() reduces with max_c |A|."""
+    options window (8; clipped to the input's size on a smaller input), stride (4), baseline (0.0), batch_size
+    (64). Positions no window covers get 0 (captum: 0/0). cam() reduces with max_c |A|."""
     return occlusion_attribution(x)
 
 
