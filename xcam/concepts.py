@@ -99,11 +99,11 @@ def concepts(adapter: Adapter, model, inputs, layer=None, k: int = 5, *, head=No
     extra = {k_: v for k_, v in (("reshape", reshape), ("call", call)) if v is not None}
     cap = adapter.capture(model, inputs, layer, None, gradients=False, output=output, **extra)
     cap = cap[0] if isinstance(cap, list) else cap
+    weight, bias = (None, None) if head is False else adapter.linear_head(model, head)
+    if weight is not None:  # a head that does not take the layer's channels fails before the factorization
+        concept_scores(np.zeros((cap.activations.shape[1], 1), np.float32), weight)
     vectors, raw, sweeps = factorize(cap.activations, k, max_iter=max_iter, tol=tol, seed=seed)
-    scores = None
-    if head is not False:
-        weight, bias = adapter.linear_head(model, head)
-        scores = concept_scores(vectors, weight, bias)
+    scores = None if weight is None else concept_scores(vectors, weight, bias)
     keys, rank = image_keys(inputs), cap.rank
     if size is None:
         size = spatial_size(tuple(np.shape(lookup(inputs, keys[0]))), adapter.LAYOUT) if keys else ()
