@@ -60,9 +60,9 @@ FAST_OPTIONS = {"smoothgrad": {"samples": 3}, "fem": {"k": 0.5}, "occlusion": {"
 # logit), so float32 rounding decides the map; it is compared on the trained demo model below instead.
 # ShapleyCAM explains one class per sample (no classes=): its parity is in tests/test_cams_adapters.py.
 # SS-CAM runs samples x channels forwards per image (35 x 256 here): its parity is on the ported TinyNet
-# (tests/test_cams_smoothing.py).
-ALEXNET_METHODS = [m for m in xcam.methods()
-                   if not xcam.get_method(m).needs_head and m not in ("ablationcam", "shapleycam", "sscam")]
+# (tests/test_cams_smoothing.py). LeGrad needs transformer blocks: its parity is in tests/test_concepts.py.
+ALEXNET_METHODS = [m for m in xcam.methods() if not xcam.get_method(m).needs_head
+                   and not xcam.get_method(m).needs_attention and m not in ("ablationcam", "shapleycam", "sscam")]
 
 
 @pytest.mark.parametrize("method", ALEXNET_METHODS)
@@ -104,9 +104,9 @@ def demo_models():
 @pytest.mark.slow
 # shapleycam takes one class per call (its own parity test: tests/test_cams_adapters.py); the noisy-copy
 # methods sscam and smoothgradcampp are compared on AlexNet / the ported TinyNet (tests/test_cams_smoothing.py)
-@pytest.mark.parametrize("method", [m for m in xcam.methods()
-                                    if m not in ("cam", "scorecam", "smoothgrad", "shapleycam", "sscam",
-                                                 "smoothgradcampp")])
+@pytest.mark.parametrize("method", [m for m in xcam.methods() if not xcam.get_method(m).needs_attention
+                                    and m not in ("cam", "scorecam", "smoothgrad", "shapleycam", "sscam",
+                                                  "smoothgradcampp")])
 def test_demo_model_maps_agree_across_frameworks(demo_models, method):
     tmodel, kmodel, x, xk = demo_models
     which = {"targets": None} if xcam.get_method(method).explains else {"classes": [0, 1]}  # as above

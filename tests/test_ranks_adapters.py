@@ -19,7 +19,7 @@ from xcam.layers import default_layer, format_table  # noqa: E402
 CONV = {1: nn.Conv1d, 3: nn.Conv3d}
 POOL = {1: nn.AdaptiveAvgPool1d, 3: nn.AdaptiveAvgPool3d}
 SPATIAL = {1: (12,), 3: (4, 6, 5)}
-ALL = xcam.method_names()
+ALL = [m for m in xcam.method_names() if not xcam.get_method(m).needs_attention]  # legrad: transformers only
 
 
 def torch_net(rank, seed=0):

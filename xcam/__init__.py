@@ -7,6 +7,7 @@ adapters <- app.
 """
 
 from . import methods
+from .concepts import Concepts, concept_picture
 from .contract import Adapter, Capture, Probe
 from .errors import XcamError
 from .layouts import Layout
@@ -26,4 +27,5 @@ __all__ = [
     "normalize_minmax", "overlay", "raw_maps", "register", "relu", "resize", "resize_bilinear", "show",
     "show_cam", "signal_plot",
     "softmax", "volume_montage", "volume_slices",
+    "Concepts", "concept_picture",
 ]

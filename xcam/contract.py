@@ -127,6 +127,14 @@ class Probe(Protocol):
         inputs (B, C_in, *S) whose row b belongs to input ``samples[b]`` (default: the batch itself): one
         forward and backward per call (Smooth Grad-CAM++ on noisy copies)."""
 
+    def attention_gradients(self, target, head=None, attention=None) -> dict:
+        """LeGrad's arrays for the probe's transformer block, float32 NumPy: "inputs" (N, T, E_in) its
+        self-attention's value input, "output_gradients" (N, T, E_out) d s / d the attention's output with s the
+        block's own score (``xcam.methods.gradient.legrad_score``, ``head``: layer names or None), and the
+        attention's projections "value_kernel" (E_in, heads, d), "value_bias" (heads, d), "output_kernel"
+        (heads, d, E_out); ``attention``: a name, default the last multi-head attention before the block's
+        output."""
+
 
 class ScoresFromOutputs:
     """``Probe.score`` and ``score_from_layer`` from ``predict`` / ``predict_from_layer`` and the target on NumPy
@@ -196,6 +204,13 @@ class Adapter(Protocol):
         """A context manager: inside, the parameters of ``layers`` (names, top-down; ``layers[j]`` at cascade
         position ``first_position + j``) hold the values ``xcam.randomization.random_parameters`` draws; on exit
         every one is restored bit for bit."""
+
+    def linear_head(self, model, head=None) -> tuple:
+        """(weight (K, C), bias (K,) or None) of a linear / dense layer, (out, in) layout: ``head`` or the
+        model's last one (``xcam.concepts`` scores concepts with it)."""
+
+    def concepts(self, model, inputs, layer=None, k: int = 5, **kwargs):
+        """Deep feature factorization into k concepts (see ``xcam.concepts.concepts``)."""
 
 
 class LowPrecisionWarning(UserWarning):

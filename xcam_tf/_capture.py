@@ -475,3 +475,21 @@ def _run(model, resolved, paths, x, target, params, output, gradients, call, run
     finally:
         keep.clear()
     return (acts, grads, out, score), keep, tape_box
+
+
+def linear_head(model, head=None) -> tuple:
+    """(weight (K, C), bias (K,) or None) of a dense layer as float32 NumPy, in xcam's (out, in) layout:
+    ``head`` (a name, path or layer) or, by default, the model's last ``Dense`` (the classifier
+    ``xcam.concepts`` scores concepts with; its activation, a softmax included, is left out: logits)."""
+    if head is None:
+        dense = [obj for _, obj in walk(model) if isinstance(obj, keras.layers.Dense)]
+        if not dense:
+            raise XcamError("the model has no Dense layer to score the concepts with; give head= a dense layer, "
+                            "or head=False")
+        obj = dense[-1]
+    else:
+        path, obj = resolve_layer(model, head)
+        if not isinstance(obj, keras.layers.Dense):
+            raise XcamError(f"head {path!r} is a {type(obj).__name__}, not a Dense layer")
+    bias = np.asarray(obj.bias.numpy(), np.float32) if obj.use_bias else None
+    return np.ascontiguousarray(np.asarray(obj.kernel.numpy(), np.float32).T), bias

@@ -12,6 +12,7 @@ from xcam.inputs import KEYWORD, POSITIONAL, SINGLE, image_like, name
 from xcam.layers import check_call
 from xcam.targets import Target, as_target, batch_params
 
+from ._attention import attention_gradients
 from ._capture import (
     OPS,
     _cached,
@@ -302,6 +303,11 @@ class Probe:
         layout = layout_of(self.model, self.layer, a.shape, rank, self.reshape,
                            None if first is None else tuple(first.shape[1:-1]))
         return layout.to_canonical(a), layout.to_canonical(g)
+
+    def attention_gradients(self, target, head=None, attention=None) -> dict:
+        """LeGrad's arrays for this block: its attention's value input, d block score / d attention output and
+        the attention's projections (``xcam_tf._attention.attention_gradients``)."""
+        return attention_gradients(self, target, head, attention)
 
 
 def probe(model, inputs, layer, output=None, reshape=None, key=None, call=None) -> Probe:

@@ -6,10 +6,11 @@
 
 import sys
 
+from xcam.concepts import concepts_for
 from xcam.filters import visualize_filters_for
 from xcam.pipeline import attribute_for, cam_for
 
-from ._capture import LAYOUT, capture, resolve_module
+from ._capture import LAYOUT, capture, linear_head, resolve_module
 from ._layers import input_shape, layer_records
 from ._probe import activation_gradient, kernels, probe
 from ._randomize import parameter_layers, randomized
@@ -18,7 +19,8 @@ NAME = "torch"
 cam = cam_for(sys.modules[__name__])
 attribute = attribute_for(sys.modules[__name__])
 visualize_filters = visualize_filters_for(sys.modules[__name__])
+concepts = concepts_for(sys.modules[__name__])
 
-__all__ = ["LAYOUT", "NAME", "activation_gradient", "attribute", "cam", "capture", "input_shape", "kernels",
-           "layer_records",
+__all__ = ["LAYOUT", "NAME", "activation_gradient", "attribute", "cam", "capture", "concepts", "input_shape", "kernels",
+           "layer_records", "linear_head",
            "parameter_layers", "probe", "randomized", "resolve_module", "visualize_filters"]

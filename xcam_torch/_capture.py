@@ -369,3 +369,20 @@ def _gradients(score: torch.Tensor, kept: list, columns: int) -> list:
                                          allow_unused=True, materialize_grads=True) for j in range(columns)]
         grads = [torch.stack([pc[i] for pc in per_class]) for i in range(len(kept))]
     return [g.transpose(0, 1).float().cpu().numpy() for g in grads]
+
+
+def linear_head(model: nn.Module, head=None) -> tuple:
+    """(weight (K, C), bias (K,) or None) of a linear layer as float32 NumPy: ``head`` (a name or module) or, by
+    default, the model's last ``nn.Linear`` (the classifier ``xcam.concepts`` scores concepts with)."""
+    if head is None:
+        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        if not linears:
+            raise XcamError("the model has no nn.Linear layer to score the concepts with; give head= a linear "
+                            "layer, or head=False")
+        name, module = "", linears[-1]
+    else:
+        name, module = resolve_module(model, head)
+        if not isinstance(module, nn.Linear):
+            raise XcamError(f"head {name!r} is a {type(module).__name__}, not a linear layer (nn.Linear)")
+    bias = None if module.bias is None else module.bias.detach().float().cpu().numpy()
+    return module.weight.detach().float().cpu().numpy(), bias

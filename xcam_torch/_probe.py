@@ -9,6 +9,7 @@ from xcam.errors import XcamError
 from xcam.inputs import SINGLE, name
 from xcam.targets import as_target, batch_params
 
+from ._attention import attention_gradients
 from ._capture import (
     OPS,
     Batch,
@@ -206,6 +207,11 @@ class Probe:
         layout = layout_of(self.model, self.module, a.shape, rank, self.reshape,
                            tuple(self.batch.get().shape[2:]) if self.batch.keys else None)
         return layout.to_canonical(a), layout.to_canonical(g)
+
+    def attention_gradients(self, target, head=None, attention=None) -> dict:
+        """LeGrad's arrays for this block: its attention's value input, d block score / d attention output and
+        the attention's projections (``xcam_torch._attention.attention_gradients``)."""
+        return attention_gradients(self, target, head, attention)
 
 
 def probe(model: nn.Module, inputs, layer, output=None, reshape=None, key=None, call=None) -> Probe:

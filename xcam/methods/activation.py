@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..errors import XcamError
+from ..factorize import factorize
 from ..maps import extreme_signed, kernel_principal_map, principal_map
 from .registry import MethodArgs, choice, register
 
@@ -99,3 +100,32 @@ def segeigencam(x: MethodArgs) -> np.ndarray:
     mode = choice(x.options, "sign", ("extreme", "correlation"))
     proj = principal_map(np.abs(x.gradients) * x.activations, x.rank)
     return extreme_signed(proj, x.rank) if mode == "extreme" else proj
+
+
+@register("dff", title="Deep Feature Factorization", kind="map", needs_gradients=False, needs_head=True,
+          options={"k": 5, "seed": 0, "max_iter": 200, "tol": 1e-4},
+          paper="Collins et al., Deep Feature Factorization For Concept Discovery, ECCV 2018, arXiv:1806.10206")
+def dff(x: MethodArgs) -> np.ndarray:
+    r"""The map of the concept that scores the target class highest. Each sample's activations (C, positions)
+    minus their per-channel minimum ~ W H (non-negative matrix factorization into k concepts,
+    ``xcam.factorize``: pytorch-grad-cam's ``dff``, scikit-learn's random start from ``seed`` and coordinate
+    descent); concept j's vector v_j = W_j + min scores S_jc = w_c . v_j through the head's row c (the bias does
+    not change which j is highest); L^c = H_{j*} with j* = argmax_j S_jc. Options k (default 5, as
+    pytorch-grad-cam's ``dff``), seed, max_iter, tol. Needs a class target and the head after global average
+    pooling, as ``cam``. Each sample is factorized alone, so a map does not depend on the rest of the batch
+    (``xcam_torch.concepts`` factorizes the batch jointly, as pytorch-grad-cam does); the per-concept maps and
+    scores: ``xcam_torch.concepts`` / ``xcam_tf.concepts``."""
+    if (np.asarray(x.targets) < 0).any():
+        raise XcamError("method 'dff' explains a class (the concept the head scores highest for class c); use "
+                        "gradcam for this target")
+    several = x.targets.ndim == 2
+    acts = x.activations[:, 0] if several else x.activations
+    targets = x.targets if several else x.targets[:, None]
+    opts = {"max_iter": int(x.options["max_iter"]), "tol": float(x.options["tol"]), "seed": x.options["seed"]}
+    out = []
+    for n in range(len(acts)):
+        vectors, maps, _ = factorize(acts[n:n + 1], x.options["k"], **opts)
+        best = (x.head_weights[targets[n]] @ vectors).argmax(axis=1)          # (K,) concept per class
+        out.append(maps[0][best])
+    maps = np.stack(out)
+    return maps if several else maps[:, 0]

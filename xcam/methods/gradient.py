@@ -355,3 +355,50 @@ def smoothgradcampp(x: MethodArgs) -> np.ndarray:
     the last forward's). The n copies run as batched forwards and backwards to the layer (``batch_size`` rows)."""
     w, a = _smooth_gradcampp(x)
     return combine(w, a, x.rank)
+
+def legrad_score(tokens, head, target, params: dict, ops):
+    r"""LeGrad's layer-specific score, on framework tensors (the adapter runs it inside its autograd):
+    s^l = target(head(mean_t z^l)), z^l (N, T, E) the block's output tokens averaged over every token (prefix
+    tokens included, as torchcam and the paper's code), ``head`` the adapter's callable for the model's final
+    norm and classifier (``options["head"]``)."""
+    return target.score(head(ops.mean(tokens, 1)), params, ops)
+
+
+def mean_fuse(raws: list, size: tuple, options: dict) -> np.ndarray:
+    """LeGrad's fusion of several blocks: the blocks' raw maps (one token grid) averaged, then resized and
+    normalized once."""
+    if len({r.shape for r in raws}) > 1:
+        raise XcamError("legrad averages the layers' maps, which need one grid; got "
+                        f"{', '.join(str(r.shape[1:]) for r in raws)}")
+    return finish(np.mean(raws, axis=0), size, len(size))
+
+
+@register("legrad", title="LeGrad", kind="map", needs_gradients=False, needs_attention=True, fuse=mean_fuse,
+          options={"head": None, "attention": None},
+          paper="Bousselham et al., LeGrad: An Explainability Method for Vision Transformers via Feature Formation "
+                "Sensitivity, arXiv:2404.03214")
+def legrad(x: MethodArgs) -> np.ndarray:
+    r"""For a transformer block l (the layer: its output tokens z^l (N, T, E)) and its self-attention's
+    post-softmax probabilities A^l (N, heads, T, T): s^l = the target's score of head(mean_t z^l)
+    (``legrad_score``), E^l = mean_{heads, queries} ReLU(ds^l / dA^l), prefix keys dropped, on the layer's patch
+    grid; several layers (a list): the mean of their E^l (then resize, min-max), as torchcam 0.5.0's LeGrad.
+    ds/dA is computed here by the chain rule from what the adapter fetches (``Probe.attention_gradients``):
+    with V_h = X W^V_h + b^V_h (X the attention's value input) and O_h = A_h V_h merged by y = \sum_h O_h W^O_h + b,
+    ds/dA_h = (ds/dy W^O_h^T) V_h^T. Options head: None, the model's last layer norm then its last linear /
+    dense layer (torchvision's ViT: ``encoder.ln``, ``heads``; torchcam's default), or a list of layer names
+    applied in order to the mean token; attention: None, the last multi-head attention module (nn.MultiheadAttention,
+    keras MultiHeadAttention) that runs before the block's output, or its name. One class per sample; the
+    block's output must be tokens (N, T, E) and the attention self-attention without added key/value tokens."""
+    if x.targets.ndim == 2:
+        raise XcamError("legrad explains one class per sample; call it once per class instead of classes=")
+    got = x.probe.attention_gradients(x.target, head=x.options["head"], attention=x.options["attention"])
+    values = np.einsum("nte,ehd->nthd", got["inputs"], got["value_kernel"]) + got["value_bias"]
+    upstream = np.einsum("nqe,hde->nqhd", got["output_gradients"], got["output_kernel"])
+    relevance = np.maximum(np.einsum("nqhd,nkhd->nhqk", upstream, values), 0).mean(axis=(1, 2))   # (N, T)
+    grid = x.activations.shape[-x.rank:]
+    prefix = relevance.shape[1] - int(np.prod(grid))
+    if prefix < 0:
+        raise XcamError(f"legrad's attention has {relevance.shape[1]} keys, fewer than the layer's "
+                        f"{'x'.join(map(str, grid))} patch grid: give the block whose attention it is (options "
+                        "attention=)")
+    return relevance[:, prefix:].reshape(len(relevance), *grid).astype(np.float32)

@@ -71,20 +71,22 @@ class Method:
     options: dict = field(default_factory=dict)  # option name -> default
     weighted: Callable | None = None    # "map" methods: (..., C, *s) weighted activations, for eigen_smooth
     explains: Callable | None = None    # (user's Target, options) -> the Target actually explained (finercam)
-    fuse: Callable | None = None        # (raw maps per layer, size, options) -> maps: own layer fusion (refinecam)
+    fuse: Callable | None = None        # (raw maps per layer, size, options) -> maps: own fusion (refinecam, legrad)
+    needs_attention: bool = False       # transformer blocks: the probe's ``attention_gradients`` (legrad)
 
     @property
     def needs(self) -> str:
         """What the method needs from the model, in words (``xcam methods`` and the README table)."""
         parts = [word for flag, word in ((self.needs_gradients, "layer gradients"), (self.needs_head, "head weights"),
                                          (self.needs_forwards, "extra forwards"),
-                                         (self.kind == "pixel" and not self.needs_forwards, "input gradients")) if flag]
+                                         (self.kind == "pixel" and not self.needs_forwards, "input gradients"),
+                                         (self.needs_attention, "attention gradients")) if flag]
         return ", ".join(parts) or "activations"
 
     @property
     def needs_probe(self) -> bool:
         """Whether the adapter must hand over a probe (extra forwards, or gradients at the input)."""
-        return self.needs_forwards or self.kind == "pixel"
+        return self.needs_forwards or self.kind == "pixel" or self.needs_attention
 
 
 REDUCTIONS = ("absmax", "sum", "abssum")

@@ -121,7 +121,8 @@ FAST_OPTIONS = {"smoothgrad": {"samples": 10}}
 
 def localization(adapter, model, images, labels, masks, methods=None, *, layer: str = LAYER) -> dict:
     """{method: {"pointing_game", "energy_pointing_game"}: per-image arrays} for every method (default: all
-    registered ones, SmoothGrad with 10 samples) and the three baselines, explaining each image's true class."""
+    registered ones but those for transformer blocks, SmoothGrad with 10 samples) and the three baselines,
+    explaining each image's true class."""
     from xcam.app.jobs.metric_runs import baseline_maps
 
     inputs = images if adapter.LAYOUT == "channels_first" else np.ascontiguousarray(images.transpose(0, 2, 3, 1))
@@ -130,7 +131,7 @@ def localization(adapter, model, images, labels, masks, methods=None, *, layer: 
 
         inputs = torch.from_numpy(inputs)
     out = {}
-    for m in methods or method_names():
+    for m in methods or [n for n in method_names() if not get_method(n).needs_attention]:  # a CNN: no legrad
         name = get_method(m).name
         maps = adapter.cam(model, inputs, layer, name, targets=labels.tolist(), options=FAST_OPTIONS.get(name))
         out[name] = maps
