@@ -66,8 +66,7 @@ def tiny_model(w: dict):
 def main():
     import tensorflow as tf
     from xplique.attributions import HsicAttributionMethod, Rise, SobolAttributionMethod
-    from xplique.attributions.global_sensitivity_analysis import (
-        BinaryEstimator, RbfEstimator, SobolevEstimator, TFSobolSequence)
+    from xplique.attributions.global_sensitivity_analysis import RbfEstimator, SobolevEstimator, TFSobolSequence
 
     from xcam.methods import masks as mk
 
