@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "data" / "xplique_masks.npz"
 SIZE, CLASSES = 16, 3
 # (name, xcam options, xplique constructor arguments) for Sobol and HSIC
-SOBOL = {"sobol_default": ({}, {}),
+SOBOL = {"sobol_inpainting": ({"nb_design": 8}, {"nb_design": 8}),   # grid_size 8, inpainting: the defaults
          "sobol_blurring": ({"grid_size": 4, "nb_design": 16, "perturbation": "blurring"},
                             {"grid_size": 4, "nb_design": 16, "perturbation_function": "blurring"}),
          "sobol_amplitude": ({"grid_size": 4, "nb_design": 16, "perturbation": "amplitude"},
                              {"grid_size": 4, "nb_design": 16, "perturbation_function": "amplitude"})}
-HSIC = {"hsic_binary": ({"sampler": "sobol", "nb_design": 256}, {"nb_design": 256}),
+HSIC = {"hsic_binary": ({"sampler": "sobol", "nb_design": 128}, {"nb_design": 128}),
         "hsic_rbf": ({"sampler": "sobol", "estimator": "rbf", "grid_size": 4, "nb_design": 64},
                      {"grid_size": 4, "nb_design": 64, "estimator": "rbf"}),
         "hsic_sobolev": ({"sampler": "sobol", "estimator": "sobolev", "grid_size": 4, "nb_design": 64},

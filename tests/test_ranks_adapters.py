@@ -20,6 +20,9 @@ CONV = {1: nn.Conv1d, 3: nn.Conv3d}
 POOL = {1: nn.AdaptiveAvgPool1d, 3: nn.AdaptiveAvgPool3d}
 SPATIAL = {1: (12,), 3: (4, 6, 5)}
 ALL = xcam.method_names()
+# fewer samples / masks than the defaults: the same code paths in a fraction of the forwards
+FAST_OPTIONS = {"smoothgrad": {"samples": 4}, "rise": {"n_masks": 64}, "sobol": {"grid_size": 2, "nb_design": 8},
+                "hsic": {"grid_size": 2, "nb_design": 32}}
 
 
 def torch_net(rank, seed=0):
@@ -73,7 +76,7 @@ def test_torch_keras_parity_on_ported_weights(pair, method):
     rank, tnet, knet, xcam_tf = pair
     x = batch(rank)
     layer = "act2"
-    options = {"samples": 4} if method == "smoothgrad" else None
+    options = FAST_OPTIONS.get(method)
     mine = xcam_torch.cam(tnet, x, layer, method, targets=[0, 1], options=options)
     theirs = xcam_tf.cam(knet, np.moveaxis(x, 1, -1), layer, method, targets=[0, 1], options=options)
     assert mine.shape == (2, *SPATIAL[rank]) and mine.max() == 1

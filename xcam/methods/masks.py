@@ -4,9 +4,9 @@ perturbed inputs (``Probe.score``), ``batch_size`` rows per call.
 
 Each registered function returns the SIGNED attribution, float32, channels first, (N, C_in, *S) (or
 (N, K, C_in, *S) for several classes), one value per position broadcast over the input channels (the masks are
-shared over channels, as xplique's); ``cam()`` reduces it with max_c |A| like the other pixel methods. Every
-rank works (signals (L,), images (H, W), volumes (D, H, W)): the grids are one cell count per axis and the
-resampling is separable.
+shared over channels, as xplique's); ``cam()`` reduces it with the channel sum (C_in times the map, its sign
+kept: a RISE map of negative logits is not flipped by an absolute value). Every rank works (signals (L,),
+images (H, W), volumes (D, H, W)): the grids are one cell count per axis and the resampling is separable.
 
 Resampling follows TensorFlow's ``tf.image.resize`` with half-pixel centres (what xplique calls): linear for the
 RISE masks, nearest for the Sobol / HSIC masks, and Keys' cubic (a = -0.5; taps outside the input get weight 0
@@ -152,10 +152,15 @@ def _interp_matrix(n_in: int, n_out: int, kind: str) -> np.ndarray:
 
 
 def resample(values: np.ndarray, size: tuple, kind: str) -> np.ndarray:
-    """``values`` (..., *s) resized to (..., *size) over its last len(size) axes (``_interp_matrix`` per axis)."""
+    """``values`` (..., *s) resized to (..., *size) over its last len(size) axes (``_interp_matrix`` per axis;
+    nearest as an index gather)."""
     out = values
     for axis, n_out in zip(range(-len(size), 0), size):
-        w = _interp_matrix(out.shape[axis], n_out, kind).astype(np.float32 if out.dtype == np.float32 else np.float64)
+        w = _interp_matrix(out.shape[axis], n_out, kind)
+        if kind == "nearest":
+            out = np.take(out, w.argmax(axis=1), axis=axis)
+            continue
+        w = w.astype(np.float32 if out.dtype == np.float32 else np.float64)
         out = np.moveaxis(np.tensordot(out, w, axes=([axis], [1])), -1, axis)
     return out
 
@@ -210,6 +215,7 @@ def _per_position(x: MethodArgs, maps: list, one_class: bool) -> np.ndarray:
 
 
 def _one_class(x: MethodArgs) -> bool:
+    """Whether the targets are one class per input ((N,), not (N, K))."""
     return np.asarray(x.targets).ndim < 2
 
 
@@ -268,9 +274,9 @@ def rise_attribution(x: MethodArgs) -> np.ndarray:
     return _per_position(x, maps, _one_class(x))
 
 
-@register("rise", title="RISE", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
-          options={"n_masks": 4000, "grid": 7, "p": 0.5, "baseline": 0.0, "normalize": "expectation", "seed": 0,
-                   "batch_size": None},
+@register("rise", title="RISE", kind="pixel", reduce="sum", relu=False, needs_gradients=False,
+          needs_forwards=True, options={"n_masks": 4000, "grid": 7, "p": 0.5, "baseline": 0.0,
+                                        "normalize": "expectation", "seed": 0, "batch_size": None},
           paper="Petsiuk et al., RISE: Randomized Input Sampling for Explanation of Black-box Models, BMVC 2018, "
                 "arXiv:1806.07421")
 def rise(x: MethodArgs) -> np.ndarray:
@@ -280,7 +286,8 @@ def rise(x: MethodArgs) -> np.ndarray:
     xplique's Rise (nb_samples, grid_size, preservation_probability, mask_value). Difference: xplique divides by
     the masks' coverage \sum_i M_i(\lambda) + 1e-4 instead of N p (``normalize`` coverage) and shifts a whole batch
     of masks by one crop. Masks from NumPy's default_rng(seed); batch_size rows per model call (default: the
-    call's batch_size, else xplique's 32). cam() reduces with max_c |S|."""
+    call's batch_size, else xplique's 32). cam() sums the channel copies (C_in S, the sign kept, no ReLU) before
+    the min-max."""
     return rise_attribution(x)
 
 
@@ -345,9 +352,9 @@ def sobol_attribution(x: MethodArgs) -> np.ndarray:
     return _cells_to_input(x, [jansen_total(y, n, d) for y in _gsa_scores(x, masks, 256)])
 
 
-@register("sobol", title="Sobol attribution", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
-          options={"grid_size": 8, "nb_design": 32, "sampler": "sobol", "perturbation": "inpainting", "sigma": None,
-                   "seed": 0, "batch_size": None},
+@register("sobol", title="Sobol attribution", kind="pixel", reduce="sum", relu=False, needs_gradients=False,
+          needs_forwards=True, options={"grid_size": 8, "nb_design": 32, "sampler": "sobol",
+                                        "perturbation": "inpainting", "sigma": None, "seed": 0, "batch_size": None},
           paper="Fel et al., Look at the Variance! Efficient Black-box Explanations with Sobol-based Sensitivity "
                 "Analysis, NeurIPS 2021, arXiv:2111.04138")
 def sobol(x: MethodArgs) -> np.ndarray:
@@ -358,7 +365,8 @@ def sobol(x: MethodArgs) -> np.ndarray:
     x M (default), blurring x M + (1 - M) blur_sigma(x), amplitude x (M - 1/2) sigma. The indices (one per cell)
     are resized bicubically to the input. Defaults as xplique's SobolAttributionMethod; sampler sobol (its
     TFSobolSequenceRS: unscrambled, from point 1), scrambled (seeded Owen scramble), lhs or random;
-    batch_size (default: the call's, else xplique's 256). cam() reduces with max_c |ST|."""
+    batch_size (default: the call's, else xplique's 256). cam() sums the channel copies (C_in ST) before the
+    min-max."""
     return sobol_attribution(x)
 
 
@@ -377,7 +385,8 @@ def _hsic_input_kernel(name: str, x: np.ndarray) -> np.ndarray:
 def hsic_scores(x_design: np.ndarray, y: np.ndarray, kernel: str = "binary") -> np.ndarray:
     r"""HSIC_i = tr(H K_i H H L H) / n per design dimension (K', d): K_i = 1 + k(x_i, x_i') the input kernel
     (``_hsic_input_kernel``), L = exp(-(y - y')^2 / (2 w^2)) with w the median of the scores (xplique's width),
-    H = I - 11^T / n. x_design (n, d), y (n, K')."""
+    H = I - 11^T / n. x_design (n, d), y (n, K'). The binary kernel's 3/2 - x^2 - x'^2 + 2 x x' loses every term
+    but 2 x x' to the centring, so there HSIC_i = 2 x_i^T (H L H) x_i / n exactly (one matrix product)."""
     n = len(x_design)
     xs = x_design.T.astype(np.float64)                                                # (d, n)
     h = np.eye(n) - 1.0 / n
@@ -385,8 +394,12 @@ def hsic_scores(x_design: np.ndarray, y: np.ndarray, kernel: str = "binary") -> 
     for yk in y.astype(np.float64).T:
         w2 = max(np.median(yk) ** 2, 1e-12)
         lc = h @ np.exp(-(yk[:, None] - yk[None]) ** 2 / (2 * w2)) @ h
-        scores = np.concatenate([np.einsum("djl,jl->d", 1 + _hsic_input_kernel(kernel, xs[s:s + 16]), lc)
-                                 for s in range(0, len(xs), 16)])
+        if kernel == "binary":
+            scores = 2 * np.einsum("dj,dj->d", xs @ lc, xs)
+        else:
+            chunk = max(1, 2 ** 22 // (n * n))                                         # ~32 MB of kernel at a time
+            scores = np.concatenate([(1 + _hsic_input_kernel(kernel, xs[s:s + chunk])).reshape(-1, n * n)
+                                     @ lc.reshape(-1) for s in range(0, len(xs), chunk)])
         out.append(scores / n)
     return np.stack(out)
 
@@ -406,9 +419,9 @@ def hsic_attribution(x: MethodArgs) -> np.ndarray:
     return _cells_to_input(x, [hsic_scores(design, y, kernel) for y in _gsa_scores(x, masks, 256)])
 
 
-@register("hsic", title="HSIC attribution", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
-          options={"grid_size": 8, "nb_design": 500, "sampler": "lhs", "estimator": "binary",
-                   "perturbation": "inpainting", "sigma": None, "seed": 0, "batch_size": None},
+@register("hsic", title="HSIC attribution", kind="pixel", reduce="sum", relu=False, needs_gradients=False,
+          needs_forwards=True, options={"grid_size": 8, "nb_design": 500, "sampler": "lhs", "estimator": "binary",
+                                        "perturbation": "inpainting", "sigma": None, "seed": 0, "batch_size": None},
           paper="Novello et al., Making Sense of Dependence: Efficient Black-box Explanations Using Dependence "
                 "Measure, NeurIPS 2022, arXiv:2206.06219")
 def hsic(x: MethodArgs) -> np.ndarray:
@@ -419,6 +432,6 @@ def hsic(x: MethodArgs) -> np.ndarray:
     Masks: grid_size (8) cells per axis, from a Latin hypercube (sampler lhs, the paper's; xplique's default is
     sobol, unscrambled tf.math.sobol_sample; also scrambled, random) rounded to {0, 1} for the binary kernel,
     upsampled nearest, applied by the perturbation (inpainting, blurring, amplitude, as sobol); the indices are
-    resized bicubically to the input. batch_size (default: the call's, else xplique's 256). cam() reduces with
-    max_c |HSIC|."""
+    resized bicubically to the input. batch_size (default: the call's, else xplique's 256). cam() sums the
+    channel copies (C_in HSIC) before the min-max."""
     return hsic_attribution(x)
