@@ -9,7 +9,8 @@ venv (xplique pins tensorflow<=2.20; see benchmarks/xplique_masks_reference.py) 
 Model calls: xcam's counted (probe forwards + the capture), xplique's from its batching (ceil(rows / batch_size)
 per image).
 
-    python benchmarks/attributions_masks.py [repeats] [--xplique /tmp/xqvenv/bin/python]
+    PYTHONPATH=. python benchmarks/attributions_masks.py [repeats] [--xplique /tmp/xqvenv/bin/python]
+        [--methods rise,sobol,hsic]
 """
 
 import json
@@ -72,7 +73,7 @@ def anchor(weights_path, repeats):
     print(json.dumps({k: median_s(lambda e=e: e.explain(x, onehot), repeats) for k, e in explainers.items()}))
 
 
-def main(repeats, xplique_python):
+def main(repeats, xplique_python, methods=tuple(SETTINGS)):
     import tensorflow as tf
 
     import xcam_tf
@@ -92,6 +93,8 @@ def main(repeats, xplique_python):
                        input_signature=[tf.TensorSpec((None, SIZE, SIZE, 3)), tf.TensorSpec((), tf.int32)])
     results = {}
     for method, (options, rows, batch) in SETTINGS.items():
+        if method not in methods:
+            continue
         made = np.random.default_rng(2).standard_normal((rows, SIZE, SIZE, 3)).astype(np.float32)
         batches = [tf.constant(made[s:s + batch]) for s in range(0, rows, batch)]
         first = tf.constant(x)
@@ -134,4 +137,5 @@ if __name__ == "__main__":
     else:
         args = sys.argv[1:]
         py = args[args.index("--xplique") + 1] if "--xplique" in args else "/tmp/xqvenv/bin/python"
-        main(int(args[0]) if args and args[0].isdigit() else 3, py)
+        chosen = tuple(args[args.index("--methods") + 1].split(",")) if "--methods" in args else tuple(SETTINGS)
+        main(int(args[0]) if args and args[0].isdigit() else 3, py, chosen)

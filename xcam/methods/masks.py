@@ -236,14 +236,18 @@ def rise_shifts(rng: np.random.Generator, n: int, size: tuple, grid: tuple) -> n
 
 def rise_upsample(low: np.ndarray, shifts: np.ndarray, size: tuple) -> np.ndarray:
     """(B, *S) smooth masks: each (grid) mask bilinearly upsampled to (grid + 1) cell per axis, cell =
-    ceil(S / grid), then cropped to S at its shift (Petsiuk et al.'s masks)."""
+    ceil(S / grid), then cropped to S at its shift (Petsiuk et al.'s masks). The crop is taken from the
+    interpolation weights (rows shift .. shift + S of each axis's matrix), so the large mask is never made."""
     grid = low.shape[1:]
-    up = tuple((g + 1) * int(np.ceil(s / g)) for s, g in zip(size, grid))
-    big = resample(low, up, "linear")
-    out = np.empty((len(low),) + tuple(size), np.float32)
-    for i, (mask, shift) in enumerate(zip(big, shifts)):   # a crop per mask (views; the loop only copies)
-        out[i] = mask[tuple(slice(int(o), int(o) + s) for o, s in zip(shift, size))]
-    return out
+    out = low.astype(np.float32)
+    for axis, (g, n) in enumerate(zip(grid, size)):
+        w = _interp_matrix(g, (g + 1) * int(np.ceil(n / g)), "linear").astype(np.float32)
+        rows = w[shifts[:, axis, None] + np.arange(n)]                                 # (B, S_axis, g)
+        moved = np.moveaxis(out, axis + 1, -1)                                         # (B, ..., g)
+        flat = moved.reshape(len(out), -1, g)
+        done = np.matmul(flat, rows.transpose(0, 2, 1)).reshape(moved.shape[:-1] + (n,))
+        out = np.moveaxis(done, -1, axis + 1)
+    return np.ascontiguousarray(out)
 
 
 def rise_attribution(x: MethodArgs) -> np.ndarray:
@@ -268,7 +272,7 @@ def rise_attribution(x: MethodArgs) -> np.ndarray:
             full = rise_upsample(low[s:s + batch], shifts[s:s + batch], size)
             perturbed = inputs[i][None] * full[:, None] + baseline * (1 - full[:, None])
             y = _score_batches(x, perturbed, i, batch).reshape(len(full), -1)
-            total = total + np.tensordot(y.astype(np.float64), full, axes=([0], [0]))   # (K', *S)
+            total = total + (y.T @ full.reshape(len(full), -1)).reshape((-1,) + size)   # (K', *S), float32 sums
             cover = cover + full.sum(axis=0, dtype=np.float64)
         maps.append(total / (n * p) if normalize == "expectation" else total / (cover + 1e-4))
     return _per_position(x, maps, _one_class(x))
