@@ -55,7 +55,8 @@ def assert_maps_agree(method, tmaps, kmaps):
 # all-zero map after ReLU); k=0.5 gives a map with signal
 # occlusion's default 8/4 window at 224 px is 3,025 forwards per image: 56/56 (16 windows) tests the same code
 FAST_OPTIONS = {"smoothgrad": {"samples": 3}, "fem": {"k": 0.5}, "occlusion": {"window": 56, "stride": 56},
-                "smoothgradcampp": {"num_samples": 1}}
+                "smoothgradcampp": {"num_samples": 1}, "rise": {"n_masks": 64},
+                "sobol": {"grid_size": 4, "nb_design": 8}, "hsic": {"grid_size": 4, "nb_design": 64}}
 # Ablation-CAM on random weights sums near-equal terms of opposite sign (every logit drop is ~1e-4 of a ~1e-2
 # logit), so float32 rounding decides the map; it is compared on the trained demo model below instead.
 # ShapleyCAM explains one class per sample (no classes=): its parity is in tests/test_cams_adapters.py.
@@ -69,7 +70,8 @@ ALEXNET_METHODS = [m for m in xcam.methods() if not xcam.get_method(m).needs_hea
 @pytest.mark.parametrize("layer", ["features.10", "features.8"])
 def test_alexnet_maps_agree_across_frameworks(alexnets, method, layer):
     tmodel, kmodel, x, xk = alexnets
-    if method in ("scorecam", "smoothgrad", "fullgrad", "smoothgradcampp") and layer == "features.8":
+    if method in ("scorecam", "smoothgrad", "fullgrad", "smoothgradcampp", "rise", "sobol", "hsic") and \
+            layer == "features.8":
         pytest.skip("layer-independent or slow: checked at features.10")
     opts = FAST_OPTIONS.get(method)
     # a method that builds its own score from one class per sample (finercam) gets one class per sample
@@ -103,10 +105,11 @@ def demo_models():
 
 @pytest.mark.slow
 # shapleycam takes one class per call (its own parity test: tests/test_cams_adapters.py); the noisy-copy
-# methods sscam and smoothgradcampp are compared on AlexNet / the ported TinyNet (tests/test_cams_smoothing.py)
+# methods sscam and smoothgradcampp are compared on AlexNet / the ported TinyNet (tests/test_cams_smoothing.py);
+# the mask methods (thousands of forwards at their defaults) on AlexNet with fewer masks above
 @pytest.mark.parametrize("method", [m for m in xcam.methods() if not xcam.get_method(m).needs_attention
                                     and m not in ("cam", "scorecam", "smoothgrad", "shapleycam", "sscam",
-                                                  "smoothgradcampp")])
+                                                  "smoothgradcampp", "rise", "sobol", "hsic")])
 def test_demo_model_maps_agree_across_frameworks(demo_models, method):
     tmodel, kmodel, x, xk = demo_models
     which = {"targets": None} if xcam.get_method(method).explains else {"classes": [0, 1]}  # as above

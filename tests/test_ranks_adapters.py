@@ -20,6 +20,10 @@ CONV = {1: nn.Conv1d, 3: nn.Conv3d}
 POOL = {1: nn.AdaptiveAvgPool1d, 3: nn.AdaptiveAvgPool3d}
 SPATIAL = {1: (12,), 3: (4, 6, 5)}
 ALL = [m for m in xcam.method_names() if not xcam.get_method(m).needs_attention]  # legrad: transformers only
+# fewer samples / masks than the defaults: the same code paths in a fraction of the forwards; occlusion's default
+# 8-wide window covers a whole 3-D test volume (a constant map): a smaller one here
+FAST_OPTIONS = {"smoothgrad": {"samples": 4}, "rise": {"n_masks": 64}, "sobol": {"grid_size": 2, "nb_design": 8},
+                "hsic": {"grid_size": 2, "nb_design": 32}, "occlusion": {"window": 2, "stride": 1}}
 
 
 def torch_net(rank, seed=0):
@@ -73,8 +77,7 @@ def test_torch_keras_parity_on_ported_weights(pair, method):
     rank, tnet, knet, xcam_tf = pair
     x = batch(rank)
     layer = "act2"
-    # occlusion's default 8-wide window covers a whole 3-D test volume (a constant map): a smaller one here
-    options = {"smoothgrad": {"samples": 4}, "occlusion": {"window": 2, "stride": 1}}.get(method)
+    options = FAST_OPTIONS.get(method)
     mine = xcam_torch.cam(tnet, x, layer, method, targets=[0, 1], options=options)
     theirs = xcam_tf.cam(knet, np.moveaxis(x, 1, -1), layer, method, targets=[0, 1], options=options)
     assert mine.shape == (2, *SPATIAL[rank]) and mine.max() == 1
