@@ -71,6 +71,7 @@ class Viewer:
         self._maps: OrderedDict = OrderedDict()  # (key, layer, method, class) -> (H, W) map in [0, 1]
         self._lock = threading.RLock()
         self.captures_made = 0       # model captures run so far (the tests check the caches with it)
+        self.renders = 0             # render() calls so far (the page shows the count: tests wait on it)
         self.num_classes = self._classes_of_model()
         self.labels = list(labels) if labels else [f"class {c}" for c in range(self.num_classes)]
         if len(self.labels) != self.num_classes:
@@ -230,8 +231,9 @@ class Viewer:
         maps = {(m, self.labels[c]): self.map(key, layer, m, c) for m in methods for c in chosen}
         grid = show(pic.shown, {f"{m} · {label}": heat for (m, label), heat in maps.items()}, alpha=alpha,
                     colormap=colormap)
+        self.renders += 1
         return {"maps": maps, "tiles": grid.tiles, "html": grid._repr_html_(),
-                "seconds": time.perf_counter() - start}
+                "seconds": time.perf_counter() - start, "number": self.renders}
 
 
 def _shrunk(rgb: np.ndarray, side: int) -> np.ndarray:
@@ -294,12 +296,13 @@ def build_app(viewer: Viewer, host: str = LOCAL_HOST, port: int = DEFAULT_PORT, 
                 return fallback(f"⚠ unexpected {type(exc).__name__}: {first_line}")
         return wrapped
 
-    def select(key, layer):
-        """Image or layer changed: the class choices (top-k first), the predictions and the feature grid."""
+    def select(key, layer, chosen=None):
+        """Image or layer changed: the class choices (top-k first; a new image starts on its top class, a new
+        layer keeps the classes chosen), the predictions and the feature grid."""
         choices, top = class_choices(key, layer)
         text = ", ".join(f"**{label}** {p:.3f}" for _, label, p in top)
-        return (gr.update(choices=choices, value=[top[0][0]]), f"Predicted: {text}", viewer.features(key, layer),
-                "")
+        return (gr.update(choices=choices, value=chosen or [top[0][0]]), f"Predicted: {text}",
+                viewer.features(key, layer), "")
 
     def render(key, layer, methods, classes, alpha, colormap):
         out = viewer.render(key, layer, methods, classes, float(alpha), colormap)
@@ -311,7 +314,8 @@ def build_app(viewer: Viewer, host: str = LOCAL_HOST, port: int = DEFAULT_PORT, 
             files.write_npy(folder / f"{stem}.npy", heat)
             files.write_png(folder / f"{stem}.png", overlay(viewer.picture(key).shown, heat, float(alpha), colormap))
             paths += [str(folder / f"{stem}.npy"), str(folder / f"{stem}.png")]
-        took = f'<span id="xcam-time" data-seconds="{out["seconds"]:.4f}">server time {out["seconds"]:.3f} s</span>'
+        took = (f'<span id="xcam-time" data-seconds="{out["seconds"]:.4f}" data-render="{out["number"]}">'
+                f'server time {out["seconds"]:.3f} s</span>')
         return f'<div id="xcam-maps">{out["html"]}</div>', paths, took, ""
 
     def upload(path, current):
@@ -355,15 +359,12 @@ def build_app(viewer: Viewer, host: str = LOCAL_HOST, port: int = DEFAULT_PORT, 
         on_render = guarded(render, lambda text: ("", [], "", text))
         on_upload = guarded(upload, lambda text: (gr.update(), text))
 
-        def chained(event):
-            event(on_select, pick, select_out).then(on_render, look, render_out)
-
-        chained(image.change)
-        chained(layer.change)
-        chained(app.load)
+        image.change(on_select, pick, select_out).then(on_render, look, render_out)
+        layer.change(on_select, [image, layer, classes], select_out).then(on_render, look, render_out)
+        app.load(on_select, pick, select_out).then(on_render, look, render_out)
         for control in (methods, classes, colormap):  # user input only: select() sets classes itself
             control.input(on_render, look, render_out)
-        alpha.release(on_render, look, render_out)
+        alpha.change(on_render, look, render_out, trigger_mode="always_last")  # dragging: the last value wins
         uploaded.upload(on_upload, [uploaded, image], [image, message])
     app.xcam_downloads = downloads
     return app
