@@ -38,7 +38,7 @@ def test_viewer_maps_are_the_adapters_cams_and_changes_reuse_the_capture(fw, pho
     key = next(iter(v.pictures))
     x = _inputs(fw, photo)
     top = v.predictions(key, "conv2")
-    assert len(top) == 1 and v.captures_made == 2  # the top-1 class probe and its gradients
+    assert len(top) == 1 and v.captures_made == 2  # a forward for the top-1 class, then its gradients
     other = 1 - top[0][0]
     probe_methods = ("scorecam",) if fw.name == "torch" else ()  # the probe path is the same code for both
     for method in ("gradcam", "layercam", "cam", *probe_methods):

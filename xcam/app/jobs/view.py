@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from xcam.app.engines.batch import safe_name
 from xcam.app.inputs.images import load_image, preprocess
 from xcam.app.outputs import files
 from xcam.errors import XcamError
@@ -29,7 +30,7 @@ from xcam.methods import get_method, method_names, resolve_options
 from xcam.notebook import show
 from xcam.pipeline import compute_cam
 from xcam.targets import Class
-from xcam.viz import COLORMAPS, feature_grid, overlay
+from xcam.viz import COLORMAPS, feature_grid
 
 DEFAULT_PORT = 8000
 LOCAL_HOST = "127.0.0.1"
@@ -64,7 +65,8 @@ class Viewer:
         self.default_layer = check_layer(self.records, layer).name if layer else default_layer(self.records).name
         self.top_k = max(1, int(top_k))
         self.pictures: dict[str, Picture] = {}
-        self._captures: dict = {}    # (key, layer) -> (Capture of the top-k classes, [class indices])
+        self._captures: dict = {}    # (key, layer) -> (Capture of the top-k classes, [their indices])
+        self._top: dict = {}         # key -> the image's top-k classes, most probable first
         self._extra: dict = {}       # (key, layer, class or (method, class)) -> one-class Capture
         self._heads: dict = {}       # layer -> head weights (or the XcamError saying why there are none)
         self._grids: dict = {}       # (key, layer) -> feature grid (uint8 RGB)
@@ -115,19 +117,24 @@ class Viewer:
         return out
 
     def capture(self, key: str, layer: str):
-        """The cached capture of the image at the layer with the gradients of its top-k classes, and those
-        classes (most probable first)."""
+        """The cached capture of the image at the layer with the gradients of its top-k classes (every class when
+        the model has at most k), and the top-k classes, most probable first."""
         with self._lock:
             if (key, layer) not in self._captures:
                 check_layer(self.records, layer)
                 x = self.picture(key).x
-                probe = self.framework.capture(self.model, x, layer, gradients=False, **self.capture_options)
-                top = [int(c) for c in np.argsort(-probe.scores[0], kind="stable")[:self.top_k]]
-                cap = self.framework.capture(self.model, x, layer, classes=top, gradients=True,
+                if key not in self._top and self.num_classes > self.top_k:  # one forward finds the top k
+                    scores = self.framework.capture(self.model, x, layer, gradients=False,
+                                                    **self.capture_options).scores[0]
+                    self._top[key] = _ranked(scores, self.top_k)
+                    self.captures_made += 1
+                classes = self._top.get(key, list(range(self.num_classes)))
+                cap = self.framework.capture(self.model, x, layer, classes=classes, gradients=True,
                                              **self.capture_options)
-                self.captures_made += 2
-                self._captures[key, layer] = (cap, top)
-            return self._captures[key, layer]
+                self.captures_made += 1
+                self._top.setdefault(key, _ranked(cap.scores[0], self.top_k))
+                self._captures[key, layer] = (cap, classes)
+            return self._captures[key, layer][0], self._top[key]
 
     def predictions(self, key: str, layer: str | None = None) -> list[tuple[int, str, float]]:
         """(class, label, probability) of the image's top-k classes, most probable first."""
@@ -158,9 +165,10 @@ class Viewer:
                 self.captures_made += 1
             cap = self._extra[extra]
         else:
-            cap, top = self.capture(key, layer)
-            if c in top:
-                j = top.index(c)
+            self.capture(key, layer)
+            cap, captured = self._captures[key, layer]
+            if c in captured:
+                j = captured.index(c)
                 cap = dataclasses.replace(cap, gradients=cap.gradients[:, j], targets=cap.targets[:, j].copy(),
                                           target=Class(cap.targets[:, j].copy()),
                                           target_scores=None if cap.target_scores is None else
@@ -236,6 +244,11 @@ class Viewer:
                 "seconds": time.perf_counter() - start, "number": self.renders}
 
 
+def _ranked(scores: np.ndarray, k: int) -> list[int]:
+    """The k highest-scoring classes, best first (ties: the lower index first)."""
+    return [int(c) for c in np.argsort(-scores, kind="stable")[:k]]
+
+
 def _shrunk(rgb: np.ndarray, side: int) -> np.ndarray:
     """The picture with its longer side at most ``side`` (area interpolation)."""
     h, w = rgb.shape[:2]
@@ -243,6 +256,23 @@ def _shrunk(rgb: np.ndarray, side: int) -> np.ndarray:
     if scale >= 1.0:
         return rgb
     return cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
+def respond(viewer: Viewer, key: str, layer: str, methods, classes, alpha: float, colormap: str,
+            downloads: Path) -> dict:
+    """What the page does on a change: ``Viewer.render`` and the downloads of what it shows (each map as .npy,
+    its overlay as PNG, under ``downloads/<image>/<layer>/``); ``seconds`` is the server time of both."""
+    start = time.perf_counter()
+    out = viewer.render(key, layer, methods, classes, alpha, colormap)
+    folder = Path(downloads) / key / layer
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ((m, label), heat), (_, pic) in zip(out["maps"].items(), out["tiles"][1:]):  # tile 0: the image
+        stem = f"{m}_{safe_name(label)}"
+        files.write_npy(folder / f"{stem}.npy", heat)
+        files.write_png(folder / f"{stem}.png", pic)
+        paths += [str(folder / f"{stem}.npy"), str(folder / f"{stem}.png")]
+    return {**out, "paths": paths, "seconds": time.perf_counter() - start}
 
 
 def where_note(host: str, port: int) -> str:
@@ -305,18 +335,10 @@ def build_app(viewer: Viewer, host: str = LOCAL_HOST, port: int = DEFAULT_PORT, 
                 viewer.features(key, layer), "")
 
     def render(key, layer, methods, classes, alpha, colormap):
-        out = viewer.render(key, layer, methods, classes, float(alpha), colormap)
-        folder = downloads / key / layer
-        folder.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for (m, label), heat in out["maps"].items():
-            stem = f"{m}_{''.join(ch if ch.isalnum() or ch in '-_' else '_' for ch in label)}"
-            files.write_npy(folder / f"{stem}.npy", heat)
-            files.write_png(folder / f"{stem}.png", overlay(viewer.picture(key).shown, heat, float(alpha), colormap))
-            paths += [str(folder / f"{stem}.npy"), str(folder / f"{stem}.png")]
+        out = respond(viewer, key, layer, methods, classes, float(alpha), colormap, downloads)
         took = (f'<span id="xcam-time" data-seconds="{out["seconds"]:.4f}" data-render="{out["number"]}">'
                 f'server time {out["seconds"]:.3f} s</span>')
-        return f'<div id="xcam-maps">{out["html"]}</div>', paths, took, ""
+        return f'<div id="xcam-maps">{out["html"]}</div>', out["paths"], took, ""
 
     def upload(path, current):
         if not path:
