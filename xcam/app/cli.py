@@ -1,4 +1,5 @@
-"""The command line: ``xcam explain``, ``xcam evaluate``, ``xcam demo``, ``xcam layers``, ``xcam methods``.
+"""The command line: ``xcam explain``, ``xcam evaluate``, ``xcam demo``, ``xcam view``, ``xcam layers``,
+``xcam methods``.
 
 Bad input ends with one line on stderr (``xcam: error: ...``) and exit code 2; an image that cannot be read
 is reported, the others are still explained, and the exit code is 1.
@@ -13,12 +14,14 @@ import numpy as np
 
 from xcam.app.engines.batch import MAP_DTYPES, MAP_SIZES
 from xcam.app.inputs.images import NORMALIZATIONS
+from xcam.app.inputs.sources import expand_images
 from xcam.app.jobs import evaluate
 from xcam.app.jobs.clips import explain_clips, split_inputs
 from xcam.app.jobs.demo import run_demo
 from xcam.app.jobs.explain import ENGINES, Job, parse_labels, run
 from xcam.app.models.frameworks import FRAMEWORKS, available, infer_framework, load_framework
 from xcam.app.models.modelspec import ModelSpec
+from xcam.app.models.zoo import CAT_DOG_LABELS, DEMO_INPUT_SIZE, DEMO_LAYER, demo_images, demo_model
 from xcam.app.outputs import files
 from xcam.app.outputs.files import check_new_dir
 from xcam.app.outputs.report import REPORT_MODES, SINGLE_PAGE_LIMIT
@@ -59,8 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", required=True)
 
-    def model_args(s):
-        s.add_argument("--model", required=True, help="model file: .pt/.pth (PyTorch), .keras/.h5 (Keras)")
+    def model_args(s, required=True):
+        s.add_argument("--model", required=required, help="model file: .pt/.pth (PyTorch), .keras/.h5 (Keras)")
         s.add_argument("--framework", choices=FRAMEWORKS, help="default: from the model file")
         s.add_argument("--trust-model", action="store_true",
                        help="allow loading a whole pickled model (this runs code from the file)")
@@ -99,6 +102,21 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--methods", nargs="+", default=["gradcam", "layercam"], metavar="METHOD")
     d.add_argument("--no-evaluation", action="store_true", help="skip the evaluation section (metrics of the maps)")
     _output_args(d, "xcam-demo")
+
+    v = sub.add_parser("view", help="a live viewer in the browser: pick image, layer, method, class, alpha")
+    model_args(v, required=False)
+    v.add_argument("--demo", action="store_true", help="the bundled cat/dog EfficientNet-Lite0 (no --model)")
+    v.add_argument("--images", nargs="+", default=[], help="images to pick from (files, directories, globs; "
+                                                           "default with --demo: the demo photos)")
+    v.add_argument("--layer", help="the layer preselected (default: the last layer with a spatial output)")
+    v.add_argument("--labels", help="class names, 'cat,dog' or a file with one name a line")
+    v.add_argument("--normalize", default="imagenet", help=f"input normalization: {', '.join(NORMALIZATIONS)}")
+    v.add_argument("--output", help="which model output the classes are read from (as in explain)")
+    v.add_argument("--top-k", type=positive_int, default=5, help="classes listed with probabilities (default 5)")
+    v.add_argument("--port", type=positive_int, default=8000, help="port (default 8000)")
+    v.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
+    v.add_argument("--quiet", action="store_true", help="no notes on stderr")
 
     f = sub.add_parser("filters", help="a conv layer's kernels as a grid, and inputs that excite its filters")
     model_args(f)
@@ -205,6 +223,27 @@ def _demo(args) -> int:
                     evaluate=not args.no_evaluation)
 
 
+def _view(args) -> int:
+    from xcam.app.jobs import view  # Gradio loads only for this command
+
+    if args.demo == bool(args.model):
+        raise XcamError("xcam view takes --demo (the bundled model) or --model PATH, one of them")
+    if args.demo:
+        fw = args.framework or ("torch" if available("torch") else "tf")
+        framework, model = load_framework(fw), demo_model(fw)
+        name, labels, layer = "demo: EfficientNet-Lite0 (ImageNet) + cat/dog head", list(CAT_DOG_LABELS), \
+            args.layer or DEMO_LAYER[fw]
+        input_size, images = DEMO_INPUT_SIZE, args.images or demo_images()
+    else:
+        framework, model = _load(args)
+        name, labels, layer, input_size = str(args.model), parse_labels(args.labels), args.layer, args.input_size
+        images = args.images
+    paths = expand_images(images) if images else []
+    viewer = view.Viewer(framework, model, name, paths, labels=labels, layer=layer, input_size=input_size,
+                         normalize=args.normalize, top_k=args.top_k, capture_options=_output_option(args.output))
+    return view.serve(viewer, args.host, args.port, log=None if args.quiet else sys.stderr)
+
+
 def _layers(args) -> int:
     framework, model = _load(args)
     channels, hw = framework.input_spec(model, args.input_size)
@@ -251,7 +290,7 @@ def main(argv=None) -> int:
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
         commands = {"explain": _explain, "evaluate": _evaluate, "demo": _demo, "layers": _layers, "methods": _methods,
-                    "filters": _filters}
+                    "filters": _filters, "view": _view}
         return commands[args.command](args)
     except XcamError as exc:
         print(f"xcam: error: {exc}", file=sys.stderr)
