@@ -49,10 +49,11 @@ class Framework:
         return channels, (h or DEFAULT_SIDE, w or DEFAULT_SIDE)
 
     def to_inputs(self, batch_nhwc: np.ndarray) -> np.ndarray:
-        """A preprocessed (N, H, W, C) batch in the adapter's layout."""
+        """A preprocessed channels-last batch ((N, H, W, C); signals (N, L, C), volumes (N, D, H, W, C)) in the
+        adapter's layout."""
         if self.adapter.LAYOUT == "channels_last":
             return batch_nhwc
-        return np.ascontiguousarray(batch_nhwc.transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(np.moveaxis(batch_nhwc, -1, 1))
 
     def layer_records(self, model, channels: int, hw: tuple[int, int]):
         shape = (channels, *hw) if self.adapter.LAYOUT == "channels_first" else (*hw, channels)
