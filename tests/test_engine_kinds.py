@@ -187,3 +187,68 @@ def test_signals_through_the_cli_npy_and_csv(tmp_path, capsys):
     assert main([*args, "--resume", "--quiet"]) == 1 and tree(tmp_path / "o") == before
     assert main([*args, "--normalize", "0.5,0.5", "--overwrite", "--quiet"]) == 2
     assert "signals are standardized" in capsys.readouterr().err
+
+
+def write_photos(folder: Path, count: int) -> None:
+    rng = np.random.RandomState(1)
+    folder.mkdir()
+    for i in range(count):
+        cv2.imwrite(str(folder / f"p{i}.png"), rng.randint(0, 256, (20 + 3 * i, 18 + i, 3)).astype(np.uint8))
+
+
+def net2d():
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(8, 20, 3, padding=1),
+                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(20, 2)).eval()
+
+
+@pytest.mark.parametrize("report", ["single", "paged"])
+def test_image_pictures_drawn_beside_the_model_are_the_bytes_drawn_inline(tmp_path, report):
+    """Overlays, feature grids (20 channels: two rows) and thumbnails from the picture threads, and the report
+    built from them, are byte for byte those drawn in the model's thread."""
+    write_photos(tmp_path / "p", 5)
+    outs = {}
+    for threads in (0, 3):
+        outs[threads] = tmp_path / f"o{threads}"
+        job = Job(framework=load_framework("torch"), model=net2d(), model_name="net", images=[str(tmp_path / "p")],
+                  out=outs[threads], methods=["gradcam", "layercam"], classes=["all"], labels=["a", "b"],
+                  input_size=16, batch_size=2, log=None, report=report, picture_threads=threads)
+        assert run(job) == 0
+    inline = tree(outs[0])
+    assert inline == tree(outs[3])
+    assert len([n for n in inline if n.endswith(".png")]) == 5 * (1 + 4)
+    assert ("p4/thumb.jpg" in inline) == (report == "paged")
+
+
+@pytest.mark.tf
+def test_keras_job_with_a_named_layer_lists_no_layers(tmp_path, monkeypatch):
+    """With --layer on Keras the layer listing (an eager forward) is skipped: the first capture checks the name
+    (a wrong one is the one-line error with the nearest names, before any output), and the maps are the
+    adapter's."""
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("tensorflow")
+    import xcam_tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inp)
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x)))
+    write_photos(tmp_path / "p", 2)
+    tf_fw = load_framework("tf")
+
+    def job(out, layer):
+        return Job(framework=tf_fw, model=model, model_name="k", images=[str(tmp_path / "p")], out=out,
+                   methods=["gradcam"], layer=layer, log=None, features=False, overlays=False, input_size=16)
+
+    monkeypatch.setattr(xcam_tf, "layer_records", lambda *a, **k: pytest.fail("layers listed"))
+    with pytest.raises(XcamError, match="unknown layer 'cnv'; nearest: conv"):
+        run(job(tmp_path / "bad", "cnv"))
+    assert not (tmp_path / "bad").exists()
+    assert run(job(tmp_path / "named", "conv")) == 0
+    from xcam.app.inputs.images import load_image, preprocess
+    x = preprocess([load_image(tmp_path / "p" / f"p{i}.png") for i in range(2)], (16, 16))
+    expected = xcam_tf.cam(model, x, "conv", "gradcam")
+    lines = [json.loads(r) for r in (tmp_path / "named" / "results.jsonl").read_text().splitlines()]
+    for i, line in enumerate(lines):
+        record = line["maps"]["gradcam"]["top-1"]
+        np.testing.assert_allclose(np.load(tmp_path / "named" / record["map"]), expected[i], atol=1e-6)

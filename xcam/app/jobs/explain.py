@@ -200,6 +200,11 @@ def _plan(job, methods, items, out, kind: str = "image") -> Plan:
         hw, layer = (side, side), None
         for k in sorted({input_kind(p, rank) for _, _, p in items} - {"image"}):
             media_norm(norm, k)  # a normalization the kind does not take fails before any output
+    elif job.layer and job.framework.name == "tf":
+        # Keras's capture checks a named layer itself (unknown: the nearest names; shared; not spatial) on the
+        # first image below, before any output: listing the layers (an eager forward, ~0.4 s) is not needed
+        channels, hw = job.framework.input_spec(job.model, job.input_size)
+        layer, rank, side = job.layer, 2, 112
     else:
         channels, hw, layer = choose_layer(job)
         rank, side = 2, 112

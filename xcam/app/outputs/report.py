@@ -90,7 +90,8 @@ def render_html(summary: dict, pictures: dict) -> str:
         cells = [f"<td><img src='{png_data_uri(pics['original'])}'><div class='meta'>{esc(Path(entry['image']).name)}"
                  f"<br>predicted: <b>{esc(entry['predicted'])}</b><br>{_probs(entry)}</div></td>"]
         if pics.get("features") is not None:
-            cells.append(f"<td><div class='scroll'><img class='grid' src='{png_data_uri(pics['features'], 4096)}'>"
+            grid = pics["features"] if isinstance(pics["features"], str) else png_data_uri(pics["features"], 4096)
+            cells.append(f"<td><div class='scroll'><img class='grid' src='{grid}'>"
                          f"</div><div class='meta'>{entry['channels']} channels</div></td>")
         else:
             cells.append(f"<td><div class='meta'>{entry['channels']} channels</div></td>")
@@ -115,7 +116,7 @@ def _pictures(out: Path, entry: dict, summary: dict, root: str, alpha: float, co
     from the map)."""
     original = load_image(os.path.join(root, entry["image"]), name=entry["image"])
     pics = {"original": original,
-            "features": _read_png(out / entry["features"]) if entry.get("features") else None}
+            "features": _png_uri(out / entry["features"], 4096) if entry.get("features") else None}
     for m in summary["methods"]:
         for col, record in entry["maps"][m].items():
             if record.get("overlay"):
@@ -124,6 +125,17 @@ def _pictures(out: Path, entry: dict, summary: dict, root: str, alpha: float, co
                 pics[(m, col)] = overlay(original, np.load(out / record["map"]).astype(np.float32), alpha=alpha,
                                          colormap=colormap)
     return pics
+
+
+def _png_uri(path: Path, max_side: int):
+    """``png_data_uri`` of a PNG file: its own bytes when it needs no shrinking (what decoding and encoding it
+    again with the same encoder gives), else the picture read and shrunk."""
+    data = path.read_bytes()
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if max(width, height) <= max_side:
+            return "data:image/png;base64," + base64.b64encode(data).decode()
+    return _read_png(path)
 
 
 class _Lazy:
