@@ -252,3 +252,47 @@ def test_keras_job_with_a_named_layer_lists_no_layers(tmp_path, monkeypatch):
     for i, line in enumerate(lines):
         record = line["maps"]["gradcam"]["top-1"]
         np.testing.assert_allclose(np.load(tmp_path / "named" / record["map"]), expected[i], atol=1e-6)
+
+
+def test_pytorch_runs_channels_last_for_the_job_and_is_restored(tmp_path, monkeypatch):
+    """auto: a 2-D conv model runs channels-last for the job (its weights NHWC during every capture), the maps
+    equal the contiguous run's to 1e-5, and afterwards, also after an interrupted run, every parameter has its
+    own storage and strides back; a 3-D model stays contiguous."""
+    from xcam.app.models.frameworks import Framework
+
+    write_photos(tmp_path / "p", 3)
+    model = net2d()
+    before = {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()}
+    seen = []
+
+    class Recording(Framework):
+        def capture(self, model, batch, layer, **kwargs):
+            seen.append(model[0].weight.is_contiguous(memory_format=torch.channels_last))
+            return super().capture(model, batch, layer, **kwargs)
+
+    fw = load_framework("torch")
+
+    def job(out, fmt, **kw):
+        return Job(framework=Recording(fw.name, fw.adapter, fw.models), model=model, model_name="net",
+                   images=[str(tmp_path / "p")], out=out, methods=["gradcam"], classes=["all"], input_size=16,
+                   batch_size=2, log=None, memory_format=fmt, features=False, overlays=False, **kw)
+
+    assert run(job(tmp_path / "flat", "contiguous")) == 0 and not any(seen)
+    seen.clear()
+    assert run(job(tmp_path / "nhwc", "auto")) == 0
+    assert seen == [False, False, True, True]  # the plan's two checks (classes), then the 2 batches
+    assert json.loads((tmp_path / "nhwc" / "run.json").read_text())["memory_format"] == "channels_last"
+    assert {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()} == before
+    for key in ("p0", "p1", "p2"):
+        for c in ("0", "1"):
+            np.testing.assert_allclose(np.load(tmp_path / "nhwc" / key / f"gradcam_{c}.npy"),
+                                       np.load(tmp_path / "flat" / key / f"gradcam_{c}.npy"), atol=1e-5)
+
+    def stop(out_dir, batch_no, records):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results, "commit", stop)
+    with pytest.raises(KeyboardInterrupt):
+        run(job(tmp_path / "cut", "channels_last"))
+    assert {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()} == before
+    assert fw.run_format(net3d(), "auto", 3) == "contiguous" and fw.run_format(model, "auto", 2) == "channels_last"

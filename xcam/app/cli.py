@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xcam.app.engines.batch import MAP_DTYPES, MAP_SIZES
+from xcam.app.engines.batch import MAP_DTYPES, MAP_SIZES, MEMORY_FORMATS
 from xcam.app.inputs.images import NORMALIZATIONS
 from xcam.app.inputs.kinds import split_inputs
 from xcam.app.jobs import evaluate
@@ -136,6 +136,9 @@ def _large_run_args(s):
                    help="local (default): this process; ray: a Ray Data job (pip install 'xcam[ray]')")
     s.add_argument("--address", help="Ray cluster address (default: the running cluster, or a local one)")
     s.add_argument("--workers", type=int, help="Ray actors (default: one per GPU, else half the CPUs)")
+    s.add_argument("--memory-format", choices=MEMORY_FORMATS, default="auto",
+                   help="PyTorch: run the model channels_last or contiguous for the job (restored after); auto "
+                        "(default): channels_last for models with 2-D convolutions")
 
 
 def _load(args):
@@ -169,7 +172,8 @@ def _explain(args) -> int:
               batch_size=args.batch_size, log=None if args.quiet else sys.stderr, resume=args.resume,
               report=args.report, map_size=args.map_size, map_dtype=args.map_dtype, overlays=not args.no_overlays,
               features=not args.no_features, engine=args.engine, model_spec=spec, address=args.address,
-              workers=args.workers, target=args.target, capture_options=_output_option(args.output))
+              workers=args.workers, target=args.target, capture_options=_output_option(args.output),
+              memory_format=args.memory_format)
     return run(job)
 
 

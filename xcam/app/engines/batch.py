@@ -32,6 +32,7 @@ TOP1_COLUMN = "top-1"  # the report column when each image is explained for its 
 THUMB_SIDE = 128
 MAP_SIZES = ("input", "layer")
 MAP_DTYPES = ("float32", "float16")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Plan:
     rank: int = 2                   # the model's spatial rank (1 signals, 2 images, 3 volumes and clips)
     frames: int = 16                # frames sampled per video
     side: int = 112                 # a video's frames are resized to side x side
+    memory_format: str = "contiguous"  # or "channels_last": how the model runs for the job (PyTorch)
 
 
 @dataclass

@@ -44,9 +44,15 @@ def local_batches(framework, model, plan: Plan, todo, decode_workers: int = 2, p
     """(batch_no, result lines) for every (batch_no, items) of ``todo``, explained in this process in batch
     order, the next batches decoded ahead (``prefetched``) and the pictures drawn beside the model in
     ``picture_threads`` threads (0: inline). A batch is yielded once its pictures are written; at most
-    ``picture_depth`` explained batches wait for theirs (so memory stays bounded)."""
+    ``picture_depth`` explained batches wait for theirs (so memory stays bounded). The model runs in
+    ``plan.memory_format`` meanwhile and is restored at the end (or when the run stops)."""
     worker = Worker(framework, model, plan, picture_threads=picture_threads)
     drawing: deque = deque()
+    with framework.memory_format(model, plan.memory_format):  # for the job's duration, then restored
+        yield from _explained(worker, plan, todo, drawing, decode_workers, picture_depth)
+
+
+def _explained(worker, plan, todo, drawing, decode_workers, picture_depth):
     try:
         for batch_no, loaded in prefetched(plan, todo, workers=decode_workers, depth=2):
             try:

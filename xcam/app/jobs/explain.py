@@ -10,6 +10,7 @@ and moved into place before its lines are appended (``outputs.results``), so an 
 per-batch function (``engines.batch``) on a Ray cluster (``engines.ray``; ``explain_on_ray`` from Python).
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from xcam.app.engines.batch import MAP_DTYPES, MAP_SIZES, TOP1_COLUMN, Plan, load_one
+from xcam.app.engines.batch import MAP_DTYPES, MAP_SIZES, MEMORY_FORMATS, TOP1_COLUMN, Plan, load_one
 from xcam.app.engines.local import batches_of, local_batches
 from xcam.app.engines.ray import ray_batches
 from xcam.app.inputs.images import parse_normalization
@@ -72,6 +73,7 @@ class Job:
     decode_workers: int = 2        # background decoding threads of the local engine
     picture_threads: int | None = None  # threads drawing pictures beside the model (None: 2; 0: inline)
     frames: int = 16               # videos: frames sampled evenly per clip
+    memory_format: str = "auto"    # PyTorch: "channels_last", "contiguous", or "auto" (channels-last for 2-D convs)
 
 
 def parse_labels(spec) -> list[str] | None:
@@ -159,6 +161,7 @@ def _check_options(job):
     _choice("--map-size", job.map_size, MAP_SIZES)
     _choice("--map-dtype", job.map_dtype, MAP_DTYPES)
     _choice("--engine", job.engine, ENGINES)
+    _choice("--memory-format", job.memory_format, MEMORY_FORMATS)
     if int(job.batch_size) < 1:
         raise XcamError(f"--batch-size must be at least 1, got {job.batch_size}")
     if job.workers is not None and int(job.workers) < 1:
@@ -213,7 +216,8 @@ def _plan(job, methods, items, out, kind: str = "image") -> Plan:
                 map_dtype=job.map_dtype, overlays=job.overlays, features=job.features,
                 thumbnails=report == "paged" and kind == "image", alpha=job.alpha, colormap=job.colormap,
                 capture_options=dict(job.capture_options), root=os.getcwd(), target=job.target, kind=kind,
-                rank=rank, frames=int(job.frames), side=side)
+                rank=rank, frames=int(job.frames), side=side,
+                memory_format=job.framework.run_format(job.model, job.memory_format, rank))
     target = parse_target(job.target) if job.target else None
     if target is not None and list(job.classes or ["top1"]) != ["top1"]:
         raise XcamError("give either --target or --classes, not both")
@@ -264,7 +268,8 @@ def _settings(job, plan, paths) -> dict:
             "overlays": plan.overlays, "features": plan.features, "report": plan.report, "alpha": plan.alpha,
             "colormap": plan.colormap, "capture_options": _jsonable(plan.capture_options), "target": plan.target,
             "images": len(paths),
-            "images_sha256": digest, **({"kind": "media", "frames": plan.frames} if plan.kind == "media" else {})}
+            "images_sha256": digest, **({"kind": "media", "frames": plan.frames} if plan.kind == "media" else {}),
+            **({"memory_format": plan.memory_format} if plan.memory_format != "contiguous" else {})}
 
 
 def _progress_bar(job, total, initial):
@@ -299,8 +304,9 @@ def run(job: Job) -> int:
         results.start(out, settings)
         done = 0
     todo = [(b, batches[b]) for b in range(done, len(batches))]
-    with _progress_bar(job, len(paths), sum(len(b) for b in batches[:done])) as bar:
-        for batch_no, lines in _engine(job, plan, todo):
+    with _progress_bar(job, len(paths), sum(len(b) for b in batches[:done])) as bar, \
+            contextlib.closing(_engine(job, plan, todo)) as explained:  # closed: the model is restored at once
+        for batch_no, lines in explained:
             results.commit(out, batch_no, lines)
             for line in lines:
                 if line.get("error") and job.log is not None:

@@ -65,6 +65,20 @@ class Framework:
     def probe(self, model, batch_nhwc, layer, **kwargs):
         return self.adapter.probe(model, self.to_inputs(batch_nhwc), layer, **kwargs)
 
+    def memory_format(self, model, fmt: str):
+        """A context in which ``model`` runs in ``fmt`` ("channels_last" or "contiguous"), restored on exit
+        (PyTorch; other frameworks keep their own layout)."""
+        models = self.models
+        return models.memory_format(model, fmt) if hasattr(models, "memory_format") else contextlib.nullcontext()
+
+    def run_format(self, model, requested: str, rank: int) -> str:
+        """The memory format a job runs in: ``requested`` ("channels_last", "contiguous"), or for "auto"
+        channels-last where it is faster (PyTorch image models with 2-D convolutions), else contiguous."""
+        if requested != "auto":
+            return requested
+        prefers = getattr(self.models, "prefers_channels_last", None)
+        return "channels_last" if rank == 2 and prefers is not None and prefers(model) else "contiguous"
+
 
 def load_framework(name: str) -> Framework:
     """The framework's adapter and model loader; a missing framework is a one-line error naming the extra."""
