@@ -11,7 +11,9 @@ of whole runs on 100 and on 5,000 images (each in a fresh process).
 Model: the demo's EfficientNet-Lite0 with the cat/dog head (bundled ImageNet weights, both frameworks), its
 demo layer, Grad-CAM for each image's top-1 class, batch 32. Images: JPEGs of 320x240 to 640x480 made from
 the demo photos. The end-to-end options are those for large runs: --map-size layer --map-dtype float16
---no-features --no-overlays (also timed with the defaults: overlays and feature grids at the input size).
+--no-features --no-overlays (also timed with the defaults: overlays and feature grids at the input size, drawn
+in the picture threads beside the model, and drawn inline). PyTorch rows come contiguous and channels-last.
+Every row of a framework is timed in the same rounds, so their ratios to the floor are read off one run.
 """
 
 import argparse
@@ -139,6 +141,9 @@ def interleaved(entries, rounds):
 
 
 def throughput(fw: str, images, work: Path, batch_size: int, rounds: int) -> list[str]:
+    """The floor, the large-run options and the defaults, all timed in the same rounds. PyTorch: each also
+    contiguous and channels-last (the floor converted for its run; xcam's --memory-format), and the defaults
+    with the pictures drawn inline (no picture threads), the way every run drew them before."""
     from xcam.app.inputs.images import load_image, preprocess
     from xcam.app.jobs.explain import run
 
@@ -147,17 +152,31 @@ def throughput(fw: str, images, work: Path, batch_size: int, rounds: int) -> lis
     batches = [data[i:i + batch_size] for i in range(0, len(data), batch_size)]
     floor = floor_fn(fw, framework, model, layer, batches)
     floor()  # warm: compiles the Keras steps for every batch shape
-    run(job(framework, model, layer, images, fresh(work / "fast"), batch_size, **FAST))
-    t = interleaved([("floor", floor, None),
-                     ("fast", lambda: run(job(framework, model, layer, images, work / "fast", batch_size, **FAST)),
-                      work / "fast")], rounds)
-    full = interleaved([("full", lambda: run(job(framework, model, layer, images, work / "full", batch_size)),
-                         work / "full")], 1)["full"]
+
+    def explain(out, **options):
+        return lambda: run(job(framework, model, layer, images, out, batch_size, **options))
+
+    entries = [("floor", floor, None)]
+    if fw == "torch":
+        def floor_nhwc():
+            with framework.memory_format(model, "channels_last"):
+                floor()
+        entries.append(("floor, channels-last", floor_nhwc, None))
+    formats = [("", {})] if fw != "torch" else [(", contiguous", {"memory_format": "contiguous"}),
+                                                 (", channels-last (auto)", {"memory_format": "auto"})]
+    for note, kw in formats:
+        entries.append((f"xcam explain, large-run options{note}", explain(work / f"fast{note}", **FAST, **kw),
+                        work / f"fast{note}"))
+    for note, kw in formats:
+        entries.append((f"xcam explain, defaults (overlays, feature grids){note}", explain(work / f"full{note}", **kw),
+                        work / f"full{note}"))
+    entries.append(("xcam explain, defaults, pictures inline (no picture threads)" + formats[-1][0],
+                    explain(work / "inline", picture_threads=0, **formats[-1][1]), work / "inline"))
+    explain(fresh(work / "warm"), **FAST)()  # warm: the job's compiled steps
+    t = interleaved(entries, rounds)
     n = len(images)
-    return [f"| {fw} | floor: fwd + bwd to {layer} (decoded in memory) | {n / t['floor']:7.1f} | 1.00 |",
-            f"| {fw} | xcam explain, large-run options | {n / t['fast']:7.1f} | {t['floor'] / t['fast']:4.2f} |",
-            f"| {fw} | xcam explain, defaults (overlays, feature grids) | {n / full:7.1f} | "
-            f"{t['floor'] / full:4.2f} |"]
+    return [f"| {fw} | {name}{' to ' + layer + ' (decoded in memory)' if name.startswith('floor') else ''} | "
+            f"{n / t[name]:7.1f} | {t['floor'] / t[name]:4.2f} |" for name, _, _ in entries]
 
 
 def ray_vs_local(images, work: Path, batch_size: int, workers: int, rounds: int) -> list[str]:

@@ -246,7 +246,7 @@ def test_a_mix_of_images_and_clips_is_routed_or_refused_in_one_line(tmp_path, ca
     code = main([*base, "--images", str(tmp_path / "photo.png"), str(vols), "--out", str(tmp_path / "o3")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "--images mixes videos/volumes (" in err and "one.npy" in err and "photo.png" in err
+    assert "--images mixes videos/volumes/signals (" in err and "one.npy" in err and "photo.png" in err
     assert "separate runs" in err and not (tmp_path / "o3").exists()
     code = main([*base, "--images", str(vols), "--classes", "0", "1", "--out", str(tmp_path / "o4")])
     assert code == 2 and "--classes is for images" in capsys.readouterr().err

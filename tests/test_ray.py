@@ -85,3 +85,43 @@ def test_ray_job_equals_the_single_process_run(cluster, setup, monkeypatch):
                           model_name="sq.pth", methods=["gradcam", "layercam"], classes=["all"],
                           labels=["cat", "dog"], layer="features.12", input_size=64, batch_size=3, log=None)
     assert code == 1 and tree(folder / "mixed") == local
+
+
+
+def test_a_volume_run_stopped_locally_is_finished_on_ray_to_the_same_files(cluster, tmp_path):
+    """The same engine for every input kind: a folder of volumes stopped after one batch on this process and
+    resumed on Ray (one actor) ends with the uninterrupted local run's bytes."""
+    torch = pytest.importorskip("torch")
+    from torch import nn
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "vols").mkdir()
+    for k in range(4):
+        np.save(tmp_path / "vols" / f"v{k}.npy", rng.normal(size=(4, 6, 6)).astype(np.float32))
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(1, 3, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(),
+                        nn.Linear(3, 2)).eval()
+    torch.save(net, tmp_path / "net.pth")
+    spec = ModelSpec("torch", str(tmp_path / "net.pth"), trust_model=True)
+
+    def vol_job(out, **kw):
+        framework, model = spec.build()
+        return Job(framework=framework, model=model, model_name="net.pth", images=[str(tmp_path / "vols")],
+                   out=out, methods=["gradcam"], batch_size=2, log=None, model_spec=spec, **kw)
+
+    assert run(vol_job(tmp_path / "local")) == 0
+    local = tree(tmp_path / "local")
+    assert "v3/gradcam_montage.png" in local and json.loads(local["run.json"])["kind"] == "media"
+    real = results.commit
+
+    def stop_at_batch_1(out, batch_no, records):
+        if batch_no == 1:
+            raise KeyboardInterrupt
+        real(out, batch_no, records)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(results, "commit", stop_at_batch_1), pytest.raises(KeyboardInterrupt):
+        run(vol_job(tmp_path / "mixed"))
+    assert run(vol_job(tmp_path / "mixed", engine="ray", workers=1, resume=True)) == 0
+    assert tree(tmp_path / "mixed") == local

@@ -171,13 +171,13 @@ def test_a_batch_runs_while_the_next_is_decoded_and_memory_is_bounded(net, tmp_p
     monkeypatch.setattr(stream, "load_one", counting)
     from xcam.app.engines import batch as batch_module
 
-    original = batch_module.Worker.__call__
+    original = batch_module.Worker.submit  # the model's step of a batch (its pictures are drawn beside it)
 
     def watch(self, batch_no, loaded):
         explained.append((batch_no, len(decoded)))
         return original(self, batch_no, loaded)
 
-    monkeypatch.setattr(batch_module.Worker, "__call__", watch)
+    monkeypatch.setattr(batch_module.Worker, "submit", watch)
     write_images(tmp_path / "p", 12)
     run(make_job(net, [str(tmp_path / "p")], tmp_path / "o"))
     # batches of 3, decoded at most 2 batches ahead: when batch b runs, at most images of b and b+1 were read

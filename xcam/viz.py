@@ -85,9 +85,13 @@ def feature_grid(activations: np.ndarray, per_row: int = 16, tile: int | None = 
     cols = min(per_row, c)
     rows = -(-c // cols)
     grid = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad, 3), 255, dtype=np.uint8)
+    # every channel resized at once: OpenCV's nearest-neighbour choice of source pixel, read off a resized
+    # index image, gathers all channels; the colormap is pointwise, so one call colours every tile
+    where = cv2.resize(np.arange(h * w, dtype=np.float32).reshape(h, w), (tw, th), interpolation=cv2.INTER_NEAREST)
+    cells = scaled.reshape(c, h * w)[:, where.astype(np.int64)]
+    tiles = colorize(cells.reshape(c * th, tw), colormap).reshape(c, th, tw, 3)
     for k in range(c):
         r, q = divmod(k, cols)
-        cell = cv2.resize(scaled[k], (tw, th), interpolation=cv2.INTER_NEAREST)
         y, x = pad + r * (th + pad), pad + q * (tw + pad)
-        grid[y:y + th, x:x + tw] = colorize(cell, colormap)
+        grid[y:y + th, x:x + tw] = tiles[k]
     return grid

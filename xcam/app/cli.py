@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from xcam.app.engines.batch import MAP_DTYPES, MAP_SIZES
+from xcam.app.engines.batch import MAP_DTYPES, MAP_SIZES, MEMORY_FORMATS
 from xcam.app.inputs.images import NORMALIZATIONS
+from xcam.app.inputs.kinds import split_inputs
 from xcam.app.inputs.sources import expand_images
 from xcam.app.jobs import evaluate
-from xcam.app.jobs.clips import explain_clips, split_inputs
 from xcam.app.jobs.demo import run_demo
 from xcam.app.jobs.explain import ENGINES, Job, parse_labels, run
 from xcam.app.models.frameworks import FRAMEWORKS, available, infer_framework, load_framework
@@ -89,9 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--output", help="which model output the target sees: a dict key, a Keras output name, an "
                                     "attribute (logits) or a tuple index")
     e.add_argument("--normalize", default="imagenet", help=f"input normalization: {', '.join(NORMALIZATIONS)}")
-    e.add_argument("--frames", type=int, default=16,
+    e.add_argument("--frames", type=positive_int, default=16,
                    help="videos (.mp4, .avi, ...): frames sampled evenly per clip (default 16); volumes: .npy, "
-                        ".nii, .nii.gz (NIfTI: pip install 'xcam[medical]')")
+                        ".nii, .nii.gz (NIfTI: pip install 'xcam[medical]'); signals (1-D models): .npy, .csv")
     _output_args(e, "xcam-out")
     _large_run_args(e)
 
@@ -154,6 +154,9 @@ def _large_run_args(s):
                    help="local (default): this process; ray: a Ray Data job (pip install 'xcam[ray]')")
     s.add_argument("--address", help="Ray cluster address (default: the running cluster, or a local one)")
     s.add_argument("--workers", type=int, help="Ray actors (default: one per GPU, else half the CPUs)")
+    s.add_argument("--memory-format", choices=MEMORY_FORMATS, default="auto",
+                   help="PyTorch: run the model channels_last or contiguous for the job (restored after); auto "
+                        "(default): channels_last for models with 2-D convolutions")
 
 
 def _load(args):
@@ -170,30 +173,25 @@ def _explain(args) -> int:
         parse_target(args.target)  # a bad spec fails before the model is loaded
     images, media = split_inputs(args.images)
     if media and images:  # a model takes one input rank: images and clips never share a run
-        raise XcamError(f"--images mixes videos/volumes ({_some(media)}) with images ({_some(images)}); "
+        raise XcamError(f"--images mixes videos/volumes/signals ({_some(media)}) with images ({_some(images)}); "
                         "explain them in separate runs, each with a model for that kind of input")
-    if media:  # videos and volumes: one input at a time, pictures per rank
-        if list(args.classes) != ["top1"] or args.resume:
-            raise XcamError(f"{'--classes' if list(args.classes) != ['top1'] else '--resume'} is for images; "
-                            "videos and volumes take --target (class:N) and are written whole (no --resume)")
-        framework, model = _load(args)
-        return explain_clips(framework, model, media, Path(args.out), args.methods, args.layer, args.frames,
-                             args.input_size, parse_target(args.target) if args.target else None, args.normalize,
-                             args.overwrite, log=None if args.quiet else sys.stderr, output=args.output,
-                             labels=parse_labels(args.labels), model_name=str(args.model))
+    if media and list(args.classes) != ["top1"]:
+        raise XcamError("--classes is for images; videos, volumes and signals take --target (class:N)")
     labels = parse_labels(args.labels)
     if not args.resume:
         check_new_dir(args.out, args.overwrite)
     spec = ModelSpec(framework=args.framework or infer_framework(args.model), path=str(Path(args.model).resolve()),
                      trust_model=args.trust_model, arch=args.arch, num_classes=args.num_classes)
     framework, model = spec.build()
-    job = Job(framework=framework, model=model, model_name=str(args.model), images=args.images, out=Path(args.out),
+    job = Job(framework=framework, model=model, model_name=str(args.model), images=media or args.images,
+              out=Path(args.out), frames=args.frames,
               methods=args.methods, classes=args.classes, labels=labels, layer=args.layer,
               input_size=args.input_size, normalize=args.normalize, overwrite=args.overwrite,
               batch_size=args.batch_size, log=None if args.quiet else sys.stderr, resume=args.resume,
               report=args.report, map_size=args.map_size, map_dtype=args.map_dtype, overlays=not args.no_overlays,
               features=not args.no_features, engine=args.engine, model_spec=spec, address=args.address,
-              workers=args.workers, target=args.target, capture_options=_output_option(args.output))
+              workers=args.workers, target=args.target, capture_options=_output_option(args.output),
+              memory_format=args.memory_format)
     return run(job)
 
 

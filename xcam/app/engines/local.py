@@ -39,9 +39,44 @@ def prefetched(plan: Plan, batches, workers: int = 2, depth: int = 2):
                     f.cancel()
 
 
-def local_batches(framework, model, plan: Plan, todo, decode_workers: int = 2):
+def local_batches(framework, model, plan: Plan, todo, decode_workers: int = 2, picture_threads: int = 2,
+                  picture_depth: int = 2):
     """(batch_no, result lines) for every (batch_no, items) of ``todo``, explained in this process in batch
-    order, the next batches decoded ahead (``prefetched``)."""
-    worker = Worker(framework, model, plan)
-    for batch_no, loaded in prefetched(plan, todo, workers=decode_workers, depth=2):
-        yield batch_no, worker(batch_no, loaded)
+    order, the next batches decoded ahead (``prefetched``) and the pictures drawn beside the model in
+    ``picture_threads`` threads (0: inline). A batch is yielded once its pictures are written; at most
+    ``picture_depth`` explained batches wait for theirs (so memory stays bounded). The model runs in
+    ``plan.memory_format`` meanwhile and is restored at the end (or when the run stops)."""
+    worker = Worker(framework, model, plan, picture_threads=picture_threads)
+    drawing: deque = deque()
+    with framework.memory_format(model, plan.memory_format):  # for the job's duration, then restored
+        yield from _explained(worker, plan, todo, drawing, decode_workers, picture_depth)
+
+
+def _explained(worker, plan, todo, drawing, decode_workers, picture_depth):
+    try:
+        for batch_no, loaded in prefetched(plan, todo, workers=decode_workers, depth=2):
+            try:
+                lines, pending = worker.submit(batch_no, loaded)
+            except BaseException:  # the batches explained before this one are still done once drawn
+                while drawing:
+                    done_no, done_lines, done_pending = drawing.popleft()
+                    for f in done_pending:
+                        f.result()
+                    yield done_no, done_lines
+                raise
+            drawing.append((batch_no, lines, pending))
+            while len(drawing) > max(0, picture_depth - 1) or (drawing and all(f.done() for f in drawing[0][2])):
+                done_no, done_lines, done_pending = drawing.popleft()
+                for f in done_pending:
+                    f.result()
+                yield done_no, done_lines
+        while drawing:
+            done_no, done_lines, done_pending = drawing.popleft()
+            for f in done_pending:
+                f.result()
+            yield done_no, done_lines
+    finally:  # stopped early: drop the pictures not started, wait for those being written
+        for _, _, pending in drawing:
+            for f in pending:
+                f.cancel()
+        worker.close()

@@ -36,6 +36,8 @@ class BatchActor:
 
     def __init__(self, spec, plan):
         framework, model = spec.build()
+        self.memory_format = framework.memory_format(model, plan.memory_format)  # this actor's own model
+        self.memory_format.__enter__()
         self.worker = Worker(framework, model, plan)
 
     def __call__(self, rows: dict) -> dict:

@@ -1,13 +1,16 @@
 """The lab in one call: for every image, the layer's feature grid and each method's map for each class,
 written as PNG overlays and .npy maps, with results.jsonl (a line per image, as it goes), summary.json and a
-report (one self-contained page, or an index with pages for large runs).
+report (one self-contained page, or an index with pages for large runs). Videos, volumes and signals
+(``inputs.kinds``) take the same path: each method's map (.npy), a picture (a clip's strip of frames and an
+overlay MP4, a volume's montage of slices, a signal's plot) and the same results, resume and engines.
 
-Images stream through in fixed batches (``engines.local``: decoded in background threads), each batch staged
+Inputs stream through in fixed batches (``engines.local``: decoded in background threads), each batch staged
 and moved into place before its lines are appended (``outputs.results``), so an interrupted run resumes with
 ``resume=True`` and ends with the same files as an uninterrupted one. ``engine="ray"`` runs the same
 per-batch function (``engines.batch``) on a Ray cluster (``engines.ray``; ``explain_on_ray`` from Python).
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,10 +21,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from xcam.app.engines.batch import MAP_DTYPES, MAP_SIZES, TOP1_COLUMN, Plan, load_one
+from xcam.app.engines.batch import MAP_DTYPES, MAP_SIZES, MEMORY_FORMATS, TOP1_COLUMN, Plan, load_one
 from xcam.app.engines.local import batches_of, local_batches
 from xcam.app.engines.ray import ray_batches
 from xcam.app.inputs.images import parse_normalization
+from xcam.app.inputs.kinds import input_kind, media_norm, split_inputs
 from xcam.app.inputs.sources import expand_images
 from xcam.app.outputs import files, results
 from xcam.app.outputs.report import REPORT_MODES, SINGLE_PAGE_LIMIT, write_report
@@ -67,6 +71,9 @@ class Job:
     address: str | None = None     # Ray cluster address (default: the running one, or a local cluster)
     workers: int | None = None     # Ray actors (default: one per GPU, else half the CPUs)
     decode_workers: int = 2        # background decoding threads of the local engine
+    picture_threads: int | None = None  # threads drawing pictures beside the model (None: 2; 0: inline)
+    frames: int = 16               # videos: frames sampled evenly per clip
+    memory_format: str = "auto"    # PyTorch: "channels_last", "contiguous", or "auto" (channels-last for 2-D convs)
 
 
 def parse_labels(spec) -> list[str] | None:
@@ -154,6 +161,7 @@ def _check_options(job):
     _choice("--map-size", job.map_size, MAP_SIZES)
     _choice("--map-dtype", job.map_dtype, MAP_DTYPES)
     _choice("--engine", job.engine, ENGINES)
+    _choice("--memory-format", job.memory_format, MEMORY_FORMATS)
     if int(job.batch_size) < 1:
         raise XcamError(f"--batch-size must be at least 1, got {job.batch_size}")
     if job.workers is not None and int(job.workers) < 1:
@@ -168,24 +176,54 @@ def _first_readable(plan, items):
         loaded = load_one(plan, index, key, path)
         if loaded.error is None:
             return loaded
-    raise XcamError(f"none of the {len(items)} images could be read; the first: "
+    what = "images" if plan.kind == "image" else "inputs"
+    raise XcamError(f"none of the {len(items)} {what} could be read; the first: "
                     f"{load_one(plan, *items[0]).error}")
 
 
-def _plan(job, methods, items, out) -> Plan:
-    """The layer, classes and labels, checked on the first readable image before anything is written."""
+def _media_layer(job, first) -> str:
+    """The layer of a video / volume / signal run: ``job.layer`` checked, else the default, over the layers
+    listed on the first readable input's shape."""
+    fw = job.framework
+    records = fw.adapter.layer_records(job.model, fw.to_inputs(first.x[None]).shape[1:])
+    if job.layer:
+        return check_layer(records, job.layer).name
+    layer = default_layer(records).name
+    say(job, f"explaining layer {layer} (the last layer with a spatial output; choose one with --layer)")
+    return layer
+
+
+def _plan(job, methods, items, out, kind: str = "image") -> Plan:
+    """The layer, classes and labels, checked on the first readable input before anything is written."""
     norm = parse_normalization(job.normalize) if isinstance(job.normalize, str) else job.normalize
-    channels, hw, layer = choose_layer(job)
     report = job.report if job.report != "auto" else "single" if len(items) <= SINGLE_PAGE_LIMIT else "paged"
+    if kind == "media":
+        channels, *spatial = job.framework.adapter.input_shape(job.model)
+        rank, side = len(spatial), int(job.input_size or 112)
+        hw, layer = (side, side), None
+        for k in sorted({input_kind(p, rank) for _, _, p in items} - {"image"}):
+            media_norm(norm, k)  # a normalization the kind does not take fails before any output
+    elif job.layer and job.framework.name == "tf":
+        # Keras's capture checks a named layer itself (unknown: the nearest names; shared; not spatial) on the
+        # first image below, before any output: listing the layers (an eager forward, ~0.4 s) is not needed
+        channels, hw = job.framework.input_spec(job.model, job.input_size)
+        layer, rank, side = job.layer, 2, 112
+    else:
+        channels, hw, layer = choose_layer(job)
+        rank, side = 2, 112
     plan = Plan(out=str(out.resolve()), layer=layer, channels=channels, input_size=tuple(hw), normalize=norm,
                 methods=[m.name for m in methods], classes=None, labels=[], columns=[], map_size=job.map_size,
                 map_dtype=job.map_dtype, overlays=job.overlays, features=job.features,
-                thumbnails=report == "paged", alpha=job.alpha, colormap=job.colormap,
-                capture_options=dict(job.capture_options), root=os.getcwd(), target=job.target)
+                thumbnails=report == "paged" and kind == "image", alpha=job.alpha, colormap=job.colormap,
+                capture_options=dict(job.capture_options), root=os.getcwd(), target=job.target, kind=kind,
+                rank=rank, frames=int(job.frames), side=side,
+                memory_format=job.framework.run_format(job.model, job.memory_format, rank))
     target = parse_target(job.target) if job.target else None
     if target is not None and list(job.classes or ["top1"]) != ["top1"]:
         raise XcamError("give either --target or --classes, not both")
     first = _first_readable(plan, items)  # learn the class count, then check labels and classes
+    if kind == "media":
+        plan.layer = layer = _media_layer(job, first)
     cap = job.framework.capture(job.model, first.x[None], layer, targets=target, gradients=False,
                                 labels=job.labels if target is not None else None, **plan.capture_options)
     k = cap.scores.shape[1] if cap.scores.ndim >= 2 else 1
@@ -230,7 +268,8 @@ def _settings(job, plan, paths) -> dict:
             "overlays": plan.overlays, "features": plan.features, "report": plan.report, "alpha": plan.alpha,
             "colormap": plan.colormap, "capture_options": _jsonable(plan.capture_options), "target": plan.target,
             "images": len(paths),
-            "images_sha256": digest}
+            "images_sha256": digest, **({"kind": "media", "frames": plan.frames} if plan.kind == "media" else {}),
+            **({"memory_format": plan.memory_format} if plan.memory_format != "contiguous" else {})}
 
 
 def _progress_bar(job, total, initial):
@@ -250,9 +289,10 @@ def run(job: Job) -> int:
         files.check_new_dir(out, job.overwrite)
     if not job.images:
         raise XcamError("no images given")
-    paths = expand_images(job.images)
-    items = list(zip(range(len(paths)), unique_keys(paths), paths))
-    plan = _plan(job, methods, items, out)
+    paths, kind = _inputs(job.images)
+    keys = unique_keys(paths) if kind == "image" else media_keys(paths)
+    items = list(zip(range(len(paths)), keys, paths))
+    plan = _plan(job, methods, items, out, kind)
     settings = _settings(job, plan, paths)
     batches = batches_of(items, int(job.batch_size))
     if resuming:
@@ -264,8 +304,9 @@ def run(job: Job) -> int:
         results.start(out, settings)
         done = 0
     todo = [(b, batches[b]) for b in range(done, len(batches))]
-    with _progress_bar(job, len(paths), sum(len(b) for b in batches[:done])) as bar:
-        for batch_no, lines in _engine(job, plan, todo):
+    with _progress_bar(job, len(paths), sum(len(b) for b in batches[:done])) as bar, \
+            contextlib.closing(_engine(job, plan, todo)) as explained:  # closed: the model is restored at once
+        for batch_no, lines in explained:
             results.commit(out, batch_no, lines)
             for line in lines:
                 if line.get("error") and job.log is not None:
@@ -273,14 +314,57 @@ def run(job: Job) -> int:
             bar.update(len(lines))
     results.finish(out)
     header = {k: settings[k] for k in ("model", "framework", "layer", "input_size", "normalize")}
+    if plan.kind == "media":
+        header.update(input_kind="media", frames=plan.frames)
     header.update(target=as_target(parse_target(plan.target) if plan.target else None, plan.classes).to_json())
     header.update(methods=plan.methods, method_titles={m.name: m.title for m in methods}, labels=plan.labels,
                   columns=plan.columns, map_size=plan.map_size, map_dtype=plan.map_dtype, results=results.RESULTS_FILE)
     write_summary(out, header)
     write_report(out, header, plan.report, root=plan.root, alpha=plan.alpha, colormap=plan.colormap)
     errors = sum(1 for r in results.read(out) if r.get("error"))
-    say(job, f"wrote {(job.shown_out or out) / 'report.html'} ({len(paths) - errors} images, {errors} unreadable)")
+    what = "images" if plan.kind == "image" else "inputs"
+    say(job, f"wrote {(job.shown_out or out) / 'report.html'} ({len(paths) - errors} {what}, {errors} unreadable)")
     return 1 if errors else 0
+
+
+def _inputs(specs) -> tuple[list[str], str]:
+    """(the input files, "image" or "media"): images expanded from files, folders, globs and lists, or the
+    videos, volumes and signals they name (never both: a model takes one input rank)."""
+    if isinstance(specs, (str, os.PathLike)):
+        specs = [specs]
+    images, media = split_inputs([os.fspath(s) for s in specs])
+    if media and images:
+        raise XcamError(f"--images mixes videos/volumes/signals ({_some(media)}) with images ({_some(images)}); "
+                        "explain them in separate runs, each with a model for that kind of input")
+    if media:
+        unique: dict[str, str] = {}
+        for p in media:
+            unique.setdefault(os.path.normpath(p), p)
+        return list(unique.values()), "media"
+    return expand_images(images), "image"
+
+
+def _some(names: list, shown: int = 3) -> str:
+    """The first few names, and how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(map(str, names[:shown])) + more
+
+
+def media_keys(paths) -> list[str]:
+    """One output folder name per video / volume / signal: its name before the first dot, then name_2, name_3,
+    ... for repeats (clip.mp4 and clip.avi; hidden names and the report's folder get a leading '_')."""
+    keys, used = [], set()
+    for p in paths:
+        stem = Path(p).name.split(".")[0] or "input"
+        if stem.startswith(".") or stem in RESERVED_KEYS:
+            stem = "_" + stem
+        key, n = stem, 1
+        while key in used:
+            n += 1
+            key = f"{stem}_{n}"
+        used.add(key)
+        keys.append(key)
+    return keys
 
 
 def _engine(job, plan, todo):
@@ -288,7 +372,9 @@ def _engine(job, plan, todo):
     if job.engine == "ray":
         yield from ray_batches(job.model_spec, plan, todo, address=job.address, workers=job.workers)
         return
-    yield from local_batches(job.framework, job.model, plan, todo, decode_workers=job.decode_workers)
+    threads = 2 if job.picture_threads is None else int(job.picture_threads)
+    yield from local_batches(job.framework, job.model, plan, todo, decode_workers=job.decode_workers,
+                             picture_threads=threads)
 
 
 def write_summary(out, header: dict) -> None:

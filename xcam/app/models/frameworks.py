@@ -49,10 +49,11 @@ class Framework:
         return channels, (h or DEFAULT_SIDE, w or DEFAULT_SIDE)
 
     def to_inputs(self, batch_nhwc: np.ndarray) -> np.ndarray:
-        """A preprocessed (N, H, W, C) batch in the adapter's layout."""
+        """A preprocessed channels-last batch ((N, H, W, C); signals (N, L, C), volumes (N, D, H, W, C)) in the
+        adapter's layout."""
         if self.adapter.LAYOUT == "channels_last":
             return batch_nhwc
-        return np.ascontiguousarray(batch_nhwc.transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(np.moveaxis(batch_nhwc, -1, 1))
 
     def layer_records(self, model, channels: int, hw: tuple[int, int]):
         shape = (channels, *hw) if self.adapter.LAYOUT == "channels_first" else (*hw, channels)
@@ -63,6 +64,20 @@ class Framework:
 
     def probe(self, model, batch_nhwc, layer, **kwargs):
         return self.adapter.probe(model, self.to_inputs(batch_nhwc), layer, **kwargs)
+
+    def memory_format(self, model, fmt: str):
+        """A context in which ``model`` runs in ``fmt`` ("channels_last" or "contiguous"), restored on exit
+        (PyTorch; other frameworks keep their own layout)."""
+        models = self.models
+        return models.memory_format(model, fmt) if hasattr(models, "memory_format") else contextlib.nullcontext()
+
+    def run_format(self, model, requested: str, rank: int) -> str:
+        """The memory format a job runs in: ``requested`` ("channels_last", "contiguous"), or for "auto"
+        channels-last where it is faster (PyTorch image models with 2-D convolutions), else contiguous."""
+        if requested != "auto":
+            return requested
+        prefers = getattr(self.models, "prefers_channels_last", None)
+        return "channels_last" if rank == 2 and prefers is not None and prefers(model) else "contiguous"
 
 
 def load_framework(name: str) -> Framework:

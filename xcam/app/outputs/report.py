@@ -1,7 +1,8 @@
 """report.html: one self-contained page laid out like the lab report's tables (pictures embedded), or, for
 large runs, an index with thumbnails and pages of at most 100 images that link to the files (nothing
 embedded, so the report stays small whatever the number of images). Both are built from results.jsonl one
-line at a time."""
+line at a time. Videos, volumes and signals get the same two modes: a self-contained page with a section per
+input (each method's picture inline), or the paged index whose cells link to the pictures."""
 
 import base64
 import html
@@ -49,8 +50,10 @@ td.left{text-align:left}
 
 def _meta(summary: dict) -> str:
     esc = html.escape
+    size = "x".join(map(str, summary["input_size"]))
+    shown = f"frames {summary['frames']} of {size}" if summary.get("input_kind") == "media" else f"input {size}"
     return (f"model: {esc(summary['model'])} ({esc(summary['framework'])}) &middot; layer: "
-            f"<b>{esc(summary['layer'])}</b> &middot; input {summary['input_size'][0]}x{summary['input_size'][1]}"
+            f"<b>{esc(summary['layer'])}</b> &middot; {shown}"
             f" &middot; normalization: {esc(str(summary['normalize']))}")
 
 
@@ -87,7 +90,8 @@ def render_html(summary: dict, pictures: dict) -> str:
         cells = [f"<td><img src='{png_data_uri(pics['original'])}'><div class='meta'>{esc(Path(entry['image']).name)}"
                  f"<br>predicted: <b>{esc(entry['predicted'])}</b><br>{_probs(entry)}</div></td>"]
         if pics.get("features") is not None:
-            cells.append(f"<td><div class='scroll'><img class='grid' src='{png_data_uri(pics['features'], 4096)}'>"
+            grid = pics["features"] if isinstance(pics["features"], str) else png_data_uri(pics["features"], 4096)
+            cells.append(f"<td><div class='scroll'><img class='grid' src='{grid}'>"
                          f"</div><div class='meta'>{entry['channels']} channels</div></td>")
         else:
             cells.append(f"<td><div class='meta'>{entry['channels']} channels</div></td>")
@@ -112,7 +116,7 @@ def _pictures(out: Path, entry: dict, summary: dict, root: str, alpha: float, co
     from the map)."""
     original = load_image(os.path.join(root, entry["image"]), name=entry["image"])
     pics = {"original": original,
-            "features": _read_png(out / entry["features"]) if entry.get("features") else None}
+            "features": _png_uri(out / entry["features"], 4096) if entry.get("features") else None}
     for m in summary["methods"]:
         for col, record in entry["maps"][m].items():
             if record.get("overlay"):
@@ -121,6 +125,17 @@ def _pictures(out: Path, entry: dict, summary: dict, root: str, alpha: float, co
                 pics[(m, col)] = overlay(original, np.load(out / record["map"]).astype(np.float32), alpha=alpha,
                                          colormap=colormap)
     return pics
+
+
+def _png_uri(path: Path, max_side: int):
+    """``png_data_uri`` of a PNG file: its own bytes when it needs no shrinking (what decoding and encoding it
+    again with the same encoder gives), else the picture read and shrunk."""
+    data = path.read_bytes()
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if max(width, height) <= max_side:
+            return "data:image/png;base64," + base64.b64encode(data).decode()
+    return _read_png(path)
 
 
 class _Lazy:
@@ -136,7 +151,9 @@ class _Lazy:
 def write_report(out, summary: dict, mode: str, root: str = ".", alpha: float = 0.5, colormap: str = "jet") -> None:
     """report.html for the run in ``out`` from its results.jsonl: "single" (self-contained) or "paged"."""
     out = Path(out)
-    if mode == "single":
+    if mode == "single" and summary.get("input_kind") == "media":
+        files.write_text(out / "report.html", _media_page(out, summary))
+    elif mode == "single":
         records = list(results.read(out))
         entries = [r for r in records if not r.get("error")]
         errors = [r["error"] for r in records if r.get("error")]
@@ -195,8 +212,8 @@ def _write_paged(out: Path, summary: dict, root: str) -> None:
                 cells.append(f"<td><div class='meta'>{entry['channels']} channels</div></td>")
             for m, col in columns:
                 record = entry["maps"][m][col]
-                pic = (f"<img loading='lazy' src='../{esc(record['overlay'])}'>" if record.get("overlay")
-                       else "")
+                shown = record.get("overlay") or record.get("picture")
+                pic = f"<img loading='lazy' src='../{esc(shown)}'>" if shown else ""
                 cells.append(f"<td>{pic}<div class='meta'>{_note(entry, record)}<br>"
                              f"<a href='../{esc(record['map'])}'>map (.npy)</a></div></td>")
             rows.append("<tr>" + "".join(cells) + "</tr>")
@@ -217,3 +234,27 @@ def _write_paged(out: Path, summary: dict, root: str) -> None:
             f"{'<ul>' + listed + '</ul>' + more if errors else ''}"
             f"<table><tr><th>page</th><th>images</th></tr>{''.join(index_rows)}</table>")
     files.write_text(out / "report.html", _page("xcam report", body))
+
+
+def _media_page(out: Path, summary: dict) -> str:
+    """One self-contained page of a video / volume / signal run: a section per input with each method's picture
+    inline (read one input at a time from results.jsonl), then the inputs that could not be read."""
+    parts, errors = [], []
+    for entry in results.read(out):
+        if entry.get("error"):
+            errors.append(f"<li>{html.escape(entry['error'])}</li>")
+            continue
+        pics = []
+        for method, by_column in entry["maps"].items():
+            for m in by_column.values():
+                if not m.get("picture"):
+                    continue
+                pics.append(f"<figure><img src='{png_data_uri(_read_png(out / m['picture']), max_side=1200)}'>"
+                            f"<figcaption>{html.escape(method)} ({html.escape(str(m['class']))})</figcaption></figure>")
+        title = html.escape(f"{entry['image']} ({entry['kind']}, {'x'.join(map(str, entry['shape']))}, "
+                            f"layer {entry['layer']}, predicted {entry['predicted']})")
+        parts.append(f"<section><h2>{title}</h2>{''.join(pics)}</section>")
+    if errors:
+        parts.append(f"<section><h2>Not explained</h2><ul>{''.join(errors)}</ul></section>")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>xcam report</title></head><body>"
+            f"<h1>xcam: videos, volumes and signals</h1>{''.join(parts)}</body></html>\n")
