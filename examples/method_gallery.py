@@ -26,11 +26,16 @@ x = torch.from_numpy(preprocess([image], (224, 224))).permute(0, 3, 1, 2)
 small = cv2.resize(image, (300, 150), interpolation=cv2.INTER_AREA)
 imagenet = efficientnet_lite0()
 # the sliding-window methods draw with larger windows here, so the gallery stays a minute's work
-GALLERY_OPTIONS = {"occlusion": {"window": 32, "stride": 16}}
+# fewer masks / samples than the defaults where those are thousands of forwards of the demo model
+GALLERY_OPTIONS = {"occlusion": {"window": 32, "stride": 16}, "rise": {"n_masks": 500},
+                   "sobol": {"nb_design": 16}, "hsic": {"nb_design": 300}, "sscam": {"num_samples": 2},
+                   "iscam": {"num_samples": 2}}
 # multi-layer methods: three depths (28x28, 14x14 and the 7x7 demo layer), as layer2-4 of a ResNet
 GALLERY_LAYERS = {"refinecam": ["backbone._blocks.4", "backbone._blocks.10", DEMO_LAYER["torch"]]}
 for method in sys.argv[2:] or xcam.methods():
-    if method == "cam":  # needs one linear layer after pooling: the plain ImageNet model, Egyptian cat / shepherd
+    if xcam.get_method(method).needs_attention:  # transformer blocks only (legrad): no picture on the CNN
+        continue
+    if xcam.get_method(method).needs_head:  # cam, dff: pooling then one linear layer: the ImageNet model, cat / shepherd
         maps = xcam_torch.cam(imagenet, x, "head_act", method, classes=[285, 235])[0]
     else:
         options = GALLERY_OPTIONS.get(method)

@@ -17,8 +17,8 @@ def table() -> str:
     rows = ["| name | method | kind | needs | paper | cat / dog on the demo composite |", "|---|---|---|---|---|---|"]
     for name in xcam.methods():
         m = xcam.get_method(name)
-        rows.append(f"| `{name}` | {m.title} | {m.kind} | {m.needs} | {m.paper} | "
-                    f"![{m.title}](examples/gallery/{name}.jpg) |")
+        picture = "(transformers only)" if m.needs_attention else f"![{m.title}](examples/gallery/{name}.jpg)"
+        rows.append(f"| `{name}` | {m.title} | {m.kind} | {m.needs} | {m.paper} | {picture} |")
     return "\n".join(rows)
 
 

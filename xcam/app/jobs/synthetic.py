@@ -116,7 +116,9 @@ def accuracy(predict, images, labels) -> float:
     return float((np.asarray(predict(images)).argmax(axis=1) == labels).mean())
 
 
-FAST_OPTIONS = {"smoothgrad": {"samples": 10}}
+# fewer samples / masks than the defaults (thousands of forwards per image at the defaults)
+FAST_OPTIONS = {"smoothgrad": {"samples": 10}, "rise": {"n_masks": 500}, "sobol": {"nb_design": 16},
+                "hsic": {"nb_design": 200}, "sscam": {"num_samples": 10}}
 
 
 def localization(adapter, model, images, labels, masks, methods=None, *, layer: str = LAYER) -> dict:
