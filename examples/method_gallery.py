@@ -35,7 +35,7 @@ GALLERY_LAYERS = {"refinecam": ["backbone._blocks.4", "backbone._blocks.10", DEM
 for method in sys.argv[2:] or xcam.methods():
     if xcam.get_method(method).needs_attention:  # transformer blocks only (legrad): no picture on the CNN
         continue
-    if xcam.get_method(method).needs_head:  # cam, dff: pooling then one linear layer: the ImageNet model, cat / shepherd
+    if xcam.get_method(method).needs_head:  # cam, dff: the ImageNet model (one linear head)
         maps = xcam_torch.cam(imagenet, x, "head_act", method, classes=[285, 235])[0]
     else:
         options = GALLERY_OPTIONS.get(method)
