@@ -7,7 +7,7 @@ before the split; ``method_names`` is the same function).
 import sys
 import types
 
-from . import activation, gradient, occlusion, perturbation, pixel  # noqa: F401  (registers every method)
+from . import activation, attribution_gradient, gradient, occlusion, perturbation, pixel  # noqa: F401  (registers all)
 from .registry import Method, MethodArgs, get_method, method_names, reduce_channels, register, resolve_options
 
 __all__ = ["Method", "MethodArgs", "get_method", "method_names", "reduce_channels", "register", "resolve_options"]
