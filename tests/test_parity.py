@@ -54,6 +54,11 @@ def assert_maps_agree(method, tmaps, kmaps):
 # fem at k=2 on random conv5 keeps a few positions per channel whose weighted sum is negative everywhere (an
 # all-zero map after ReLU); k=0.5 gives a map with signal
 FAST_OPTIONS = {"smoothgrad": {"samples": 3}, "fem": {"k": 0.5}}
+# the gradient attributions with few path points / samples (their own parity: tests/test_attributions_gradient.py)
+ATTRIBUTION_OPTIONS = {"integratedgradients": {"steps": 3, "tolerance": None}, "vargrad": {"samples": 3},
+                       "squaregrad": {"samples": 3}, "gradientshap": {"n_samples": 3}, "gradientxinput": None,
+                       "deconvnet": None}
+FAST_OPTIONS.update(ATTRIBUTION_OPTIONS)
 # Ablation-CAM on random weights sums near-equal terms of opposite sign (every logit drop is ~1e-4 of a ~1e-2
 # logit), so float32 rounding decides the map; it is compared on the trained demo model below instead.
 # ShapleyCAM explains one class per sample (no classes=): its parity is in tests/test_cams_adapters.py.
@@ -65,7 +70,7 @@ ALEXNET_METHODS = [m for m in xcam.methods()
 @pytest.mark.parametrize("layer", ["features.10", "features.8"])
 def test_alexnet_maps_agree_across_frameworks(alexnets, method, layer):
     tmodel, kmodel, x, xk = alexnets
-    if method in ("scorecam", "smoothgrad") and layer == "features.8":
+    if (method in ("scorecam", "smoothgrad") or method in ATTRIBUTION_OPTIONS) and layer == "features.8":
         pytest.skip("layer-independent or slow: checked at features.10")
     opts = FAST_OPTIONS.get(method)
     # a method that builds its own score from one class per sample (finercam) gets one class per sample
@@ -104,8 +109,9 @@ def demo_models():
 def test_demo_model_maps_agree_across_frameworks(demo_models, method):
     tmodel, kmodel, x, xk = demo_models
     which = {"targets": None} if xcam.get_method(method).explains else {"classes": [0, 1]}  # as above
-    tmaps = xcam_torch.cam(tmodel, x, "backbone.head_act", method, **which)
-    kmaps = xcam_tf.cam(kmodel, xk, "head_act", method, **which)
+    opts = ATTRIBUTION_OPTIONS.get(method)
+    tmaps = xcam_torch.cam(tmodel, x, "backbone.head_act", method, options=opts, **which)
+    kmaps = xcam_tf.cam(kmodel, xk, "head_act", method, options=opts, **which)
     assert tmaps.max() == 1.0
     assert_maps_agree(method, tmaps, kmaps)
 

@@ -249,9 +249,10 @@ def integratedgradients(x: MethodArgs) -> np.ndarray:
     (gausslegendre (captum's default), riemann_left, riemann_right, riemann_middle, riemann_trapezoid, as
     captum's) with ``steps`` (50) points; ``baseline`` x' "zeros" (captum's default 0), "blur", a number or an
     array (module docstring). Completeness (the paper's axiom: \sum_i A_i = f(x) - f(x')) is checked with one
-    extra batched forward of x and x': above ``tolerance`` (0.05) times |f(x) - f(x')| a CompletenessWarning
-    says the error and carries it (``errors``, ``gaps``; catch it with warnings.catch_warnings(record=True));
-    tolerance None skips the check, 0 always reports. cam() reduces with max_c |A|."""
+    extra batched forward of x and x': above ``tolerance`` (0.05, the paper's "within 5%" check of Sec. 5)
+    times |f(x) - f(x')| a CompletenessWarning says the error and carries it (``errors``, ``gaps``; catch it
+    with warnings.catch_warnings(record=True)); tolerance None skips the check, 0 always reports. cam() reduces
+    with max_c |A|."""
     return integrated_gradients(x)
 
 
