@@ -19,7 +19,8 @@ import numpy as np
 import torch
 import torchvision
 
-sys.path.insert(0, __import__("os").path.dirname(__file__))
+HERE = __import__("os").path.dirname(__import__("os").path.abspath(__file__))
+sys.path[:0] = [HERE, __import__("os").path.dirname(HERE)]  # bench.py, then this checkout's xcam
 
 import bench  # noqa: E402
 
@@ -77,36 +78,39 @@ def main(runs=3, n=2, size=64):
     shap_rows = torch.randn(5 * n, 3, size, size)
     nt_std = float(sigma.mean())
 
-    def ours(name, **options):
-        return lambda: xcam_torch.attribute(model, x, name, t, options=options)
+    def ours(name, batch=None, **options):
+        return lambda: xcam_torch.attribute(model, x, name, t, options=options, batch_size=batch)
 
     def nt(kind):
         return lambda: ca.NoiseTunnel(ca.Saliency(model)).attribute(x, nt_type=kind, nt_samples=25, stdevs=nt_std,
                                                                    target=t, abs=False)
 
-    cases = {  # method: (xcam, floor, captum)
-        "integratedgradients": (ours("integratedgradients"), floor(model, ig_rows, cls.repeat(50)),
+    cases = {  # method: (options, floor rows, floor classes, captum)
+        "integratedgradients": ({}, ig_rows, cls.repeat(50),
                                 lambda: ca.IntegratedGradients(model).attribute(x, baselines=0.0, target=t)),
-        "gradientxinput": (ours("gradientxinput"), floor(model, x, cls),
+        "gradientxinput": ({}, x, cls,
                            lambda: ca.InputXGradient(model).attribute(x.clone().requires_grad_(), target=t)),
-        "vargrad": (ours("vargrad"), floor(model, noisy, cls.repeat(25)), nt("vargrad")),
-        "squaregrad": (ours("squaregrad"), floor(model, noisy, cls.repeat(25)), nt("smoothgrad_sq")),
-        "deconvnet": (ours("deconvnet"), floor(model, x, cls),
-                      lambda: ca.Deconvolution(model).attribute(x.clone().requires_grad_(), target=t)),
-        "gradientshap": (ours("gradientshap", baselines=bases.numpy()), floor(model, shap_rows, cls.repeat(5)),
+        "vargrad": ({}, noisy, cls.repeat(25), nt("vargrad")),
+        "squaregrad": ({}, noisy, cls.repeat(25), nt("smoothgrad_sq")),
+        "deconvnet": ({}, x, cls, lambda: ca.Deconvolution(model).attribute(x.clone().requires_grad_(), target=t)),
+        "gradientshap": ({"baselines": bases.numpy()}, shap_rows, cls.repeat(5),
                          lambda: ca.GradientShap(model).attribute(x, baselines=bases, target=t)),
     }
     print(f"resnet18 (random weights) N={n} {size}px, class 1, {runs} runs (median), torch threads "
-          f"{torch.get_num_threads()}")
-    print(f"{'method':<20} {'xcam ms':>9} {'floor ms':>9} {'captum ms':>10} {'x/floor':>8} {'x/captum':>9} "
-          f"{'calls xcam':>10} {'calls captum':>12}")
-    for name, (mine, low, anchor) in cases.items():
-        entries = [("xcam", mine), ("floor", low), ("captum", anchor)]
-        secs = bench.interleaved(entries, runs=runs, warm=1)
-        calls = count_calls(model, mine), count_calls(model, anchor)
-        print(f"{name:<20} {secs['xcam'] * 1e3:9.1f} {secs['floor'] * 1e3:9.1f} {secs['captum'] * 1e3:10.1f} "
-              f"{secs['xcam'] / secs['floor']:8.2f} {secs['xcam'] / secs['captum']:9.2f} {calls[0]:10d} "
-              f"{calls[1]:12d}", flush=True)
+          f"{torch.get_num_threads()}; xcam/floor at {DEFAULT_BATCH} rows per call (xcam's default) and at all "
+          "rows in one call (captum's default, the setting of the captum ratio)")
+    print(f"{'method':<20} {'rows':>5} {'xcam32 ms':>10} {'floor32':>8} {'xcam1 ms':>9} {'floor1':>8} {'captum':>8} "
+          f"{'x32/f32':>8} {'x1/f1':>6} {'x1/captum':>9} {'calls xcam32/1':>14} {'captum':>6}")
+    for name, (options, rows, classes, anchor) in cases.items():
+        entries = [("xcam32", ours(name, **options)), ("floor32", floor(model, rows, classes)),
+                   ("xcam1", ours(name, len(rows), **options)), ("floor1", floor(model, rows, classes, len(rows))),
+                   ("captum", anchor)]
+        s = bench.interleaved(entries, runs=runs, warm=1)
+        calls = [count_calls(model, fn) for _, fn in entries[::2]]
+        print(f"{name:<20} {len(rows):5d} {s['xcam32'] * 1e3:10.1f} {s['floor32'] * 1e3:8.1f} {s['xcam1'] * 1e3:9.1f} "
+              f"{s['floor1'] * 1e3:8.1f} {s['captum'] * 1e3:8.1f} {s['xcam32'] / s['floor32']:8.2f} "
+              f"{s['xcam1'] / s['floor1']:6.2f} {s['xcam1'] / s['captum']:9.2f} {calls[0]:>7d}/{calls[1]:<6d} "
+              f"{calls[2]:6d}", flush=True)
 
 
 if __name__ == "__main__":

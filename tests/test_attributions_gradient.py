@@ -305,6 +305,8 @@ def captum_comparisons():
             return value
         return wrapped
 
+    np.random.seed(0)        # captum draws from the global generators; seeded, so the run is repeatable
+    torch.manual_seed(0)
     saved = np.random.choice, np.random.uniform, torch.normal
     np.random.choice, np.random.uniform, torch.normal = (record(saved[0], "index"), record(saved[1], "alpha"),
                                                          record(saved[2], "noise"))
