@@ -57,6 +57,11 @@ def assert_maps_agree(method, tmaps, kmaps):
 FAST_OPTIONS = {"smoothgrad": {"samples": 3}, "fem": {"k": 0.5}, "occlusion": {"window": 56, "stride": 56},
                 "smoothgradcampp": {"num_samples": 1}, "rise": {"n_masks": 64},
                 "sobol": {"grid_size": 4, "nb_design": 8}, "hsic": {"grid_size": 4, "nb_design": 64}}
+# the gradient attributions with few path points / samples (their own parity: tests/test_attributions_gradient.py)
+ATTRIBUTION_OPTIONS = {"integratedgradients": {"steps": 3, "tolerance": None}, "vargrad": {"samples": 3},
+                       "squaregrad": {"samples": 3}, "gradientshap": {"n_samples": 3}, "gradientxinput": None,
+                       "deconvnet": None}
+FAST_OPTIONS.update(ATTRIBUTION_OPTIONS)
 # Ablation-CAM on random weights sums near-equal terms of opposite sign (every logit drop is ~1e-4 of a ~1e-2
 # logit), so float32 rounding decides the map; it is compared on the trained demo model below instead.
 # ShapleyCAM explains one class per sample (no classes=): its parity is in tests/test_cams_adapters.py.
@@ -70,8 +75,8 @@ ALEXNET_METHODS = [m for m in xcam.methods() if not xcam.get_method(m).needs_hea
 @pytest.mark.parametrize("layer", ["features.10", "features.8"])
 def test_alexnet_maps_agree_across_frameworks(alexnets, method, layer):
     tmodel, kmodel, x, xk = alexnets
-    if method in ("scorecam", "smoothgrad", "fullgrad", "smoothgradcampp", "rise", "sobol", "hsic") and \
-            layer == "features.8":
+    if (method in ("scorecam", "smoothgrad", "fullgrad", "smoothgradcampp", "rise", "sobol", "hsic")
+            or method in ATTRIBUTION_OPTIONS) and layer == "features.8":
         pytest.skip("layer-independent or slow: checked at features.10")
     opts = FAST_OPTIONS.get(method)
     # a method that builds its own score from one class per sample (finercam) gets one class per sample

@@ -105,8 +105,9 @@ class Probe(Protocol):
 
     def input_gradients(self, inputs: np.ndarray, targets, guided: bool = False, samples=None) -> np.ndarray:
         """d score / d input, (B, C_in, *S), for a Target (rows belonging to ``samples``, default all) or
-        class indices (B,) (the logit); ``guided``: through ReLUs that pass only positive gradients (guided
-        backprop), without changing the model."""
+        class indices (B,) (the logit); ``guided`` (True or "guided"): through ReLUs that pass only positive gradients
+        (guided backprop); "deconvnet": ReLUs pass the positive part of their output gradient to their input
+        (DeconvNet); without changing the model."""
 
     def layer_hvp(self, target) -> np.ndarray:
         """The Hessian-vector product H A at the layer for the probe's batch, (N, C, *s) canonical: H the Hessian

@@ -42,27 +42,43 @@ def _positive_gradient(x):
     return tf.identity(x), lambda g: tf.nn.relu(g)
 
 
+def _positive_output_gradient(x, fn):
+    """``fn(x)`` forward; backward: the positive part of the output gradient handed straight to ``x`` (the
+    ReLU's own backward is skipped: deconvnet)."""
+    @tf.custom_gradient
+    def through(t):
+        return fn(t), lambda g: tf.nn.relu(g)
+    return through(x)
+
+
 def _is_relu(fn) -> bool:
     return getattr(fn, "__name__", "") in ("relu", "relu6")
 
 
 @contextlib.contextmanager
-def guided_relus(model):
+def guided_relus(model, mode=True):
     """While tracing: every ReLU layer and every layer with a fused relu activation passes only positive
-    gradients backward. The layers' attributes are restored on exit."""
+    gradients backward (``mode`` True or "guided": then through the ReLU's own backward; "deconvnet": straight
+    to the ReLU's input). The layers' attributes are restored on exit."""
     saved = []
+    deconv = mode == "deconvnet"
     try:
         for _, layer in walk(model):
             if isinstance(layer, keras.layers.ReLU):
                 original = layer.call
-                object.__setattr__(layer, "call", lambda *a, _f=original, **k: _positive_gradient(_f(*a, **k)))
+                call = (lambda t, *a, _f=original, **k: _positive_output_gradient(t, lambda u: _f(u, *a, **k))) \
+                    if deconv else (lambda *a, _f=original, **k: _positive_gradient(_f(*a, **k)))
+                object.__setattr__(layer, "call", call)
                 saved.append((layer, "call", None))
             elif _is_relu(getattr(layer, "activation", None)):
                 act = layer.activation
-                object.__setattr__(layer, "activation", lambda t, _f=act: _positive_gradient(_f(t)))
+                wrap = (lambda t, _f=act: _positive_output_gradient(t, _f)) if deconv else \
+                    (lambda t, _f=act: _positive_gradient(_f(t)))
+                object.__setattr__(layer, "activation", wrap)
                 saved.append((layer, "activation", act))
         if not saved:
-            raise XcamError("guided backprop needs ReLU layers or relu activations; this model has none")
+            what = "deconvnet" if deconv else "guided backprop"
+            raise XcamError(f"{what} needs ReLU layers or relu activations; this model has none")
         yield
     finally:
         restore(saved)
@@ -219,12 +235,13 @@ class Probe:
         return self._from_layer(sample, activations, target)
 
     def input_gradients(self, inputs: np.ndarray, targets, guided: bool = False, samples=None) -> np.ndarray:
-        """d score / d input for a Target or class indices, returned channels first (B, C, *S); ``guided``:
-        through ReLUs that pass only positive gradients. Only the explained input is differentiated."""
+        """d score / d input for a Target or class indices, returned channels first (B, C, *S); ``guided`` (True
+        or "guided"): through ReLUs that pass only positive gradients, "deconvnet": ReLUs pass their positive
+        output gradients to their inputs. Only the explained input is differentiated."""
         target = as_target(targets)
         x = self._assemble(np.moveaxis(inputs, 1, -1), samples)
         params = target.params(len(inputs)) if samples is None else batch_params(target, len(self.inputs), samples)
-        use_guided = bool(guided)
+        use_guided = "deconvnet" if guided == "deconvnet" else bool(guided)
         model, output, key = self.model, self.output, self.key
 
         def build():
@@ -236,7 +253,7 @@ class Probe:
                     with contextlib.ExitStack() as stack:
                         stack.enter_context(wrapped([], {}, {}, final_layer(model)))
                         if use_guided:
-                            stack.enter_context(guided_relus(model))
+                            stack.enter_context(guided_relus(model, use_guided))
                         out = selected(model, model(batch, training=False), output, target)
                     score = tf.reduce_sum(plain(target.score)(out, p, OPS))  # inside the tape
                 return tape.gradient(score, explained, unconnected_gradients=tf.UnconnectedGradients.ZERO)

@@ -1,6 +1,8 @@
 """The probe: extra batched forwards and input gradients that perturbation and pixel methods ask for.
 It runs the model; the masks, ablations, noise and weights are made in xcam/."""
 
+import contextlib
+
 import numpy as np
 import torch
 from torch import nn
@@ -27,6 +29,18 @@ from ._layouts import layout_of
 _RELUS = (nn.ReLU, nn.ReLU6)
 
 
+@contextlib.contextmanager
+def _pre_hooked(pairs):
+    """(module, forward pre-hook) pairs registered for the block only."""
+    handles = []
+    try:
+        handles.extend(m.register_forward_pre_hook(h) for m, h in pairs)
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
 class _PositiveGradient(torch.autograd.Function):
     """Identity forward; backward passes only positive gradients (guided backprop, with the ReLU's own
     backward supplying the [x > 0] factor)."""
@@ -38,6 +52,36 @@ class _PositiveGradient(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         return grad.clamp(min=0)
+
+
+class _PositiveOutputGradient(torch.autograd.Function):
+    """Forward: the ReLU module's own output ``out``; backward: the positive part of the output gradient, handed
+    straight to the module's input ``x`` (the ReLU's own backward is skipped: deconvnet)."""
+
+    @staticmethod
+    def forward(ctx, x, out):
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.clamp(min=0), None
+
+
+def _relu_hooks(model: nn.Module, mode):
+    """(forward pre-hooks, forward hooks) on every nn.ReLU / nn.ReLU6 for the ReLU backward ``mode``: True or
+    "guided" (positive gradients, then the ReLU's own backward), "deconvnet" (positive output gradients straight
+    to the input; the pre-hook hands the module a copy so an in-place ReLU leaves the input it saw)."""
+    relus = [m for m in model.modules() if isinstance(m, _RELUS)]
+    if mode != "deconvnet":
+        return [], [(m, lambda mod, args, out: _PositiveGradient.apply(out)) for m in relus]
+    seen: dict = {}
+
+    def keep(mod, args):
+        seen[mod] = args[0]
+        return (args[0].clone(),) + tuple(args[1:]) if getattr(mod, "inplace", False) else None
+
+    return ([(m, keep) for m in relus],
+            [(m, lambda mod, args, out: _PositiveOutputGradient.apply(seen.pop(mod), out)) for m in relus])
 
 
 class Probe:
@@ -129,21 +173,22 @@ class Probe:
         return self._scores(out, target, np.full(len(activations), sample))
 
     def input_gradients(self, inputs: np.ndarray, targets, guided: bool = False, samples=None) -> np.ndarray:
-        """d score / d input (B, C, *S) for a Target or class indices; ``guided`` passes only positive
-        gradients through every nn.ReLU / nn.ReLU6 (forward hooks for this call only: the modules are not
-        changed)."""
+        """d score / d input (B, C, *S) for a Target or class indices; ``guided`` (True or "guided") passes only
+        positive gradients through every nn.ReLU / nn.ReLU6, "deconvnet" passes their positive output gradients
+        to their inputs (hooks for this call only: the modules are not changed)."""
         target = as_target(targets)
         batch = self._inputs(inputs, samples)
         x = batch.get(self.key).detach().requires_grad_(True)
         batch = batch.swap(self.key, x, None)
-        hooks = [(m, lambda mod, args, out: _PositiveGradient.apply(out))
-                 for m in self.model.modules() if isinstance(m, _RELUS)] if guided else []
+        pre, hooks = _relu_hooks(self.model, guided) if guided else ([], [])
         if guided and not hooks:
-            raise XcamError("guided backprop needs nn.ReLU modules; this model has none "
+            what = "deconvnet" if guided == "deconvnet" else "guided backprop"
+            raise XcamError(f"{what} needs nn.ReLU modules; this model has none "
                             "(functional relu calls cannot be guided without changing the model)")
         check_gradients_possible(self.model)
         params = target.params(len(x)) if samples is None else batch_params(target, len(self.inputs), samples)
-        with hooked(self.model, hooks, self.output, target.whole_output) as run, preserved(self.model):
+        with hooked(self.model, hooks, self.output, target.whole_output) as run, preserved(self.model), \
+                _pre_hooked(pre):
             torch.set_grad_enabled(True)
             out = run(batch)
             score = target.score(out, tensors(params, first_tensor(out)), OPS)

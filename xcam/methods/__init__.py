@@ -7,7 +7,15 @@ before the split; ``method_names`` is the same function).
 import sys
 import types
 
-from . import activation, gradient, masks, occlusion, perturbation, pixel  # noqa: F401  (registers every method)
+from . import (  # noqa: F401  (registers every method)
+    activation,
+    attribution_gradient,
+    gradient,
+    masks,
+    occlusion,
+    perturbation,
+    pixel,
+)
 from .registry import Method, MethodArgs, get_method, method_names, reduce_channels, register, resolve_options
 
 __all__ = ["Method", "MethodArgs", "get_method", "method_names", "reduce_channels", "register", "resolve_options"]

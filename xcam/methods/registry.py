@@ -108,7 +108,8 @@ def reduce_channels(attribution: np.ndarray, reduce: str, input_rank: int) -> np
 
 
 _REGISTRY: dict[str, Method] = {}
-FAMILIES = ("gradient", "activation", "perturbation", "pixel", "occlusion")  # xcam.methods modules, table order
+FAMILIES = ("gradient", "activation", "perturbation", "pixel", "occlusion",  # xcam.methods modules, table order
+            "attribution_gradient")
 
 
 def register(name: str, *, title: str, paper: str, **meta) -> Callable:
