@@ -391,7 +391,8 @@ def layer_records(model, input_shape: tuple) -> list[LayerRecord]:
                 except XcamError:
                     pass
             if tf.is_tensor(out):
-                recorder.saw(path, tuple(out.shape), out, lambda shape: layout_of(model, layer, shape, rank))
+                recorder.saw(path, tuple(out.shape), out,
+                             lambda shape: layout_of(model, layer, shape, rank, spatial=tuple(input_shape[:-1])))
             else:
                 recorder.saw(path, None)
             return out

@@ -243,7 +243,7 @@ def layer_records(model: nn.Module, input_shape: tuple) -> list[LayerRecord]:
             out = _default_part(out)
             is_tensor = isinstance(out, torch.Tensor)
             recorder.saw(name, tuple(out.shape) if is_tensor else None, out if is_tensor else None,
-                         lambda shape: layout_of(model, module, shape, rank))
+                         lambda shape: layout_of(model, module, shape, rank, spatial=tuple(input_shape[1:])))
         return record
 
     named = [(n, m) for n, m in model.named_modules() if n]

@@ -24,6 +24,7 @@ TOP1_COLUMN = "top-1"  # the report column when each image is explained for its 
 THUMB_SIDE = 128
 MAP_SIZES = ("input", "layer")
 MAP_DTYPES = ("float32", "float16")
+PROBE_OPTIONS = ("output", "layer_output", "call", "reshape")  # capture options the probe takes too
 
 
 @dataclass
@@ -116,7 +117,7 @@ class Worker:
         target = parse_target(plan.target) if plan.target else None
         cap = fw.capture(self.model, batch, layer, targets=target, classes=classes, gradients=self.needs_grad,
                          head=self.needs_head, labels=labels, **plan.capture_options)
-        output = {k: v for k, v in plan.capture_options.items() if k == "output"}
+        output = {k: v for k, v in plan.capture_options.items() if k in PROBE_OPTIONS}
         probe = fw.probe(self.model, batch, layer, **output) if self.needs_probe else None
         size = tuple(plan.input_size) if plan.map_size == "input" else None
         maps = {m.name: compute_cam(cap, m, size=size, model_inputs=None if probe is None else probe.inputs,
