@@ -5,6 +5,7 @@ same network with a plain tensor output (Ablation-CAM writing the chosen part ba
 one-line errors for a part the output lacks, and the model left without hooks or patched calls."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -217,3 +218,38 @@ def test_keras_layer_returning_a_tuple():
         np.testing.assert_allclose(xcam_tf.cam(net, x, net.block, method, layer_output=2),
                                    xcam_torch.cam(twin, X, "block", method, layer_output=2), atol=1e-4)
     assert "call" not in vars(net.block)
+
+
+class Twice(nn.Module):
+    """stem conv -> one block applied twice (weights shared) -> head: the block runs twice in one forward."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.block, self.head = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1), nn.Linear(4, 3)
+
+    def forward(self, x):
+        a = torch.relu(self.block(torch.relu(self.stem(x))))
+        return self.head(torch.relu(self.block(a)).mean(dim=(2, 3)))
+
+
+def test_cli_call_flag_explains_one_call_of_a_shared_layer(tmp_path):
+    from xcam.app.cli import main
+    from xcam.app.inputs.images import load_image, preprocess
+
+    torch.manual_seed(2)
+    net = Twice().eval()
+    path = tmp_path / "twice.pt"
+    torch.save(net, path)
+    image = os.path.join(os.path.dirname(__file__), "..", "xcam", "app", "data", "chelsea_cat.png")
+    x = np.ascontiguousarray(preprocess([load_image(image)], (16, 16), "imagenet").transpose(0, 3, 1, 2))
+    maps = {}
+    for call in (0, 1):
+        out = tmp_path / f"out{call}"
+        assert main(["explain", "--model", str(path), "--trust-model", "--images", image, "--out", str(out),
+                     "--layer", "block", "--call", str(call), "--input-size", "16", "--methods", "gradcam",
+                     "--no-overlays", "--no-features", "--quiet"]) == 0
+        maps[call] = np.load(next(out.glob("*/gradcam_*.npy")))
+        np.testing.assert_allclose(maps[call], xcam_torch.cam(net, x, "block", call=call)[0], atol=1e-6)
+    assert np.abs(maps[0] - maps[1]).max() > 1e-2
+    assert main(["explain", "--model", str(path), "--trust-model", "--images", image, "--out", str(tmp_path / "e"),
+                 "--layer", "block", "--input-size", "16", "--quiet"]) == 2   # runs twice: --call needed
