@@ -171,15 +171,18 @@ class Adapter(Protocol):
     """"channels_first" or "channels_last": the layout of the framework's inputs and layers."""
 
     def capture(self, model, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
-                head: bool = False, labels=None, output=None, reshape=None, call=None) -> "Capture | list[Capture]":
+                head: bool = False, labels=None, output=None, reshape=None, call=None,
+                layer_output=None) -> "Capture | list[Capture]":
         """Activations, gradients of the target's score and the selected output, as a ``Capture`` (channels
         first); ``reshape`` overrides the detected layer layout (``xcam.layouts.as_layout``); ``call`` picks
-        one call of a layer that runs several times in one forward (from 0; ``xcam.layers.check_call``)."""
+        one call of a layer that runs several times in one forward (from 0; ``xcam.layers.check_call``);
+        ``layer_output`` the tensor of a structured layer output (``xcam.layer_outputs.pick``)."""
 
-    def probe(self, model, inputs, layer, output=None, reshape=None, key=None, call=None) -> Probe:
+    def probe(self, model, inputs, layer, output=None, reshape=None, key=None, call=None,
+              layer_output=None) -> Probe:
         """A ``Probe`` for methods that run the model again on this batch and layer (``output`` selected); with
         several inputs, ``key`` names the image-like input the probe's ``inputs`` are (``xcam.inputs``);
-        ``call``: the call of a shared layer it replaces (default the first)."""
+        ``call``: the call of a shared layer it replaces (default the first); ``layer_output`` as in capture."""
 
     def layer_records(self, model, input_shape: tuple) -> list:
         """``xcam.layers.LayerRecord`` for every layer, from one forward on zeros of ``(1, *input_shape)``

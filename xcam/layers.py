@@ -81,19 +81,36 @@ def default_layer(records: list[LayerRecord]) -> LayerRecord:
     containers that only hand a pooling layer's output on (AlexNet -> features.11, ResNet -> layer4,
     Keras VGG16 -> block5_conv3). Token layers from the last attention layer on are skipped:
     tokens mix only in attention, so after it the patch tokens no longer reach the class token and their
-    gradients are zero (ViT -> the last block's first layer norm)."""
+    gradients are zero (ViT -> the last block's first layer norm); layers inside that attention layer (its
+    projections, which finish before it) are skipped with it. Tokens without prefix tokens (a Swin stage, pooled
+    by its head) are not skipped; maps of a lower rank than the model's highest (an MLP's (N, T, 4C) hidden
+    tokens read as a 1-D map inside an image model) are skipped."""
     by_name = {r.name: r for r in records}
     attention = [i for i, r in enumerate(records) if "attention" in r.kind.lower()]
     last_attention = attention[-1] if attention else len(records)
+    if attention:  # its projections finish before it does (a Hugging Face ViTAttention's o_proj): skipped too
+        last = records[last_attention].name
+        last_attention = min([last_attention, *[i for i, r in enumerate(records)
+                                                if r.name.startswith((last + ".", last + "/"))]])
+    ranks = [len(r.shape) for r in records if r.cam_ready and not r.is_pool]
+    top = max(ranks, default=0)
     for i in range(len(records) - 1, -1, -1):
         rec = records[i]
-        if not rec.cam_ready or rec.is_pool or (rec.tokens and i >= last_attention):
+        if not rec.cam_ready or rec.is_pool or (rec.tokens and i >= last_attention and _prefixed(rec)):
+            continue
+        if len(rec.shape) < top:   # a 1-D map inside an image model (an MLP's hidden tokens read as (N, C, L))
             continue
         if rec.same_as and by_name.get(rec.same_as, rec).is_pool:
             continue
         return rec
     raise XcamError("the model has no layer with a spatial output ((N, C, L), (N, C, h, w), (N, C, d, h, w) or "
                     "tokens), so no CAM can be made")
+
+
+def _prefixed(rec: LayerRecord) -> bool:
+    """Whether a token layer's tokens have prefix tokens (a class token the head reads); "tokens 0+4x4" (a Swin
+    stage, whose head pools every token) has none, so its layers after the last attention still reach the output."""
+    return not rec.layout.startswith("tokens 0+")
 
 
 def default_layer_name(records_of, model, input_shape: tuple | None) -> str:

@@ -6,6 +6,7 @@ import numpy as np
 from .contract import Adapter, Capture, spatial_size
 from .errors import XcamError
 from .inputs import POSITIONAL, SINGLE, entries, image_keys, lookup
+from .layer_outputs import check_choice
 from .layers import check_call, default_layer_name
 from .maps import combine, finish, fuse, principal_map
 from .methods import MethodArgs, get_method, method_names, reduce_channels, resolve_options
@@ -147,9 +148,10 @@ def cam_for(adapter: Adapter):
     layout = "(N, C, *S)" if adapter.LAYOUT == "channels_first" else "(N, *S, C)"
 
     def cam(model, inputs, layer=None, method="gradcam", targets=None, *, classes=None, size=None, labels=None,
-            options=None, output=None, reshape=None, call=None, batch_size=None) -> np.ndarray:
+            options=None, output=None, reshape=None, call=None, batch_size=None, layer_output=None) -> np.ndarray:
         return explain(adapter, model, inputs, layer, method, targets, classes=classes, size=size, labels=labels,
-                       options=options, output=output, reshape=reshape, call=call, batch_size=batch_size)
+                       options=options, output=output, reshape=reshape, call=call, batch_size=batch_size,
+                       layer_output=layer_output)
 
     cam.__doc__ = (f"Class activation maps for a batch {layout}: float32 (N, *S) in [0, 1], or (N, K, *S) with "
                    f"``classes``.\n\n{explain.__doc__.split(chr(10) * 2, 1)[1]}")
@@ -158,7 +160,8 @@ def cam_for(adapter: Adapter):
 
 
 def explain(adapter: Adapter, model, inputs, layer=None, method="gradcam", targets=None, *, classes=None, size=None,
-            labels=None, options=None, output=None, reshape=None, call=None, batch_size=None) -> np.ndarray:
+            labels=None, options=None, output=None, reshape=None, call=None, batch_size=None,
+            layer_output=None) -> np.ndarray:
     """Class activation maps for a batch: float32 (N, *S) in [0, 1] (or (N, K, *S) with ``classes``), S of the
     layer's spatial rank: (L,) for signals, (H, W) for images, (D, H, W) for volumes and clips.
 
@@ -178,7 +181,9 @@ def explain(adapter: Adapter, model, inputs, layer=None, method="gradcam", targe
     that runs several times in one forward (one encoder applied to two images: a siamese network), which call to
     explain, counted from 0 in the order the forward runs them; gradients and activations are that call's, the maps
     take the size of the first image-like input (give ``size`` when the branches differ); without it such a layer is
-    a one-line error saying how often it runs.
+    a one-line error saying how often it runs; layer_output: for a layer that returns a tuple, dict or dataclass
+    (a Hugging Face Swin stage, ``BaseModelOutput``), which tensor is explained, by index or name (default: the
+    first of a spatial rank, ``xcam.layer_outputs``).
 
     Several inputs: the layer may lie on any branch; its maps take the size of the first image-like input
     (3-D to 5-D) of their rank. Pixel methods give one map per image-like input (a tuple for positional,
@@ -197,9 +202,7 @@ def explain(adapter: Adapter, model, inputs, layer=None, method="gradcam", targe
     kind, _ = entries(inputs)
     layer = _layer_or_default(adapter, model, inputs, layer)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
-    extra = {} if reshape is None else {"reshape": reshape}
-    if check_call(call) is not None:
-        extra["call"] = check_call(call)
+    extra = _extra(reshape, call, layer_output)
     keys = image_keys(inputs)
     sizes = {k: spatial_size(tuple(np.shape(lookup(inputs, k))), adapter.LAYOUT) for k in keys}
     explained = keys if m.kind == "pixel" and kind != SINGLE and keys else keys[:1] or [None]
@@ -237,9 +240,9 @@ def attribute_for(adapter: Adapter):
     layout = "(N, C, *S)" if adapter.LAYOUT == "channels_first" else "(N, *S, C)"
 
     def bound(model, inputs, method, targets=None, *, options=None, output=None, classes=None, batch_size=None,
-              layer=None, reshape=None, call=None):
+              layer=None, reshape=None, call=None, layer_output=None):
         return attribute(adapter, model, inputs, method, targets, options=options, output=output, classes=classes,
-                         batch_size=batch_size, layer=layer, reshape=reshape, call=call)
+                         batch_size=batch_size, layer=layer, reshape=reshape, call=call, layer_output=layer_output)
 
     bound.__doc__ = (f"Signed input attributions for a batch {layout}: float32 in the input's shape, or (N, K, ...) "
                      f"with ``classes``.\n\n{attribute.__doc__.split(chr(10) * 2, 1)[1]}")
@@ -249,7 +252,7 @@ def attribute_for(adapter: Adapter):
 
 
 def attribute(adapter: Adapter, model, inputs, method, targets=None, *, options=None, output=None, classes=None,
-              batch_size=None, layer=None, reshape=None, call=None):
+              batch_size=None, layer=None, reshape=None, call=None, layer_output=None):
     """Signed input attributions, float32, in the input's own layout and shape (PyTorch (N, C, *S), Keras
     (N, *S, C); (N, K, ...) with ``classes``), not normalized: what captum's ``attribute`` and xplique's
     ``explain`` return.
@@ -257,7 +260,8 @@ def attribute(adapter: Adapter, model, inputs, method, targets=None, *, options=
     method: a pixel method (``xcam.methods("pixel")``); a CAM (layer) method is a one-line error naming ``cam()``.
     targets, classes, options, output: as in ``cam``; batch_size: rows per model call for the forwards and input
     gradients the method asks (the core batches; default ``xcam.methods.registry.DEFAULT_BATCH``); layer: only
-    for methods that use one (Guided Grad-CAM; default: the last layer with a spatial output). Several inputs:
+    for methods that use one (Guided Grad-CAM; default: the last layer with a spatial output); reshape, call,
+    layer_output: as in ``cam``. Several inputs:
     one attribution per image-like input (a tuple for positional, a dict for keyword inputs), the others held
     fixed.
     """
@@ -267,9 +271,7 @@ def attribute(adapter: Adapter, model, inputs, method, targets=None, *, options=
                         f"cam(model, inputs, layer, {m.name!r}); attribute() takes pixel methods: "
                         f"{', '.join(method_names('pixel'))}")
     layer = _layer_or_default(adapter, model, inputs, layer)
-    extra = {} if reshape is None else {"reshape": reshape}
-    if check_call(call) is not None:
-        extra["call"] = check_call(call)
+    extra = _extra(reshape, call, layer_output)
     kind, _ = entries(inputs)
     keys = image_keys(inputs)
     explained = keys if kind != SINGLE and keys else keys[:1] or [None]
@@ -376,3 +378,13 @@ def aug_smoothed(adapter: Adapter, model, inputs, layer, m, targets=None, *, cla
                       output=output, reshape=reshape, call=call, batch_size=batch_size)
         maps.append(deaugment(one, flip))
     return finish(np.mean(np.float32(maps), axis=0), None, len(out_size))
+
+def _extra(reshape, call, layer_output) -> dict:
+    """The keywords capture and probe take for ``reshape``, ``call`` and ``layer_output`` (only those given)."""
+    extra = {} if reshape is None else {"reshape": reshape}
+    if check_call(call) is not None:
+        extra["call"] = check_call(call)
+    if layer_output is not None:
+        check_choice(layer_output)
+        extra["layer_output"] = layer_output
+    return extra

@@ -18,6 +18,7 @@ import tensorflow as tf
 from xcam.contract import BATCH_LAYOUTS, Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import SINGLE, batch_size, entries, image_like, name, rebuild
+from xcam.layer_outputs import pick, put
 from xcam.layers import LayerRecord, LayerRecorder, call_error, check_call, default_layer_name, unknown_layer
 from xcam.methods.activation import check_head_weights
 from xcam.targets import as_target, is_tensor, select_output
@@ -70,10 +71,11 @@ def final_layer(model):
 
 
 @contextlib.contextmanager
-def wrapped(layers, keep: dict, tape_box: dict, final, replace=None, runs=None, counts=None):
+def wrapped(layers, keep: dict, tape_box: dict, final, replace=None, runs=None, counts=None, layer_output=None):
     """Wrap the target layers' calls (keep and watch their outputs at their run ``runs[i]``, default the first:
     a shared layer runs several times; or ``replace`` the first one's output there) and make a final softmax
-    the identity; ``counts`` (a dict) receives how often each layer ran. Everything is undone on exit."""
+    the identity; ``counts`` (a dict) receives how often each layer ran; ``layer_output``: which tensor of a
+    structured layer output is kept or replaced (``xcam.layer_outputs.pick``). Everything is undone on exit."""
     saved = []
     counts = {} if counts is None else counts
 
@@ -85,11 +87,14 @@ def wrapped(layers, keep: dict, tape_box: dict, final, replace=None, runs=None, 
             seen = counts[index] = counts.get(index, 0) + 1
             if seen - 1 != wanted:
                 return original(*args, **kwargs)            # another call of a shared layer: left as it is
-            out = original(*args, **kwargs) if replace is None else replace
+            whole = original(*args, **kwargs)
+            part, out = pick(whole, layer_output, getattr(layer, "name", "layer"))
+            if replace is not None:
+                out = replace
             if tape_box.get("tape") is not None:
                 tape_box["tape"].watch(out)
             keep[index] = out
-            return out
+            return put(whole, part, out)
         return call_
 
     try:
@@ -224,7 +229,8 @@ def unstaged(exc: BaseException) -> BaseException:
     return exc
 
 
-def _step(model, paths, x, target, params: dict, output, gradients: bool, call=None, runs=None):
+def _step(model, paths, x, target, params: dict, output, gradients: bool, call=None, runs=None,
+          layer_output=None):
     """The compiled capture step for this model, layers, input shape, target kind, output selection and call
     of shared layers (``call`` as the user gave it, ``runs`` the run index of each layer it means)."""
     count, columns = len(paths), target.columns
@@ -263,7 +269,7 @@ def _step(model, paths, x, target, params: dict, output, gradients: bool, call=N
 
     key = (id(model), tuple(paths), signature_key(x), target.key(),
            tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output), gradients,
-           call, None if runs is None else tuple(runs))
+           call, None if runs is None else tuple(runs), layer_output)
     return _cached(key, model, build)
 
 
@@ -379,8 +385,14 @@ def layer_records(model, input_shape: tuple) -> list[LayerRecord]:
 
         def call(*args, **kwargs):
             out = original(*args, **kwargs)
+            if not tf.is_tensor(out):
+                try:
+                    out = pick(out)[1]
+                except XcamError:
+                    pass
             if tf.is_tensor(out):
-                recorder.saw(path, tuple(out.shape), out, lambda shape: layout_of(model, layer, shape, rank))
+                recorder.saw(path, tuple(out.shape), out,
+                             lambda shape: layout_of(model, layer, shape, rank, spatial=tuple(input_shape[:-1])))
             else:
                 recorder.saw(path, None)
             return out
@@ -403,7 +415,7 @@ def _last_dense_weight(model):
 
 
 def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool = True, head: bool = False,
-            labels=None, output=None, reshape=None, call=None):
+            labels=None, output=None, reshape=None, call=None, layer_output=None):
     """Activations and gradients as (N, C, *s) NumPy arrays (channels first), and the selected output.
 
     layer: a name, path or layer, or a list of them (then a list of Captures from one forward/backward); None:
@@ -412,7 +424,9 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     output the target sees, by dict key, Keras output name, index or callable). The layer's layout (channels
     last, tokens) is detected (``xcam.layouts``) or given by ``reshape`` (a callable on NumPy arrays
     (N, ...) -> (N, C, *s), a Layout or a layout name). call: which call of a layer that runs several times in
-    one forward (a siamese encoder) is captured, from 0.
+    one forward (a siamese encoder) is captured, from 0. layer_output: which tensor of a layer that returns a
+    tuple, dict or dataclass is explained, by index or name; default the first of a spatial rank
+    (``xcam.layer_outputs``).
     """
     x = as_inputs(inputs, model)
     if layer is None:
@@ -430,11 +444,11 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     runs = None if call is None else [run_index(model, path, call) for path in paths]
     final = final_layer(model)
     if target.resolved_first:  # the target's params depend on the output (finercam): one pass to fix them
-        first, _, _ = _run(model, resolved, paths, x, target, params, output, False, call, runs)
+        first, _, _ = _run(model, resolved, paths, x, target, params, output, False, call, runs, layer_output)
         target = target.resolve(to_numpy(first[2]))
         params = target.params(n)
     (acts, grads, out, score), _, _ = _run(model, resolved, paths, x, target, params, output,
-                                                     gradients, call, runs)
+                                           gradients, call, runs, layer_output)
     out_np = to_numpy(out)
     target.check(out_np, labels, softmax_skipped=_has_softmax(final))
     chosen = target.resolve(out_np)
@@ -455,13 +469,13 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     return caps if isinstance(layer, (list, tuple)) else caps[0]
 
 
-def _run(model, resolved, paths, x, target, params, output, gradients, call, runs):
+def _run(model, resolved, paths, x, target, params, output, gradients, call, runs, layer_output=None):
     """One compiled step: (acts, grads, out, score), and the step's keep and tape_box."""
-    step, keep, tape_box = _step(model, paths, x, target, params, output, gradients, call, runs)
+    step, keep, tape_box = _step(model, paths, x, target, params, output, gradients, call, runs, layer_output)
     final = final_layer(model)
     try:
         with wrapped([obj for _, obj in resolved], keep, tape_box, final, runs=runs,
-                     counts=tape_box.setdefault("counts", {})):
+                     counts=tape_box.setdefault("counts", {}), layer_output=layer_output):
             acts, grads, out, score = step(x, param_tensors(params))
     except tf.errors.InvalidArgumentError as exc:
         shapes = ", ".join(str(tuple(t.shape)) for t in tf.nest.flatten(x))

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from xcam.errors import XcamError
 from xcam.inputs import KEYWORD, POSITIONAL, SINGLE, image_like, name
+from xcam.layer_outputs import pick
 from xcam.layers import check_call
 from xcam.targets import Target, as_target, batch_params
 
@@ -108,8 +109,9 @@ class Probe:
     channels first). With several inputs (a list or dict), ``key`` is the image-like input the probe's
     ``inputs`` are; the others are held fixed (their rows follow ``samples``)."""
 
-    def __init__(self, model, layer, batch, output=None, reshape=None, key=None, call=None):
+    def __init__(self, model, layer, batch, output=None, reshape=None, key=None, call=None, layer_output=None):
         self.model, self.layer, self.output, self.reshape = model, layer, output, reshape
+        self.layer_output = layer_output   # which tensor of a structured layer output (``xcam.layer_outputs``)
         self.call = call or 0   # which call of a shared layer is replaced
         self.full = tf.nest.map_structure(lambda t: np.asarray(t.numpy()), batch)   # framework layout
         self.kind = SINGLE if not isinstance(batch, (list, dict)) else POSITIONAL if isinstance(batch, list) \
@@ -156,7 +158,7 @@ class Probe:
         batch, stopped at the layer)."""
         if self._native is None:
             batch = tf.nest.map_structure(tf.constant, self.full)
-            self._native = layer_output(self.model, self.layer, batch, self.call).numpy()
+            self._native = layer_output(self.model, self.layer, batch, self.call, self.layer_output).numpy()
         return self._native[sample:sample + 1]
 
     def _forward(self, inputs: np.ndarray, target: Target | None, params: dict | None, samples=None):
@@ -195,7 +197,7 @@ class Probe:
                            None if first is None else tuple(first.shape[1:-1]))
         acts = tf.constant(layout.from_canonical(activations, original), tf.float32)
         one = self._rows(sample)
-        model, layer, output, call = self.model, self.layer, self.output, self.call
+        model, layer, output, call, part = self.model, self.layer, self.output, self.call, self.layer_output
         n = len(tf.nest.flatten(self.full)[0])
         params = {} if target is None else batch_params(target, n, np.full(len(activations), sample))
         specs = param_specs(params)
@@ -205,12 +207,13 @@ class Probe:
             @tf.function(input_signature=[signature(one), tf.TensorSpec((None, *acts.shape[1:]), tf.float32),
                                           specs])
             def forward(x, replacement, p):
-                with wrapped([layer], {}, {}, final_layer(model), replace=replacement, runs=[call]):
+                with wrapped([layer], {}, {}, final_layer(model), replace=replacement, runs=[call],
+                             layer_output=part):
                     out = selected(model, model(x, training=False), output, pick)
                 return out if target is None else plain(target.score)(out, p, OPS)
             return forward
 
-        key = (id(model), "from_layer", layer.name, call, signature_key(one), tuple(acts.shape[1:]),
+        key = (id(model), "from_layer", layer.name, call, part, signature_key(one), tuple(acts.shape[1:]),
                None if target is None else target.key(),
                tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output))
         fn = _cached(key, model, build)
@@ -270,14 +273,15 @@ class Probe:
         itself, watched by two nested GradientTapes; the inner gives g = d score/dA, the outer d<g, A>/dA."""
         target = as_target(target)
         batch = tf.nest.map_structure(tf.constant, self.full)
-        a = layer_output(self.model, self.layer, batch, self.call)
+        a = layer_output(self.model, self.layer, batch, self.call, self.layer_output)
         n = len(tf.nest.flatten(self.full)[0])
         p = param_tensors(target.params(n))
         with tf.GradientTape(watch_accessed_variables=False) as outer:
             outer.watch(a)
             with tf.GradientTape(watch_accessed_variables=False) as inner:
                 inner.watch(a)
-                with wrapped([self.layer], {}, {}, self.final, replace=a, runs=[self.call]):
+                with wrapped([self.layer], {}, {}, self.final, replace=a, runs=[self.call],
+                             layer_output=self.layer_output):
                     out = selected(self.model, self.model(batch, training=False), self.output, target)
                 score = tf.reduce_sum(plain(target.score)(out, p, OPS))
             g = inner.gradient(score, a, unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -327,23 +331,25 @@ class Probe:
         return attention_gradients(self, target, head, attention)
 
 
-def probe(model, inputs, layer, output=None, reshape=None, key=None, call=None) -> Probe:
+def probe(model, inputs, layer, output=None, reshape=None, key=None, call=None, layer_output=None) -> Probe:
     """A ``Probe`` for methods that run the model again on these inputs (a batch (N, *S, C), or a list / dict
     of inputs: ``key`` names the image-like one the probe's ``inputs`` are, default the first), layer (its
     layout detected, or given by ``reshape`` as in ``capture``), output, and ``call`` (which call of a layer
-    that runs several times is replaced; default the first)."""
+    that runs several times is replaced; default the first), and ``layer_output`` (which tensor of a tuple or
+    dict layer output, as in ``capture``)."""
     path, obj = resolve_layer(model, layer)
     runs = None if call is None else run_index(model, path, check_call(call))
-    return Probe(model, obj, as_inputs(inputs, model), output, reshape, key, runs)
+    return Probe(model, obj, as_inputs(inputs, model), output, reshape, key, runs, layer_output)
 
 
 class _Stop(Exception):
     """Raised by a wrapped call once the layer's output exists: the rest of the forward is not needed."""
 
 
-def layer_output(model, layer, x: tf.Tensor, call: int = 0) -> tf.Tensor:
+def layer_output(model, layer, x: tf.Tensor, call: int = 0, part=None) -> tf.Tensor:
     """The layer's output for inputs ``x`` (its own layout) at its call ``call`` (0: the first), from an eager
-    forward stopped there; None if the forward never reaches that call."""
+    forward stopped there (its tensor ``part`` when it returns a structure, ``xcam.layer_outputs.pick``); None if
+    the forward never reaches that call."""
     kept = {"calls": 0}
     original = layer.call
 
@@ -351,7 +357,7 @@ def layer_output(model, layer, x: tf.Tensor, call: int = 0) -> tf.Tensor:
         out = original(*args, **kwargs)
         kept["calls"] += 1
         if kept["calls"] - 1 == call:
-            kept["out"] = out
+            kept["out"] = pick(out, part, getattr(layer, "name", "layer"))[1]
             raise _Stop
         return out
 

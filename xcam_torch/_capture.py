@@ -16,6 +16,7 @@ from torch import nn
 from xcam.contract import Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import POSITIONAL, SINGLE, batch_size, entries, image_like, name
+from xcam.layer_outputs import pick, put
 from xcam.layers import LayerRecord, LayerRecorder, call_error, check_call, default_layer_name, unknown_layer
 from xcam.methods.activation import check_head_weights
 from xcam.targets import as_target, is_tensor, select_output
@@ -239,9 +240,10 @@ def layer_records(model: nn.Module, input_shape: tuple) -> list[LayerRecord]:
 
     def hook(name):
         def record(module, args, out):
+            out = _default_part(out)
             is_tensor = isinstance(out, torch.Tensor)
             recorder.saw(name, tuple(out.shape) if is_tensor else None, out if is_tensor else None,
-                         lambda shape: layout_of(model, module, shape, rank))
+                         lambda shape: layout_of(model, module, shape, rank, spatial=tuple(input_shape[1:])))
         return record
 
     named = [(n, m) for n, m in model.named_modules() if n]
@@ -254,8 +256,9 @@ class _Keeper:
     """The forward hook: keeps the layer's output at its call ``call`` (0: the first; None: the only one) and
     starts the graph there when gradients are wanted; other calls pass through and are counted."""
 
-    def __init__(self, name: str, track: bool, call: int | None = None):
+    def __init__(self, name: str, track: bool, call: int | None = None, layer_output=None):
         self.name, self.track, self.kept, self.calls, self.call = name, track, None, 0, call
+        self.layer_output = layer_output   # which tensor of a tuple / dataclass output (``xcam.layer_outputs``)
 
     def check_calls(self) -> None:
         """After the forward: a layer that ran several times without ``call``, or fewer times than ``call``
@@ -267,6 +270,7 @@ class _Keeper:
         index, self.calls = self.calls, self.calls + 1
         if index != (self.call or 0):
             return None                                     # another call of a shared layer: left as it is
+        whole, (part, output) = output, pick(output, self.layer_output, self.name)
         if not isinstance(output, torch.Tensor) or not 3 <= output.ndim <= 5:
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
             raise XcamError(f"layer {self.name!r} outputs {shape}, not a spatial map (N, C, L), (N, C, h, w), "
@@ -278,7 +282,7 @@ class _Keeper:
             if self.track:
                 torch.set_grad_enabled(True)  # the graph starts here; restored by `preserved`
                 self.kept.requires_grad_(True)
-        return self.kept.clone()  # later in-place ops change the copy, never the kept tensor
+        return put(whole, part, self.kept.clone())  # later in-place ops change the copy, never the kept tensor
 
 
 def _logits(out, softmax_io: dict) -> tuple:
@@ -297,7 +301,7 @@ def _last_linear_weight(model: nn.Module):
 
 
 def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
-            head: bool = False, labels=None, output=None, reshape=None, call=None):
+            head: bool = False, labels=None, output=None, reshape=None, call=None, layer_output=None):
     """Activations (N, C, *s), gradients of the target's score and the selected output, as NumPy.
 
     layer: a name or module, or a list of them (then a list of Captures, from one forward and one backward);
@@ -308,6 +312,9 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     layout (channels first, channels last, tokens) is detected (``xcam.layouts``) or given by ``reshape`` (a
     callable on tensors, as pytorch-grad-cam's ``reshape_transform``, a Layout or a layout name). call: which
     call of a layer that runs several times in one forward (a siamese encoder) is captured, from 0.
+    layer_output: which tensor of a layer that returns a tuple, dict or dataclass (a Hugging Face Swin stage,
+    ``BaseModelOutput``) is explained, by index or name; default the first of a spatial rank
+    (``xcam.layer_outputs``).
     """
     x = Batch(model, inputs)
     if layer is None:
@@ -322,7 +329,7 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     target.params(n)  # a per-sample argument of the wrong length fails before the forward
     if gradients:
         check_gradients_possible(model)
-    keepers = [_Keeper(name, gradients, check_call(call)) for name, _ in resolved]
+    keepers = [_Keeper(name, gradients, check_call(call), layer_output) for name, _ in resolved]
     hooks = [(module, k) for (_, module), k in zip(resolved, keepers)]
     with hooked(model, hooks, output, target.whole_output) as run, preserved(model):
         selected = run(x)
@@ -386,3 +393,13 @@ def linear_head(model: nn.Module, head=None) -> tuple:
             raise XcamError(f"head {name!r} is a {type(module).__name__}, not a linear layer (nn.Linear)")
     bias = None if module.bias is None else module.bias.detach().float().cpu().numpy()
     return module.weight.detach().float().cpu().numpy(), bias
+
+def _default_part(out):
+    """The tensor a layer listing records for a structured output (``xcam.layer_outputs.pick``'s default), or
+    ``out`` itself when no part fits."""
+    if isinstance(out, torch.Tensor):
+        return out
+    try:
+        return pick(out)[1]
+    except XcamError:
+        return out

@@ -23,12 +23,15 @@ def _features(module: nn.Module):
     return None
 
 
-def own_features(module: nn.Module):
-    """The feature size and axis of the last module (in registration order) inside ``module`` that declares one."""
-    found = None
-    for m in module.modules():
-        found = _features(m) or found
-    return found
+def own_features(module: nn.Module, shape: tuple | None = None):
+    """The feature size and axis of the last module (in registration order) inside ``module`` that declares one;
+    given the output's ``shape``, when that one does not fit it, the last that does (a Swin stage registers its
+    patch merging's reduction Linear(4C, 2C) before its LayerNorm(4C), and returns 2C features)."""
+    declared = [f for f in map(_features, module.modules()) if f is not None]
+    if not declared or shape is None:
+        return declared[-1] if declared else None
+    fits = [f for f in declared if len(shape) >= 2 and shape[1 if f[0] == "first" else -1] == f[1]]
+    return declared[-1] if not fits or fits[-1] == declared[-1] else fits[-1]
 
 
 def model_sizes(model: nn.Module) -> set:
@@ -78,5 +81,5 @@ def layout_of(model: nn.Module, module: nn.Module, shape: tuple, input_rank: int
         if callable(reshape) and not isinstance(reshape, Layout):
             reshape = torch_reshape(reshape)
         return as_layout(reshape, shape, input_rank, prefix, grid)
-    return detect(tuple(shape), default="channels_first", input_rank=input_rank, own=own_features(module),
+    return detect(tuple(shape), default="channels_first", input_rank=input_rank, own=own_features(module, tuple(shape)),
                   sizes=model_sizes(model), prefix=prefix, patches_grid=grid)

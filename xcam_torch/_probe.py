@@ -9,6 +9,7 @@ from torch import nn
 
 from xcam.errors import XcamError
 from xcam.inputs import SINGLE, name
+from xcam.layer_outputs import pick, put
 from xcam.targets import as_target, batch_params
 
 from ._attention import attention_gradients
@@ -88,8 +89,9 @@ class Probe:
     """``xcam.contract.Probe`` for a PyTorch model, one layer, one batch and one output selection."""
 
     def __init__(self, model: nn.Module, module: nn.Module, batch: Batch, output=None, reshape=None, key=None,
-                 call=None):
+                 call=None, layer_output=None):
         self.model, self.module, self.batch, self.output, self.reshape = model, module, batch, output, reshape
+        self.layer_output = layer_output   # which tensor of a structured layer output (``xcam.layer_outputs``)
         self.call = call or 0   # which call of a shared layer is replaced
         if batch.kind != SINGLE and key is not None and key not in batch.keys:
             raise XcamError(f"{name(key)} is not an image-like input; image-like inputs: "
@@ -130,13 +132,14 @@ class Probe:
             index = box["calls"] = box.get("calls", -1) + 1
             if index != self.call:
                 return None
+            part, tensor = pick(out, self.layer_output)
             if "value" not in box:
-                native = out.detach().float().cpu().numpy()
+                native = tensor.detach().float().cpu().numpy()
                 layout = layout_of(self.model, module, native.shape, rank, self.reshape,
                                    tuple(self.batch.get().shape[2:]) if self.batch.keys else None)
                 box["value"] = torch.from_numpy(layout.from_canonical(activations, native[:1])).to(
-                    device=out.device, dtype=out.dtype)
-            return box["value"]
+                    device=tensor.device, dtype=tensor.dtype)
+            return put(out, part, box["value"])
 
         hook = (self.module, replace)
         with hooked(self.model, [hook], self.output, whole) as run, preserved(self.model):
@@ -204,7 +207,7 @@ class Probe:
         def keep(module, args, out):
             index = box["calls"] = box.get("calls", -1) + 1
             if index == self.call:
-                box["out"] = out
+                box["out"] = pick(out, self.layer_output)[1]
             return None
 
         target = as_target(target)
@@ -259,12 +262,15 @@ class Probe:
         return attention_gradients(self, target, head, attention)
 
 
-def probe(model: nn.Module, inputs, layer, output=None, reshape=None, key=None, call=None) -> Probe:
+def probe(model: nn.Module, inputs, layer, output=None, reshape=None, key=None, call=None,
+          layer_output=None) -> Probe:
     """A ``Probe`` for methods that run the model again on these inputs (a batch (N, C, *S), or several
     inputs: ``key`` names the image-like one the probe's ``inputs`` are, default the first), layer (its layout
     detected, or given by ``reshape`` as in ``capture``), output, and ``call`` (which call of a layer that runs
-    several times is replaced; default the first)."""
-    return Probe(model, resolve_module(model, layer)[1], Batch(model, inputs), output, reshape, key, call)
+    several times is replaced; default the first), and ``layer_output`` (which tensor of a tuple / dataclass
+    layer output, as in ``capture``)."""
+    return Probe(model, resolve_module(model, layer)[1], Batch(model, inputs), output, reshape, key, call,
+                 layer_output)
 
 
 class _Stop(Exception):
@@ -286,7 +292,7 @@ def activation_gradient(model: nn.Module, layer, inputs: np.ndarray, channel: in
     kept = {}
 
     def stop(mod, args, out):
-        kept["out"] = out
+        kept["out"] = pick(out)[1]
         raise _Stop
 
     with hooked(model, [(module, stop)]), preserved(model):

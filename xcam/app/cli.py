@@ -20,6 +20,7 @@ from xcam.app.jobs import evaluate
 from xcam.app.jobs.demo import run_demo
 from xcam.app.jobs.explain import ENGINES, Job, parse_labels, run
 from xcam.app.models.frameworks import FRAMEWORKS, available, infer_framework, load_framework
+from xcam.app.models.hints import hints_of
 from xcam.app.models.modelspec import ModelSpec
 from xcam.app.models.zoo import CAT_DOG_LABELS, DEMO_INPUT_SIZE, DEMO_LAYER, demo_images, demo_model
 from xcam.app.outputs import files
@@ -28,6 +29,7 @@ from xcam.app.outputs.report import REPORT_MODES, SINGLE_PAGE_LIMIT
 from xcam.errors import XcamError
 from xcam.filters import deprocess, kernel_grid
 from xcam.layers import default_layer, format_table
+from xcam.layouts import KINDS, Layout
 from xcam.methods import get_method, method_names
 from xcam.targets import parse_target
 from xcam.viz import to_uint8_rgb
@@ -51,6 +53,23 @@ def positive_int(text: str) -> int:
     return value
 
 
+def input_size(text: str):
+    """An argparse type: a square side (224) or HxW (224x308)."""
+    if "x" in text.lower():
+        parts = text.lower().split("x")
+        if len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts):
+            return int(parts[0]), int(parts[1])
+        raise argparse.ArgumentTypeError(f"must be a side (224) or HxW (224x308), got {text!r}")
+    return positive_int(text)
+
+
+def call_index(text: str) -> int:
+    """An argparse type: a call index >= 0."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a call index (0, 1, ...), got {text!r}")
+    return int(text)
+
+
 def _version() -> str:
     import xcam
 
@@ -63,14 +82,17 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def model_args(s, required=True):
-        s.add_argument("--model", required=required, help="model file: .pt/.pth (PyTorch), .keras/.h5 (Keras)")
+        s.add_argument("--model", required=required,
+                       help="model file: .pt/.pth (PyTorch), .keras/.h5 (Keras), a Hugging Face save_pretrained "
+                            "directory (pip install 'xcam[hf]'), weights of --arch timm:NAME (.safetensors, .pth)")
         s.add_argument("--framework", choices=FRAMEWORKS, help="default: from the model file")
         s.add_argument("--trust-model", action="store_true",
                        help="allow loading a whole pickled model (this runs code from the file)")
-        s.add_argument("--arch", help="torchvision architecture for a PyTorch state dict (alexnet, vgg16, ...)")
+        s.add_argument("--arch", help="torchvision architecture for a PyTorch state dict (alexnet, vgg16, ...), "
+                                      "or timm:NAME (timm:convnext_tiny; pip install 'xcam[timm]')")
         s.add_argument("--num-classes", type=positive_int, help="classes of --arch (default: from the state dict)")
-        s.add_argument("--input-size", type=positive_int,
-                       help="square input side in pixels (default: the model's, or 224)")
+        s.add_argument("--input-size", type=input_size,
+                       help="input side in pixels, or HxW (default: the model's, or 224)")
 
     e = sub.add_parser("explain", help="explain images with a model: overlays, maps, feature grids, report")
     model_args(e)
@@ -88,7 +110,15 @@ def _parser() -> argparse.ArgumentParser:
                                     "segmentation:15:predicted")
     e.add_argument("--output", help="which model output the target sees: a dict key, a Keras output name, an "
                                     "attribute (logits) or a tuple index")
-    e.add_argument("--normalize", default="imagenet", help=f"input normalization: {', '.join(NORMALIZATIONS)}")
+    e.add_argument("--normalize", help=f"input normalization: {', '.join(NORMALIZATIONS)} (default: the model "
+                                       "file's preprocessing where it has one, else imagenet)")
+    e.add_argument("--layer-output", help="for a layer that returns a tuple or an output object (Hugging Face Swin "
+                                          "stages): the index or name of the tensor to explain (default: the first "
+                                          "spatial one)")
+    e.add_argument("--call", type=call_index, help="for a layer that runs several times in one forward (a shared "
+                                                  "block): which call to explain, from 0")
+    e.add_argument("--reshape", help="the layer's layout when it cannot be detected: channels_first, "
+                                     "channels_last, tokens, or tokens:PREFIX:HxW (e.g. tokens:5:16x22)")
     e.add_argument("--frames", type=positive_int, default=16,
                    help="videos (.mp4, .avi, ...): frames sampled evenly per clip (default 16); volumes: .npy, "
                         ".nii, .nii.gz (NIfTI: pip install 'xcam[medical]'); signals (1-D models): .npy, .csv")
@@ -178,19 +208,27 @@ def _explain(args) -> int:
     if media and list(args.classes) != ["top1"]:
         raise XcamError("--classes is for images; videos, volumes and signals take --target (class:N)")
     labels = parse_labels(args.labels)
+    options = _capture_options(args)
     if not args.resume:
         check_new_dir(args.out, args.overwrite)
     spec = ModelSpec(framework=args.framework or infer_framework(args.model), path=str(Path(args.model).resolve()),
                      trust_model=args.trust_model, arch=args.arch, num_classes=args.num_classes)
     framework, model = spec.build()
+    hints = hints_of(model)
+    if labels is None and hints.labels is not None:
+        labels = list(hints.labels)
+    normalize = args.normalize or (hints.normalize if hints.normalize is not None else "imagenet")
+    if not args.quiet and (hints.size or hints.normalize or hints.labels) and not (args.normalize and args.input_size):
+        print(f"xcam: input size, normalization and labels from the model's {hints.source} where not given",
+              file=sys.stderr)
     job = Job(framework=framework, model=model, model_name=str(args.model), images=media or args.images,
               out=Path(args.out), frames=args.frames,
               methods=args.methods, classes=args.classes, labels=labels, layer=args.layer,
-              input_size=args.input_size, normalize=args.normalize, overwrite=args.overwrite,
+              input_size=args.input_size, normalize=normalize, overwrite=args.overwrite,
               batch_size=args.batch_size, log=None if args.quiet else sys.stderr, resume=args.resume,
               report=args.report, map_size=args.map_size, map_dtype=args.map_dtype, overlays=not args.no_overlays,
               features=not args.no_features, engine=args.engine, model_spec=spec, address=args.address,
-              workers=args.workers, target=args.target, capture_options=_output_option(args.output),
+              workers=args.workers, target=args.target, capture_options=options,
               memory_format=args.memory_format)
     return run(job)
 
@@ -206,6 +244,32 @@ def _output_option(output: str | None) -> dict:
     if output is None:
         return {}
     return {"output": int(output) if output.lstrip("-").isdigit() else output}
+
+
+def _capture_options(args) -> dict:
+    """--output, --layer-output, --call and --reshape as the keywords capture and probe take."""
+    options = _output_option(args.output)
+    if args.layer_output is not None:
+        text = args.layer_output
+        options["layer_output"] = int(text) if text.isdigit() else text
+    if args.call is not None:
+        options["call"] = args.call
+    if args.reshape is not None:
+        options["reshape"] = parse_reshape(args.reshape)
+    return options
+
+
+def parse_reshape(text: str):
+    """--reshape: a layout name, or tokens:PREFIX:HxW (a ``xcam.layouts.Layout`` with that prefix and grid)."""
+    if text in KINDS and text != "custom":
+        return text
+    parts = text.split(":")
+    if len(parts) == 3 and parts[0] == "tokens" and parts[1].isdigit():
+        grid = parts[2].lower().split("x")
+        if grid and all(g.isdigit() and int(g) > 0 for g in grid):
+            return Layout("tokens", int(parts[1]), tuple(int(g) for g in grid))
+    raise XcamError(f"--reshape {text!r}: give channels_first, channels_last, tokens, or tokens:PREFIX:HxW "
+                    "(e.g. tokens:1:14x14)")
 
 
 def _evaluate(args) -> int:

@@ -34,6 +34,8 @@ MAP_SIZES = ("input", "layer")
 MAP_DTYPES = ("float32", "float16")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
+PROBE_OPTIONS = ("output", "layer_output", "call", "reshape")  # capture options the probe takes too
+
 
 @dataclass
 class Plan:
@@ -174,7 +176,7 @@ class Worker:
         target = parse_target(plan.target) if plan.target else None
         cap = fw.capture(self.model, batch, layer, targets=target, classes=classes, gradients=self.needs_grad,
                          head=self.needs_head, labels=labels, **plan.capture_options)
-        output = {k: v for k, v in plan.capture_options.items() if k == "output"}
+        output = {k: v for k, v in plan.capture_options.items() if k in PROBE_OPTIONS}
         probe = fw.probe(self.model, batch, layer, **output) if self.needs_probe else None
         media = plan.kind == "media"
         size = (tuple(batch.shape[1:-1]) if media else tuple(plan.input_size)) if plan.map_size == "input" else None

@@ -13,6 +13,7 @@ from types import ModuleType
 
 import numpy as np
 
+from xcam.app.models.hints import hints_of
 from xcam.errors import XcamError
 
 FRAMEWORKS = ("torch", "tf")
@@ -38,6 +39,13 @@ class Framework:
         volume models: (channels, (L,)) or (channels, (D, H, W)), undeclared sizes ``size``, else 1000 samples
         or 16 x 112 x 112."""
         channels, *spatial = self.adapter.input_shape(model)
+        hinted = hints_of(model).size
+        if isinstance(size, (tuple, list)):   # --input-size HxW
+            if len(spatial) != 2 or len(size) != 2:
+                raise XcamError(f"--input-size {'x'.join(map(str, size))} is for image models")
+            return channels, (int(size[0]), int(size[1]))
+        if not size and hinted and len(spatial) == 2 and spatial == [None, None]:
+            return channels, tuple(int(s) for s in hinted)
         if len(spatial) != 2:
             fallback = {1: (1000,), 3: (16, 112, 112)}.get(len(spatial), (size or DEFAULT_SIDE,) * len(spatial))
             return channels, tuple(s or size or d for s, d in zip(spatial, fallback))
@@ -125,16 +133,22 @@ def available(name: str) -> bool:
 
 
 def infer_framework(path) -> str:
-    """'torch' for .pt/.pth/.bin/.ckpt/TorchScript, 'tf' for .keras/.h5/.hdf5 and SavedModel directories."""
+    """'torch' for .pt/.pth/.bin/.ckpt/.safetensors/TorchScript and Hugging Face directories (config.json), 'tf'
+    for .keras/.h5/.hdf5, keras-hub presets (config.json + metadata.json) and SavedModel directories."""
     p = Path(path)
     if p.is_dir():
         if (p / "saved_model.pb").exists() or (p / "saved_model.pbtxt").exists():
             return "tf"
-        raise XcamError(f"{str(p)!r} is a directory but not a TensorFlow SavedModel (no saved_model.pb)")
+        if (p / "config.json").is_file() and (p / "metadata.json").is_file():
+            return "tf"   # a keras-hub preset (save_to_preset)
+        if (p / "config.json").is_file():
+            return "torch"   # a Hugging Face save_pretrained directory
+        raise XcamError(f"{str(p)!r} is a directory but not a Hugging Face model (config.json), a keras-hub "
+                        "preset or a TensorFlow SavedModel (saved_model.pb)")
     suffix = p.suffix.lower()
     if suffix in (".keras", ".h5", ".hdf5"):
         return "tf"
-    if suffix in (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".torchscript"):
+    if suffix in (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".torchscript", ".safetensors"):
         return "torch"
     raise XcamError(f"cannot tell the framework of {str(p)!r} from its name; pass --framework torch or tf "
                     "(PyTorch: .pt .pth; Keras: .keras .h5 or a SavedModel directory)")

@@ -77,8 +77,21 @@ def _from_state_dict(path, state, arch, num_classes):
 
 
 def load_model(path, *, trust_model=False, arch=None, num_classes=None):
-    """A model from a file: TorchScript, a whole pickled model (only with trust_model), or a state dict + arch."""
+    """A model from a file: TorchScript, a whole pickled model (only with trust_model), or a state dict + arch;
+    a Hugging Face save_pretrained directory (``xcam.app.models.hf``), or weights of ``arch="timm:NAME"``
+    (``xcam.app.models.timm_models``)."""
     path = Path(path)
+    if arch and str(arch).startswith("timm:"):
+        from xcam.app.models import timm_models
+
+        return timm_models.load(path, arch, num_classes).to(device())
+    if path.is_dir():
+        from xcam.app.models import hf
+
+        if not hf.is_hf_dir(path):
+            raise XcamError(f"{str(path)!r} is a directory but not a Hugging Face model (config.json with "
+                            f"{' or '.join(hf.WEIGHTS)})")
+        return hf.load(path).to(device())
     if not path.is_file():
         raise XcamError(f"cannot read model {str(path)!r}: no such file")
     dev = device()
