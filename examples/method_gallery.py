@@ -28,8 +28,8 @@ imagenet = efficientnet_lite0()
 # the sliding-window methods draw with larger windows here, so the gallery stays a minute's work
 # fewer masks / samples than the defaults where those are thousands of forwards of the demo model
 GALLERY_OPTIONS = {"occlusion": {"window": 32, "stride": 16}, "rise": {"n_masks": 500},
-                   "sobol": {"nb_design": 16}, "hsic": {"nb_design": 300}, "sscam": {"num_samples": 2},
-                   "iscam": {"num_samples": 2}}
+                   "sobol": {"nb_design": 16}, "hsic": {"nb_design": 300}, "sscam": {"num_samples": 1},
+                   "iscam": {"num_samples": 1}}
 # multi-layer methods: three depths (28x28, 14x14 and the 7x7 demo layer), as layer2-4 of a ResNet
 GALLERY_LAYERS = {"refinecam": ["backbone._blocks.4", "backbone._blocks.10", DEMO_LAYER["torch"]]}
 for method in sys.argv[2:] or xcam.methods():
