@@ -31,7 +31,9 @@ GALLERY_OPTIONS = {"occlusion": {"window": 32, "stride": 16}, "rise": {"n_masks"
                    "sobol": {"nb_design": 16}, "hsic": {"nb_design": 300}, "sscam": {"num_samples": 1},
                    "iscam": {"num_samples": 1}}
 # multi-layer methods: three depths (28x28, 14x14 and the 7x7 demo layer), as layer2-4 of a ResNet
-GALLERY_LAYERS = {"refinecam": ["backbone._blocks.4", "backbone._blocks.10", DEMO_LAYER["torch"]]}
+GALLERY_LAYERS = {"refinecam": ["backbone._blocks.4", "backbone._blocks.10", DEMO_LAYER["torch"]],
+                  # one forward per channel and sample: a 14x14 block of 112 channels, not the 1,280 of the head
+                  "sscam": "backbone._blocks.10", "iscam": "backbone._blocks.10"}
 for method in sys.argv[2:] or xcam.methods():
     if xcam.get_method(method).needs_attention:  # transformer blocks only (legrad): no picture on the CNN
         continue
