@@ -15,6 +15,7 @@ from .factorize import concept_scores, factorize
 from .inputs import image_keys, lookup
 from .maps import finish
 from .ops import check_size, softmax
+from .viz import rgb_channels
 
 
 @dataclass(frozen=True)
@@ -159,12 +160,5 @@ def concept_picture(image: np.ndarray, maps: np.ndarray, colors=None, image_weig
 
 def _float_rgb(image: np.ndarray) -> np.ndarray:
     """An (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, uint8 or float in [0, 1], as float64 RGB in [0, 1]."""
-    img = np.asarray(image)
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[:, :, 0]
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    if img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise XcamError(f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {img.shape}")
-    img = img[:, :, :3]
+    img = rgb_channels(image)
     return img / 255.0 if img.dtype == np.uint8 else np.clip(img.astype(np.float64), 0.0, 1.0)

@@ -14,8 +14,8 @@ COLORMAPS = {
 }
 
 
-def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
-    """An (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, uint8 or float in [0, 1], as uint8 RGB."""
+def rgb_channels(image: np.ndarray) -> np.ndarray:
+    """An (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image as its (H, W, 3) RGB channels, dtype kept."""
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[:, :, 0]
@@ -23,7 +23,12 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
         img = np.repeat(img[:, :, None], 3, axis=2)
     if img.ndim != 3 or img.shape[2] not in (3, 4):
         raise XcamError(f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {img.shape}")
-    img = img[:, :, :3]
+    return img[:, :, :3]
+
+
+def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
+    """An (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, uint8 or float in [0, 1], as uint8 RGB."""
+    img = rgb_channels(image)
     if img.dtype != np.uint8:
         img = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0) * 255.0 + 0.5
     return np.ascontiguousarray(img.astype(np.uint8))
