@@ -209,7 +209,8 @@ def test_cli_sizes_must_be_positive_integers(capsys, tmp_path, option, value):
     code = main(["explain", "--model", "m.pt", "--images", "a.png", "--out", str(tmp_path / "o"), option, value])
     err = capsys.readouterr().err
     assert code == 2
-    assert error_line(err) == (f"xcam explain: error: argument {option}: must be a positive integer (1, 2, ...), "
+    valid = "a side (224) or HxW (224x308)" if option == "--input-size" else "a positive integer (1, 2, ...)"
+    assert error_line(err) == (f"xcam explain: error: argument {option}: must be {valid}, "
                                f"got {value!r} (see xcam explain --help)")
     assert not (tmp_path / "o").exists()
 

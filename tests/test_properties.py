@@ -65,6 +65,18 @@ class NumpyProbe(xcam.contract.ScoresFromOutputs):
         classes = xcam.targets.as_target(targets).class_indices(int(rows.max()) + 1)[rows]
         return np.broadcast_to((v[classes] / hw)[:, :, None, None], inputs.shape).astype(np.float32)
 
+    def bias_gradients(self, inputs, targets, samples=None):
+        """The model has no convolution bias nor batch normalization: FullGrad is its input-gradient term only."""
+        return self.input_gradients(inputs, targets, samples=samples), []
+
+    def layer_gradients(self, inputs, target, samples=None):
+        """The layer ignores the inputs (its output is the capture's A): A and dy/dA = W_k / hw for each row."""
+        rows = np.arange(len(inputs)) if samples is None else np.asarray(samples)
+        acts = self.layer_acts[rows].astype(np.float32)
+        classes = xcam.targets.as_target(target).class_indices(int(rows.max()) + 1)[rows]
+        hw = acts.shape[2] * acts.shape[3]
+        return acts, np.broadcast_to((self.w[classes] / hw)[:, :, None, None], acts.shape).astype(np.float32)
+
     def layer_hvp(self, target):
         """H A = 0: the head is linear in A, so its Hessian w.r.t. A vanishes."""
         return np.zeros(self.layer_shape, np.float32)
@@ -120,7 +132,7 @@ def _build(case):
     head = rng.standard_normal((case["k_model"], c)).astype(np.float32)
     inputs = rng.standard_normal((n, 2, *case["in_hw"])).astype(np.float32)
     probe = NumpyProbe(inputs, rng.standard_normal((case["k_model"], 2)), head.astype(np.float64))
-    probe.layer_shape = acts.shape
+    probe.layer_shape, probe.layer_acts = acts.shape, acts
     cap = Capture(activations=acts, gradients=grads, scores=scores, targets=targets, layer="L", head_weights=head)
     return cap, probe
 

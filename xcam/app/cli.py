@@ -54,13 +54,11 @@ def positive_int(text: str) -> int:
 
 
 def input_size(text: str):
-    """An argparse type: a square side (224) or HxW (224x308)."""
-    if "x" in text.lower():
-        parts = text.lower().split("x")
-        if len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts):
-            return int(parts[0]), int(parts[1])
-        raise argparse.ArgumentTypeError(f"must be a side (224) or HxW (224x308), got {text!r}")
-    return positive_int(text)
+    """An argparse type: a square side (224) or HxW (224x308), every side a positive integer."""
+    parts = text.lower().split("x")
+    if len(parts) in (1, 2) and all(p.isdigit() and int(p) > 0 for p in parts):
+        return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+    raise argparse.ArgumentTypeError(f"must be a side (224) or HxW (224x308), got {text!r}")
 
 
 def call_index(text: str) -> int:
