@@ -55,7 +55,7 @@ def assert_maps_agree(method, tmaps, kmaps):
 # all-zero map after ReLU); k=0.5 gives a map with signal
 # occlusion's default 8/4 window at 224 px is 3,025 forwards per image: 56/56 (16 windows) tests the same code
 FAST_OPTIONS = {"smoothgrad": {"samples": 3}, "fem": {"k": 0.5}, "occlusion": {"window": 56, "stride": 56},
-                "smoothgradcampp": {"num_samples": 1}, "rise": {"n_masks": 64},
+                "smoothgradcampp": {"num_samples": 1}, "iscam": {"num_samples": 2}, "rise": {"n_masks": 64},
                 "sobol": {"grid_size": 4, "nb_design": 8}, "hsic": {"grid_size": 4, "nb_design": 64}}
 # the gradient attributions with few path points / samples (their own parity: tests/test_attributions_gradient.py)
 ATTRIBUTION_OPTIONS = {"integratedgradients": {"steps": 3, "tolerance": None}, "vargrad": {"samples": 3},
@@ -75,7 +75,7 @@ ALEXNET_METHODS = [m for m in xcam.methods() if not xcam.get_method(m).needs_hea
 @pytest.mark.parametrize("layer", ["features.10", "features.8"])
 def test_alexnet_maps_agree_across_frameworks(alexnets, method, layer):
     tmodel, kmodel, x, xk = alexnets
-    if (method in ("scorecam", "smoothgrad", "fullgrad", "smoothgradcampp", "rise", "sobol", "hsic")
+    if (method in ("scorecam", "iscam", "smoothgrad", "fullgrad", "smoothgradcampp", "rise", "sobol", "hsic")
             or method in ATTRIBUTION_OPTIONS) and layer == "features.8":
         pytest.skip("layer-independent or slow: checked at features.10")
     opts = FAST_OPTIONS.get(method)
@@ -111,12 +111,13 @@ def demo_models():
 @pytest.mark.slow
 # shapleycam takes one class per call (its own parity test: tests/test_cams_adapters.py); the noisy-copy
 # methods sscam and smoothgradcampp are compared on AlexNet / the ported TinyNet (tests/test_cams_smoothing.py);
-# the mask methods (thousands of forwards at their defaults) on AlexNet with fewer masks above
+# the mask methods (thousands of forwards at their defaults) and IS-CAM (channels x samples forwards: 1,280 x 10
+# per image here) on AlexNet with fewer masks / samples above
 # the head methods (cam, dff) need a GAP + one linear head, which the demo model's ImageNet-to-cat/dog head is not:
 # test_head_methods_agree_on_a_gap_model below
 @pytest.mark.parametrize("method", [m for m in xcam.methods() if not xcam.get_method(m).needs_attention
                                     and not xcam.get_method(m).needs_head
-                                    and m not in ("scorecam", "smoothgrad", "shapleycam", "sscam",
+                                    and m not in ("scorecam", "smoothgrad", "shapleycam", "sscam", "iscam",
                                                   "smoothgradcampp", "rise", "sobol", "hsic")])
 def test_demo_model_maps_agree_across_frameworks(demo_models, method):
     tmodel, kmodel, x, xk = demo_models
