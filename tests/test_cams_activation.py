@@ -46,11 +46,9 @@ LAYER = "layer3"
 
 
 @pytest.fixture(scope="module")
-def resnet():
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None, num_classes=2).eval()
-    x = torch.randn(2, 3, 64, 64)
-    return model, x
+def resnet(seeded_resnet18):
+    """The session's seeded ResNet-18 (2 classes) and two 64 px inputs (conftest.seeded_resnet18)."""
+    return seeded_resnet18(2, 64)
 
 
 @pytest.mark.torch

@@ -68,10 +68,9 @@ LAYER = "layer2"
 
 
 @pytest.fixture(scope="module")
-def resnet():
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None, num_classes=2).eval()
-    return model, torch.randn(2, 3, 32, 32)
+def resnet(seeded_resnet18):
+    """The session's seeded ResNet-18 (2 classes) and two 32 px inputs (conftest.seeded_resnet18)."""
+    return seeded_resnet18(2, 32)
 
 
 def torchcam_raw(model, x, name, **kw):
