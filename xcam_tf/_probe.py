@@ -7,17 +7,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from xcam.contract import warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import KEYWORD, POSITIONAL, SINGLE, image_like, name
 from xcam.layer_outputs import pick
 from xcam.layers import check_call
-from xcam.targets import Target, as_target, batch_params
+from xcam.targets import Target, as_target, batch_params, check_rows
 
 from ._attention import attention_gradients
 from ._capture import (
     OPS,
     _cached,
+    _has_softmax,
     as_inputs,
+    compute_dtype,
     final_layer,
     output_key,
     param_specs,
@@ -259,14 +262,16 @@ class Probe:
                             stack.enter_context(guided_relus(model, use_guided))
                         out = selected(model, model(batch, training=False), output, target)
                     score = tf.reduce_sum(plain(target.score)(out, p, OPS))  # inside the tape
-                return tape.gradient(score, explained, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return tape.gradient(score, explained, unconnected_gradients=tf.UnconnectedGradients.ZERO), out
             return grads
 
         cache = (id(model), "input_grad", use_guided, signature_key(x), key, target.key(),
                  tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output))
         fn = _cached(cache, model, build)
-        g = _unstaged_call(fn, x, param_tensors(params)).numpy()
-        return np.moveaxis(g, -1, 1)
+        g, out = _unstaged_call(fn, x, param_tensors(params))
+        if self.layer is None:  # no capture checked the target: range, logits (a final softmax skipped)
+            check_rows(target, to_numpy(out), len(self.inputs), samples, _has_softmax(self.final))
+        return np.moveaxis(g.numpy(), -1, 1)
 
     def layer_hvp(self, target) -> np.ndarray:
         """H A at the layer for the probe's batch, (N, C, *s) canonical: the layer's output A is replaced by
@@ -334,9 +339,13 @@ class Probe:
 def probe(model, inputs, layer, output=None, reshape=None, key=None, call=None, layer_output=None) -> Probe:
     """A ``Probe`` for methods that run the model again on these inputs (a batch (N, *S, C), or a list / dict
     of inputs: ``key`` names the image-like one the probe's ``inputs`` are, default the first), layer (its
-    layout detected, or given by ``reshape`` as in ``capture``), output, and ``call`` (which call of a layer
-    that runs several times is replaced; default the first), and ``layer_output`` (which tensor of a tuple or
-    dict layer output, as in ``capture``)."""
+    layout detected, or given by ``reshape`` as in ``capture``; None: input gradients only, each output checked
+    against the target as a capture would), output, and ``call`` (which call of a layer that runs several times
+    is replaced; default the first), and ``layer_output`` (which tensor of a tuple or dict layer output, as in
+    ``capture``)."""
+    if layer is None:  # a pixel method without a capture: the probe checks the target and the model's dtype
+        warn_low_precision(compute_dtype(model))
+        return Probe(model, None, as_inputs(inputs, model), output, reshape, key, None, layer_output)
     path, obj = resolve_layer(model, layer)
     runs = None if call is None else run_index(model, path, check_call(call))
     return Probe(model, obj, as_inputs(inputs, model), output, reshape, key, runs, layer_output)

@@ -7,10 +7,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from xcam.contract import warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import SINGLE, name
 from xcam.layer_outputs import pick, put
-from xcam.targets import as_target, batch_params
+from xcam.targets import as_target, batch_params, check_rows
 
 from ._attention import attention_gradients
 from ._capture import (
@@ -20,6 +21,7 @@ from ._capture import (
     check_gradients_possible,
     first_tensor,
     hooked,
+    model_device,
     preserved,
     resolve_module,
     tensors,
@@ -194,6 +196,8 @@ class Probe:
                 _pre_hooked(pre):
             torch.set_grad_enabled(True)
             out = run(batch)
+            if self.module is None:  # no capture checked the target: range, logits (a final softmax skipped)
+                check_rows(target, to_numpy(out), len(self.inputs), samples, run.softmax_skipped)
             score = target.score(out, tensors(params, first_tensor(out)), OPS)
             (grad,) = torch.autograd.grad(score.sum(), x, allow_unused=True, materialize_grads=True)
         return grad.float().cpu().numpy()
@@ -266,11 +270,14 @@ def probe(model: nn.Module, inputs, layer, output=None, reshape=None, key=None, 
           layer_output=None) -> Probe:
     """A ``Probe`` for methods that run the model again on these inputs (a batch (N, C, *S), or several
     inputs: ``key`` names the image-like one the probe's ``inputs`` are, default the first), layer (its layout
-    detected, or given by ``reshape`` as in ``capture``), output, and ``call`` (which call of a layer that runs
+    detected, or given by ``reshape`` as in ``capture``; None: input gradients only, each output checked
+    against the target as a capture would), output, and ``call`` (which call of a layer that runs
     several times is replaced; default the first), and ``layer_output`` (which tensor of a tuple / dataclass
     layer output, as in ``capture``)."""
-    return Probe(model, resolve_module(model, layer)[1], Batch(model, inputs), output, reshape, key, call,
-                 layer_output)
+    if layer is None:  # a pixel method without a capture: the probe checks the target and the model's dtype
+        warn_low_precision(str(model_device(model)[1]).removeprefix("torch."))
+    return Probe(model, None if layer is None else resolve_module(model, layer)[1], Batch(model, inputs), output,
+                 reshape, key, call, layer_output)
 
 
 class _Stop(Exception):
