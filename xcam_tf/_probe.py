@@ -170,19 +170,28 @@ class Probe:
         model, output, final = self.model, self.output, self.final
         specs = param_specs(params or {})
         pick = target or _CLASS_LOGITS
+        checks = target is not None and self.layer is None  # no capture checked the target: the output too
 
         def build():
             @tf.function(input_signature=[signature(x), specs])
             def forward(batch, p):
                 with wrapped([], {}, {}, final):
                     out = selected(model, model(batch, training=False), output, pick)
-                return out if target is None else plain(target.score)(out, p, OPS)
+                if target is None:
+                    return out
+                score = plain(target.score)(out, p, OPS)
+                return (score, out) if checks else score
             return forward
 
         key = (id(model), "predict", signature_key(x), None if target is None else target.key(),
-               tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted((params or {}).items())), output_key(output))
+               tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted((params or {}).items())), output_key(output),
+               checks)
         fn = _cached(key, model, build)
-        return to_numpy(_unstaged_call(fn, x, param_tensors(params or {})))
+        got = _unstaged_call(fn, x, param_tensors(params or {}))
+        if not checks:
+            return to_numpy(got)
+        check_rows(target, to_numpy(got[1]), len(self.inputs), samples, _has_softmax(final))
+        return to_numpy(got[0])
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """The selected output (logits (B, K) for a classifier) for a batch of inputs (B, C, *S)."""

@@ -111,16 +111,19 @@ class Probe:
     def _forward(self, x: Batch, whole: bool = False):
         """The selected output for inputs ``x``. One image batch is handed over channels-last, which
         oneDNN/cuDNN convolve faster (measured 1.3x on AlexNet, CPU); a model that needs a contiguous input
-        (a view or reshape of it) gets one."""
+        (a view or reshape of it) gets one. ``softmax_skipped`` records whether a final softmax was skipped."""
         with hooked(self.model, [], self.output, whole) as run, preserved(self.model):
-            if x.kind != SINGLE:
-                return run(x)
-            t = x.get()
-            fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(t.ndim, torch.contiguous_format)
             try:
-                return run(x.swap(None, t.contiguous(memory_format=fmt)))
-            except RuntimeError:
-                return run(x.swap(None, t.contiguous()))
+                if x.kind != SINGLE:
+                    return run(x)
+                t = x.get()
+                fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(t.ndim, torch.contiguous_format)
+                try:
+                    return run(x.swap(None, t.contiguous(memory_format=fmt)))
+                except RuntimeError:
+                    return run(x.swap(None, t.contiguous()))
+            finally:
+                self.softmax_skipped = getattr(run, "softmax_skipped", False)
 
     def _forward_from_layer(self, sample: int, activations: np.ndarray, whole: bool = False):
         """The selected output when the layer's output for input ``sample`` is replaced by ``activations``
@@ -170,7 +173,10 @@ class Probe:
 
     def score(self, inputs: np.ndarray, target, samples: np.ndarray) -> np.ndarray:
         """The target's scores (B,) or (B, K) for inputs whose row b belongs to sample ``samples[b]``."""
-        return self._scores(self._forward(self._inputs(inputs, samples), target.whole_output), target, samples)
+        out = self._forward(self._inputs(inputs, samples), target.whole_output)
+        if self.module is None:  # no capture checked the target: range, logits (a final softmax skipped)
+            check_rows(target, to_numpy(out), len(self.inputs), samples, self.softmax_skipped)
+        return self._scores(out, target, samples)
 
     def score_from_layer(self, sample: int, activations: np.ndarray, target) -> np.ndarray:
         """The target's scores for input ``sample`` with the layer's output replaced by ``activations``."""
