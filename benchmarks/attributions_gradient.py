@@ -32,12 +32,13 @@ warnings.filterwarnings("ignore")
 
 
 def floor(model, rows: torch.Tensor, classes: torch.Tensor, batch: int = DEFAULT_BATCH):
-    """The input gradients of the class logits at ``rows``, ``batch`` rows per backward, channels last (what the
-    probe hands the model), nothing else."""
+    """The input gradients of the class logits at ``rows``, ``batch`` rows per backward, nothing else: the rows
+    as the probe hands them to the model for input gradients (a contiguous (B, C, H, W) tensor; channels last
+    is slower for a few 64-pixel rows on this CPU: 71 ms against 31 ms for 2 rows of ResNet-18)."""
     def run():
         out = []
         for i in range(0, len(rows), batch):
-            p = rows[i:i + batch].contiguous(memory_format=torch.channels_last).requires_grad_(True)
+            p = rows[i:i + batch].contiguous().requires_grad_(True)
             score = model(p).gather(1, classes[i:i + batch, None]).sum()
             out.append(torch.autograd.grad(score, p)[0])
         return torch.cat(out)

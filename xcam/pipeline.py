@@ -200,10 +200,15 @@ def explain(adapter: Adapter, model, inputs, layer=None, method="gradcam", targe
         return aug_smoothed(adapter, model, inputs, layer, m, targets, classes=classes, size=size, labels=labels,
                             options=options, output=output, reshape=reshape, call=call, batch_size=batch_size)
     kind, _ = entries(inputs)
-    layer = _layer_or_default(adapter, model, inputs, layer)
-    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     extra = _extra(reshape, call, layer_output)
     keys = image_keys(inputs)
+    if _capture_free(m, inputs, layer, targets, classes):  # pixel methods that ask input gradients only
+        signed = _attributions(adapter, model, inputs, m, targets, classes, labels, output, extra, options,
+                               batch_size)
+        maps = {key: _pixel_maps(m, a, size, rank) for key, (a, rank) in signed.items()}
+        return _per_input(maps, kind)
+    layer = _layer_or_default(adapter, model, inputs, layer)
+    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
     sizes = {k: spatial_size(tuple(np.shape(lookup(inputs, k))), adapter.LAYOUT) for k in keys}
     explained = keys if m.kind == "pixel" and kind != SINGLE and keys else keys[:1] or [None]
     if m.explains is not None:  # the method explains a score of its own built from the user's target
@@ -270,9 +275,13 @@ def attribute(adapter: Adapter, model, inputs, method, targets=None, *, options=
         raise XcamError(f"method {m.name!r} is a CAM (layer) method: its maps come from "
                         f"cam(model, inputs, layer, {m.name!r}); attribute() takes pixel methods: "
                         f"{', '.join(method_names('pixel'))}")
-    layer = _layer_or_default(adapter, model, inputs, layer)
     extra = _extra(reshape, call, layer_output)
     kind, _ = entries(inputs)
+    if _capture_free(m, inputs, layer, targets, classes):  # no layer capture, no default-layer search
+        signed = _attributions(adapter, model, inputs, m, targets, classes, None, output, extra, options,
+                               batch_size)
+        return _per_input({key: _framework_layout(adapter, a, rank) for key, (a, rank) in signed.items()}, kind)
+    layer = _layer_or_default(adapter, model, inputs, layer)
     keys = image_keys(inputs)
     explained = keys if kind != SINGLE and keys else keys[:1] or [None]
     cap = _one(adapter.capture(model, inputs, layer, targets, classes=classes, gradients=m.needs_gradients,
@@ -291,6 +300,86 @@ def attribute(adapter: Adapter, model, inputs, method, targets=None, *, options=
         out[key] = np.ascontiguousarray(signed)
     if len(explained) == 1:
         return out[explained[0]]
+    return tuple(out.values()) if kind == POSITIONAL else out
+
+
+def _capture_free(m, inputs, layer, targets, classes) -> bool:
+    """Whether a pixel method runs without a layer capture: it asks the probe for input gradients only
+    (``Method.needs_capture`` False), no layer was given, the target is a class (``Class``) and there is an
+    image-like input to explain."""
+    if m.kind != "pixel" or m.needs_capture or layer is not None or not image_keys(inputs):
+        return False
+    return isinstance(as_target(targets, classes), Class)
+
+
+def _class_target(probe, m, targets, classes, labels):
+    """The class target for a capture-free pixel method. Classes given: fixed as they are (no forward). A
+    top-1 class (None): for methods whose gradients are taken at the inputs (``Method.at_inputs``) it stays
+    as it is (the gradient's own forward picks it: each row is its input); otherwise one forward of the inputs
+    fixes it (noisy copies and path points must explain the input's class, not their own). The probe checks
+    the target on every output it differentiates (range, logits)."""
+    target = as_target(targets, classes)
+    n = len(probe.inputs)
+    wanted = target.class_indices(n)  # a per-sample argument of the wrong length fails before any forward
+    if not (wanted == TOP1).any():
+        return Class(wanted, target.space)
+    if m.at_inputs:
+        return target
+    out = probe.predict(probe.inputs)
+    target.check(out, labels)
+    return target.resolve(out)
+
+
+def _attributions(adapter: Adapter, model, inputs, m, targets, classes, labels, output, extra, options,
+                  batch_size) -> dict:
+    """{input key: (signed attribution float32 channels first, spatial rank)} for a capture-free pixel
+    method: one probe per explained input, no layer (``_capture_free``)."""
+    kind, _ = entries(inputs)
+    keys = image_keys(inputs)
+    explained = keys if kind != SINGLE else keys[:1]
+    target, out = None, {}
+    for key in explained:
+        which = {} if kind == SINGLE else {"key": key}
+        probe = adapter.probe(model, inputs, None, output=output, **extra, **which)
+        if target is None:
+            target = _class_target(probe, m, targets, classes, labels)
+        n = len(probe.inputs)
+        x = MethodArgs(None, None, target.class_indices(n), model_inputs=probe.inputs, probe=probe,
+                       options=resolve_options(m, options), target=target, rank=probe.inputs.ndim - 2,
+                       batch_size=batch_size)
+        with np.errstate(over="ignore", invalid="ignore"):
+            signed = np.asarray(m.fn(x), dtype=np.float32)
+        if not np.isfinite(signed).all():
+            raise XcamError(f"the {m.name} attribution overflows float32 (NaN or inf)")
+        out[key] = (signed, x.input_rank)
+    return out
+
+
+def _pixel_maps(m, signed: np.ndarray, size, rank: int) -> np.ndarray:
+    """cam()'s maps from a signed attribution (..., C_in, *S): reduced over C_in (``Method.reduce``), ReLU if
+    the method has one, resampled to ``size`` (default the input's) and min-max normalized (``finish``)."""
+    size = tuple(signed.shape[-rank:]) if size is None else check_size(size, rank)
+    with np.errstate(over="ignore", invalid="ignore"):
+        maps = reduce_channels(signed, m.reduce, rank)
+    if m.relu:
+        maps = relu(maps)
+    maps = np.ascontiguousarray(maps, dtype=np.float32)
+    if not np.isfinite(maps).all():
+        raise XcamError(f"the {m.name} map overflows float32 (NaN or inf)")
+    return finish(maps, size, rank)
+
+
+def _framework_layout(adapter: Adapter, signed: np.ndarray, rank: int) -> np.ndarray:
+    """A channels-first attribution in the adapter's layout (Keras: channels last), contiguous."""
+    if adapter.LAYOUT != "channels_first":
+        signed = np.moveaxis(signed, -(rank + 1), -1)
+    return np.ascontiguousarray(signed)
+
+
+def _per_input(out: dict, kind: str):
+    """One array for one explained input, else a tuple (positional inputs) or a dict (keyword inputs)."""
+    if len(out) == 1:
+        return next(iter(out.values()))
     return tuple(out.values()) if kind == POSITIONAL else out
 
 

@@ -7,17 +7,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from xcam.contract import warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import KEYWORD, POSITIONAL, SINGLE, image_like, name
 from xcam.layer_outputs import pick
 from xcam.layers import check_call
-from xcam.targets import Target, as_target, batch_params
+from xcam.targets import Target, as_target, batch_params, check_rows
 
 from ._attention import attention_gradients
 from ._capture import (
     OPS,
     _cached,
+    _has_softmax,
     as_inputs,
+    compute_dtype,
     final_layer,
     output_key,
     param_specs,
@@ -167,19 +170,28 @@ class Probe:
         model, output, final = self.model, self.output, self.final
         specs = param_specs(params or {})
         pick = target or _CLASS_LOGITS
+        checks = target is not None and self.layer is None  # no capture checked the target: the output too
 
         def build():
             @tf.function(input_signature=[signature(x), specs])
             def forward(batch, p):
                 with wrapped([], {}, {}, final):
                     out = selected(model, model(batch, training=False), output, pick)
-                return out if target is None else plain(target.score)(out, p, OPS)
+                if target is None:
+                    return out
+                score = plain(target.score)(out, p, OPS)
+                return (score, out) if checks else score
             return forward
 
         key = (id(model), "predict", signature_key(x), None if target is None else target.key(),
-               tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted((params or {}).items())), output_key(output))
+               tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted((params or {}).items())), output_key(output),
+               checks)
         fn = _cached(key, model, build)
-        return to_numpy(_unstaged_call(fn, x, param_tensors(params or {})))
+        got = _unstaged_call(fn, x, param_tensors(params or {}))
+        if not checks:
+            return to_numpy(got)
+        check_rows(target, to_numpy(got[1]), len(self.inputs), samples, _has_softmax(final))
+        return to_numpy(got[0])
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """The selected output (logits (B, K) for a classifier) for a batch of inputs (B, C, *S)."""
@@ -259,14 +271,16 @@ class Probe:
                             stack.enter_context(guided_relus(model, use_guided))
                         out = selected(model, model(batch, training=False), output, target)
                     score = tf.reduce_sum(plain(target.score)(out, p, OPS))  # inside the tape
-                return tape.gradient(score, explained, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return tape.gradient(score, explained, unconnected_gradients=tf.UnconnectedGradients.ZERO), out
             return grads
 
         cache = (id(model), "input_grad", use_guided, signature_key(x), key, target.key(),
                  tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output))
         fn = _cached(cache, model, build)
-        g = _unstaged_call(fn, x, param_tensors(params)).numpy()
-        return np.moveaxis(g, -1, 1)
+        g, out = _unstaged_call(fn, x, param_tensors(params))
+        if self.layer is None:  # no capture checked the target: range, logits (a final softmax skipped)
+            check_rows(target, to_numpy(out), len(self.inputs), samples, _has_softmax(self.final))
+        return np.moveaxis(g.numpy(), -1, 1)
 
     def layer_hvp(self, target) -> np.ndarray:
         """H A at the layer for the probe's batch, (N, C, *s) canonical: the layer's output A is replaced by
@@ -334,9 +348,13 @@ class Probe:
 def probe(model, inputs, layer, output=None, reshape=None, key=None, call=None, layer_output=None) -> Probe:
     """A ``Probe`` for methods that run the model again on these inputs (a batch (N, *S, C), or a list / dict
     of inputs: ``key`` names the image-like one the probe's ``inputs`` are, default the first), layer (its
-    layout detected, or given by ``reshape`` as in ``capture``), output, and ``call`` (which call of a layer
-    that runs several times is replaced; default the first), and ``layer_output`` (which tensor of a tuple or
-    dict layer output, as in ``capture``)."""
+    layout detected, or given by ``reshape`` as in ``capture``; None: input gradients only, each output checked
+    against the target as a capture would), output, and ``call`` (which call of a layer that runs several times
+    is replaced; default the first), and ``layer_output`` (which tensor of a tuple or dict layer output, as in
+    ``capture``)."""
+    if layer is None:  # a pixel method without a capture: the probe checks the target and the model's dtype
+        warn_low_precision(compute_dtype(model))
+        return Probe(model, None, as_inputs(inputs, model), output, reshape, key, None, layer_output)
     path, obj = resolve_layer(model, layer)
     runs = None if call is None else run_index(model, path, check_call(call))
     return Probe(model, obj, as_inputs(inputs, model), output, reshape, key, runs, layer_output)

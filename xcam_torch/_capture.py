@@ -45,17 +45,20 @@ def resolve_module(model: nn.Module, layer) -> tuple[str, nn.Module]:
 @contextlib.contextmanager
 def preserved(model: nn.Module):
     """Run with the model in eval mode and grad mode off; restore every module's mode and grad mode after."""
-    modes = [(m, m.training) for m in model.modules()]
+    modules = list(model.modules())
+    modes = [m.training for m in modules]
     grad_mode = torch.is_grad_enabled()
     try:
-        model.eval()
+        if any(modes):  # a model already in eval mode is left as it is (eval() sets every module's flag)
+            model.eval()
         with torch.inference_mode(False):  # a caller inside torch.inference_mode() still gets gradients
             torch.set_grad_enabled(False)
             yield
     finally:
         torch.set_grad_enabled(grad_mode)
-        for module, training in modes:
-            module.training = training
+        for module, training in zip(modules, modes):
+            if module.training != training:
+                module.training = training
 
 
 def model_device(model: nn.Module):

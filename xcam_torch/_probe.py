@@ -7,10 +7,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from xcam.contract import warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import SINGLE, name
 from xcam.layer_outputs import pick, put
-from xcam.targets import as_target, batch_params
+from xcam.targets import as_target, batch_params, check_rows
 
 from ._attention import attention_gradients
 from ._capture import (
@@ -20,6 +21,7 @@ from ._capture import (
     check_gradients_possible,
     first_tensor,
     hooked,
+    model_device,
     preserved,
     resolve_module,
     tensors,
@@ -109,16 +111,19 @@ class Probe:
     def _forward(self, x: Batch, whole: bool = False):
         """The selected output for inputs ``x``. One image batch is handed over channels-last, which
         oneDNN/cuDNN convolve faster (measured 1.3x on AlexNet, CPU); a model that needs a contiguous input
-        (a view or reshape of it) gets one."""
+        (a view or reshape of it) gets one. ``softmax_skipped`` records whether a final softmax was skipped."""
         with hooked(self.model, [], self.output, whole) as run, preserved(self.model):
-            if x.kind != SINGLE:
-                return run(x)
-            t = x.get()
-            fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(t.ndim, torch.contiguous_format)
             try:
-                return run(x.swap(None, t.contiguous(memory_format=fmt)))
-            except RuntimeError:
-                return run(x.swap(None, t.contiguous()))
+                if x.kind != SINGLE:
+                    return run(x)
+                t = x.get()
+                fmt = {4: torch.channels_last, 5: torch.channels_last_3d}.get(t.ndim, torch.contiguous_format)
+                try:
+                    return run(x.swap(None, t.contiguous(memory_format=fmt)))
+                except RuntimeError:
+                    return run(x.swap(None, t.contiguous()))
+            finally:
+                self.softmax_skipped = getattr(run, "softmax_skipped", False)
 
     def _forward_from_layer(self, sample: int, activations: np.ndarray, whole: bool = False):
         """The selected output when the layer's output for input ``sample`` is replaced by ``activations``
@@ -168,7 +173,10 @@ class Probe:
 
     def score(self, inputs: np.ndarray, target, samples: np.ndarray) -> np.ndarray:
         """The target's scores (B,) or (B, K) for inputs whose row b belongs to sample ``samples[b]``."""
-        return self._scores(self._forward(self._inputs(inputs, samples), target.whole_output), target, samples)
+        out = self._forward(self._inputs(inputs, samples), target.whole_output)
+        if self.module is None:  # no capture checked the target: range, logits (a final softmax skipped)
+            check_rows(target, to_numpy(out), len(self.inputs), samples, self.softmax_skipped)
+        return self._scores(out, target, samples)
 
     def score_from_layer(self, sample: int, activations: np.ndarray, target) -> np.ndarray:
         """The target's scores for input ``sample`` with the layer's output replaced by ``activations``."""
@@ -194,6 +202,8 @@ class Probe:
                 _pre_hooked(pre):
             torch.set_grad_enabled(True)
             out = run(batch)
+            if self.module is None:  # no capture checked the target: range, logits (a final softmax skipped)
+                check_rows(target, to_numpy(out), len(self.inputs), samples, run.softmax_skipped)
             score = target.score(out, tensors(params, first_tensor(out)), OPS)
             (grad,) = torch.autograd.grad(score.sum(), x, allow_unused=True, materialize_grads=True)
         return grad.float().cpu().numpy()
@@ -266,11 +276,14 @@ def probe(model: nn.Module, inputs, layer, output=None, reshape=None, key=None, 
           layer_output=None) -> Probe:
     """A ``Probe`` for methods that run the model again on these inputs (a batch (N, C, *S), or several
     inputs: ``key`` names the image-like one the probe's ``inputs`` are, default the first), layer (its layout
-    detected, or given by ``reshape`` as in ``capture``), output, and ``call`` (which call of a layer that runs
+    detected, or given by ``reshape`` as in ``capture``; None: input gradients only, each output checked
+    against the target as a capture would), output, and ``call`` (which call of a layer that runs
     several times is replaced; default the first), and ``layer_output`` (which tensor of a tuple / dataclass
     layer output, as in ``capture``)."""
-    return Probe(model, resolve_module(model, layer)[1], Batch(model, inputs), output, reshape, key, call,
-                 layer_output)
+    if layer is None:  # a pixel method without a capture: the probe checks the target and the model's dtype
+        warn_low_precision(str(model_device(model)[1]).removeprefix("torch."))
+    return Probe(model, None if layer is None else resolve_module(model, layer)[1], Batch(model, inputs), output,
+                 reshape, key, call, layer_output)
 
 
 class _Stop(Exception):

@@ -242,6 +242,7 @@ def gradient_shap(x: MethodArgs) -> np.ndarray:
 
 
 @register("integratedgradients", title="Integrated Gradients", kind="pixel", relu=False, needs_gradients=False,
+          needs_capture=False,
           options={"steps": 50, "method": "gausslegendre", "baseline": "zeros", "tolerance": 0.05},
           paper="Sundararajan et al., Axiomatic Attribution for Deep Networks, ICML 2017, arXiv:1703.01365")
 def integratedgradients(x: MethodArgs) -> np.ndarray:
@@ -257,6 +258,7 @@ def integratedgradients(x: MethodArgs) -> np.ndarray:
 
 
 @register("gradientxinput", title="Gradient x Input", kind="pixel", relu=False, needs_gradients=False,
+          needs_capture=False, at_inputs=True,
           paper="Shrikumar et al., Not Just a Black Box: Learning Important Features Through Propagating Activation "
                 "Differences, arXiv:1605.01713 (captum InputXGradient)")
 def gradientxinput(x: MethodArgs) -> np.ndarray:
@@ -265,6 +267,7 @@ def gradientxinput(x: MethodArgs) -> np.ndarray:
 
 
 @register("vargrad", title="VarGrad", kind="pixel", relu=False, needs_gradients=False,
+          needs_capture=False,
           options={"samples": 25, "noise": 0.15, "seed": 0, "abs": False},
           paper="Adebayo et al., Local Explanation Methods for Deep Neural Networks Lack Sensitivity to Parameter "
                 "Values, ICLR Workshop 2018, arXiv:1810.03307")
@@ -277,6 +280,7 @@ def vargrad(x: MethodArgs) -> np.ndarray:
 
 
 @register("squaregrad", title="SquareGrad", kind="pixel", relu=False, needs_gradients=False,
+          needs_capture=False,
           options={"samples": 25, "noise": 0.15, "seed": 0},
           paper="Hooker et al., A Benchmark for Interpretability Methods in Deep Neural Networks, NeurIPS 2019, "
                 "arXiv:1806.10758")
@@ -288,6 +292,7 @@ def squaregrad(x: MethodArgs) -> np.ndarray:
 
 
 @register("deconvnet", title="DeconvNet", kind="pixel", relu=False, needs_gradients=False,
+          needs_capture=False, at_inputs=True,
           paper="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014, arXiv:1311.2901")
 def deconvnet(x: MethodArgs) -> np.ndarray:
     r"""Backward through every ReLU as g_in = max(g_out, 0) (the ReLU's own [x > 0] skipped; captum's
@@ -298,6 +303,7 @@ def deconvnet(x: MethodArgs) -> np.ndarray:
 
 
 @register("gradientshap", title="GradientSHAP", kind="pixel", relu=False, needs_gradients=False,
+          needs_capture=False,
           options={"n_samples": 5, "stdevs": 0.0, "baselines": "zeros", "seed": 0},
           paper="Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, NeurIPS 2017, arXiv:1705.07874")
 def gradientshap(x: MethodArgs) -> np.ndarray:

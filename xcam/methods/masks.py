@@ -279,8 +279,9 @@ def rise_attribution(x: MethodArgs) -> np.ndarray:
 
 
 @register("rise", title="RISE", kind="pixel", reduce="sum", relu=False, needs_gradients=False,
-          needs_forwards=True, options={"n_masks": 4000, "grid": 7, "p": 0.5, "baseline": 0.0,
-                                        "normalize": "expectation", "seed": 0, "batch_size": None},
+          needs_forwards=True, needs_capture=False,
+          options={"n_masks": 4000, "grid": 7, "p": 0.5, "baseline": 0.0, "normalize": "expectation", "seed": 0,
+                   "batch_size": None},
           paper="Petsiuk et al., RISE: Randomized Input Sampling for Explanation of Black-box Models, BMVC 2018, "
                 "arXiv:1806.07421")
 def rise(x: MethodArgs) -> np.ndarray:
@@ -357,8 +358,9 @@ def sobol_attribution(x: MethodArgs) -> np.ndarray:
 
 
 @register("sobol", title="Sobol attribution", kind="pixel", reduce="sum", relu=False, needs_gradients=False,
-          needs_forwards=True, options={"grid_size": 8, "nb_design": 32, "sampler": "sobol",
-                                        "perturbation": "inpainting", "sigma": None, "seed": 0, "batch_size": None},
+          needs_forwards=True, needs_capture=False,
+          options={"grid_size": 8, "nb_design": 32, "sampler": "sobol",
+                   "perturbation": "inpainting", "sigma": None, "seed": 0, "batch_size": None},
           paper="Fel et al., Look at the Variance! Efficient Black-box Explanations with Sobol-based Sensitivity "
                 "Analysis, NeurIPS 2021, arXiv:2111.04138")
 def sobol(x: MethodArgs) -> np.ndarray:
@@ -424,8 +426,9 @@ def hsic_attribution(x: MethodArgs) -> np.ndarray:
 
 
 @register("hsic", title="HSIC attribution", kind="pixel", reduce="sum", relu=False, needs_gradients=False,
-          needs_forwards=True, options={"grid_size": 8, "nb_design": 500, "sampler": "lhs", "estimator": "binary",
-                                        "perturbation": "inpainting", "sigma": None, "seed": 0, "batch_size": None},
+          needs_forwards=True, needs_capture=False,
+          options={"grid_size": 8, "nb_design": 500, "sampler": "lhs", "estimator": "binary",
+                   "perturbation": "inpainting", "sigma": None, "seed": 0, "batch_size": None},
           paper="Novello et al., Making Sense of Dependence: Efficient Black-box Explanations Using Dependence "
                 "Measure, NeurIPS 2022, arXiv:2206.06219")
 def hsic(x: MethodArgs) -> np.ndarray:

@@ -84,6 +84,7 @@ def guided_gradcam(x) -> np.ndarray:
 
 
 @register("saliency", title="Saliency", kind="pixel", relu=False, needs_gradients=False,
+          needs_capture=False, at_inputs=True,
           paper="Simonyan et al., Deep Inside Convolutional Networks, ICLR Workshop 2014, arXiv:1312.6034")
 def saliency(x: MethodArgs) -> np.ndarray:
     r"""A = dy^c/dx (the gradient of the logit with respect to the input); map M(i,j) = max_c |A_c(i,j)|."""
@@ -91,6 +92,7 @@ def saliency(x: MethodArgs) -> np.ndarray:
 
 
 @register("smoothgrad", title="SmoothGrad", kind="pixel", relu=False, needs_gradients=False,
+          needs_capture=False,
           options={"samples": 25, "noise": 0.15, "seed": 0},
           paper="Smilkov et al., SmoothGrad, arXiv:1706.03825")
 def smoothgrad(x: MethodArgs) -> np.ndarray:
@@ -100,6 +102,7 @@ def smoothgrad(x: MethodArgs) -> np.ndarray:
 
 
 @register("guidedbackprop", title="Guided Backprop", kind="pixel", relu=False, needs_gradients=False,
+          needs_capture=False, at_inputs=True,
           paper="Springenberg et al., Striving for Simplicity, ICLR Workshop 2015, arXiv:1412.6806")
 def guidedbackprop(x: MethodArgs) -> np.ndarray:
     r"""Backward through every ReLU as g_in = g_out [x > 0] [g_out > 0];  M = max_c |g_in at the input|.

@@ -73,6 +73,10 @@ class Method:
     explains: Callable | None = None    # (user's Target, options) -> the Target actually explained (finercam)
     fuse: Callable | None = None        # (raw maps per layer, size, options) -> maps: own fusion (refinecam, legrad)
     needs_attention: bool = False       # transformer blocks: the probe's ``attention_gradients`` (legrad)
+    needs_capture: bool = True          # pixel methods: False when the probe's input gradients are all it asks
+    #                                     (no layer capture, no default-layer search; the probe checks the target)
+    at_inputs: bool = False             # input gradients at the inputs themselves (one row per input): a top-1
+    #                                     class is resolved in that forward, not in one of its own
 
     @property
     def needs(self) -> str:

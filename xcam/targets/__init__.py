@@ -18,6 +18,7 @@ from .kinds import (
     Target,
     as_target,
     batch_params,
+    check_rows,
     evaluate,
     parse_target,
 )
@@ -26,6 +27,6 @@ from .tensor_ops import NumpyOps, TensorOps
 
 __all__ = ["TOP1", "Binary", "Boxes", "Class", "Custom", "Finer", "NumpyOps",
            "Regression", "Segmentation", "Similarity",
-           "Target", "TensorOps", "as_target", "batch_params", "check_class_range", "check_scores", "describe",
-           "entries", "evaluate", "is_tensor", "parse_target", "requested", "requested_classes",
+           "Target", "TensorOps", "as_target", "batch_params", "check_class_range", "check_rows", "check_scores",
+           "describe", "entries", "evaluate", "is_tensor", "parse_target", "requested", "requested_classes",
            "requested_targets", "resolve", "select_output"]

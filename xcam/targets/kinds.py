@@ -701,6 +701,19 @@ def batch_params(target: Target, n: int, samples=None) -> dict:
     return p if samples is None else {k: v[np.asarray(samples)] for k, v in p.items()}
 
 
+def check_rows(target: Target, output, n: int, samples=None, softmax_skipped: bool = False) -> None:
+    """``target.check`` on the output (NumPy) of rows that belong to inputs ``samples`` of a batch of ``n`` (row b
+    to input ``samples[b]``; None: the batch itself): a class target is checked with the classes of those rows
+    (range, logits); another target only on the batch itself."""
+    if samples is None or not isinstance(target, Class) or not hasattr(output, "shape"):
+        if samples is None or isinstance(target, Class):
+            target.check(output, softmax_skipped=softmax_skipped)
+        return
+    scores = np.asarray(output)
+    check_scores(scores, softmax_skipped)
+    check_class_range(batch_params(target, n, samples)["index"], scores.shape[1])
+
+
 def evaluate(target: Target, output, samples=None, n: int | None = None) -> np.ndarray:
     """The target's scores on a NumPy output (rows belonging to ``samples`` of a batch of ``n``)."""
     rows = len(output) if not isinstance(output, Mapping) else len(output["scores"])

@@ -1,0 +1,163 @@
+"""Issue #19 item 6: a pixel method runs the model only as often as its formula needs, on both frameworks.
+
+A counting layer at the end of the model records every forward (its rows) and every backward through it. With
+3 inputs and the default 32 rows per call, the input-gradient methods need: one forward and one backward per
+32 rows of their points (the inputs, noisy copies, path points), no layer capture, no default-layer search
+(its dry run would be a forward of 1 row); Integrated Gradients adds one forward of the 3 inputs and their
+baselines (the completeness check); a top-1 class (targets None) costs one forward of the 3 inputs for the
+methods whose points are not the inputs themselves (the class is that of the input), none for the others.
+"""
+
+import numpy as np
+import pytest
+
+N = 3
+X = np.random.RandomState(0).randn(N, 3, 10, 10).astype(np.float32)
+
+# method: (forward rows, backwards) for explicit classes (25 noisy copies, 50 path points, 5 SHAP samples)
+NEEDED = {
+    "saliency": ([3], 1),
+    "gradientxinput": ([3], 1),
+    "deconvnet": ([3], 1),
+    "guidedbackprop": ([3], 1),
+    "smoothgrad": ([32, 32, 11], 3),
+    "vargrad": ([32, 32, 11], 3),
+    "squaregrad": ([32, 32, 11], 3),
+    "integratedgradients": ([32, 32, 32, 32, 22, 6], 5),
+    "gradientshap": ([15], 1),
+}
+AT_INPUTS = {"saliency", "gradientxinput", "deconvnet", "guidedbackprop"}
+
+
+class TorchCounted:
+    """A small ReLU CNN whose output passes a counting identity (rows per forward, backwards)."""
+
+    def __init__(self):
+        import torch
+        from torch import nn
+
+        counts = self.counts = {"rows": [], "backwards": 0}
+
+        class Count(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, t):
+                counts["rows"].append(int(t.shape[0]))
+                return t.clone()
+
+            @staticmethod
+            def backward(ctx, g):
+                counts["backwards"] += 1
+                return g
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                                          nn.Flatten(), nn.Linear(4, 5))
+
+            def forward(self, x):
+                return Count.apply(self.body(x))
+
+        torch.manual_seed(0)
+        self.model = Net().eval()
+        self.inputs = X
+
+    def attribute(self, *args, **kwargs):
+        import xcam_torch
+        return xcam_torch.attribute(self.model, self.inputs, *args, **kwargs)
+
+    def cam(self, *args, **kwargs):
+        import xcam_torch
+        return xcam_torch.cam(self.model, self.inputs, None, *args, **kwargs)
+
+
+class KerasCounted:
+    """The Keras counterpart: a counting identity layer (``tf.py_function`` runs in the compiled step too)."""
+
+    def __init__(self):
+        import keras
+        import tensorflow as tf
+
+        counts = self.counts = {"rows": [], "backwards": 0}
+
+        def forward(rows):
+            counts["rows"].append(int(rows))
+            return 0
+
+        def backward():
+            counts["backwards"] += 1
+            return 0
+
+        class Count(keras.layers.Layer):
+            def call(self, t):
+                @tf.custom_gradient
+                def ident(u):
+                    done = tf.py_function(forward, [tf.shape(u)[0]], tf.int32)
+                    with tf.control_dependencies([done]):
+                        out = tf.identity(u)
+
+                    def grad(g):
+                        with tf.control_dependencies([tf.py_function(backward, [], tf.int32)]):
+                            return tf.identity(g)
+                    return out, grad
+                return ident(t)
+
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((10, 10, 3))
+        h = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+        out = Count()(keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(h)))
+        self.model = keras.Model(inp, out)
+        self.inputs = np.ascontiguousarray(np.moveaxis(X, 1, -1))
+
+    def attribute(self, *args, **kwargs):
+        import xcam_tf
+        return xcam_tf.attribute(self.model, self.inputs, *args, **kwargs)
+
+    def cam(self, *args, **kwargs):
+        import xcam_tf
+        return xcam_tf.cam(self.model, self.inputs, None, *args, **kwargs)
+
+
+@pytest.fixture(scope="module", params=[pytest.param("torch", marks=pytest.mark.torch),
+                                        pytest.param("tf", marks=pytest.mark.tf)])
+def counted(request):
+    kit = TorchCounted() if request.param == "torch" else KerasCounted()
+    kit.attribute("saliency", [0, 1, 2])  # compiled steps (Keras) traced once: tracing runs no py_function
+    return kit
+
+
+def calls(kit, fn) -> tuple[list, int]:
+    kit.counts["rows"].clear()
+    kit.counts["backwards"] = 0
+    fn()
+    return list(kit.counts["rows"]), kit.counts["backwards"]
+
+
+@pytest.mark.parametrize("method", sorted(NEEDED))
+def test_explicit_classes_cost_exactly_the_method_s_batched_gradients(counted, method):
+    rows, backwards = NEEDED[method]
+    fns = {"attribute": lambda: counted.attribute(method, [0, 3, 1]),
+           "cam": lambda: counted.cam(method, [0, 3, 1])}
+    for name, fn in fns.items():
+        fn()  # traced (Keras) with these shapes
+        assert calls(counted, fn) == (rows, backwards), (name, method)
+
+
+@pytest.mark.parametrize("method", sorted(NEEDED))
+def test_a_top1_class_costs_one_forward_only_where_the_points_are_not_the_inputs(counted, method):
+    rows, backwards = NEEDED[method]
+    expected = (rows if method in AT_INPUTS else [N] + rows, backwards)
+    counted.attribute(method)
+    assert calls(counted, lambda: counted.attribute(method)) == expected
+
+
+def test_several_classes_take_one_batched_gradient_per_class(counted):
+    counted.attribute("gradientxinput", classes=[1, 2])
+    assert calls(counted, lambda: counted.attribute("gradientxinput", classes=[1, 2])) == ([3, 3], 2)
+
+
+def test_the_completeness_check_is_the_only_forward_integrated_gradients_adds(counted):
+    options = {"tolerance": None}
+    counted.attribute("integratedgradients", 1, options=options)
+    got = calls(counted, lambda: counted.attribute("integratedgradients", 1, options=options, batch_size=150))
+    assert got == ([150], 1)
