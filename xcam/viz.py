@@ -7,6 +7,7 @@ from .errors import XcamError
 from .ops import normalize_minmax
 
 _BAND_PIXELS = 1 << 20  # overlay works on bands of about this many pixels
+_WHITE = np.full(4, 255, np.uint8).view(np.uint32)[0]  # an RGBA white pixel as one uint32
 COLORMAPS = {
     "jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "viridis": cv2.COLORMAP_VIRIDIS,
     "inferno": cv2.COLORMAP_INFERNO, "magma": cv2.COLORMAP_MAGMA, "hot": cv2.COLORMAP_HOT,
@@ -89,14 +90,19 @@ def feature_grid(activations: np.ndarray, per_row: int = 16, tile: int | None = 
     th = max(1, round(side * h / max(h, w)))
     cols = min(per_row, c)
     rows = -(-c // cols)
-    grid = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad, 3), 255, dtype=np.uint8)
-    # every channel resized at once: OpenCV's nearest-neighbour choice of source pixel, read off a resized
-    # index image, gathers all channels; the colormap is pointwise, so one call colours every tile
-    where = cv2.resize(np.arange(h * w, dtype=np.float32).reshape(h, w), (tw, th), interpolation=cv2.INTER_NEAREST)
-    cells = scaled.reshape(c, h * w)[:, where.astype(np.int64)]
-    tiles = colorize(cells.reshape(c * th, tw), colormap).reshape(c, th, tw, 3)
-    for k in range(c):
-        r, q = divmod(k, cols)
-        y, x = pad + r * (th + pad), pad + q * (tw + pad)
-        grid[y:y + th, x:x + tw] = tiles[k]
+    # every channel resized at once: OpenCV's nearest-neighbour choice of source pixel (read off a resized
+    # index image) is separable, a source row per tile row and a source column per tile column. The colormap
+    # is pointwise, so the (c, h, w) cells are coloured first, each RGB pixel packed in 4 bytes (one uint32),
+    # gathered to tiles and written through one strided view of the grid (a tile and its pad per cell)
+    where = cv2.resize(np.arange(h * w, dtype=np.float32).reshape(h, w), (tw, th),
+                       interpolation=cv2.INTER_NEAREST).astype(np.int64)
+    src_rows, src_cols = where[:, 0] // w, where[0] % w
+    rgba = np.full((c, h, w, 4), 255, dtype=np.uint8)
+    rgba[..., :3] = colorize(scaled.reshape(c * h, w), colormap).reshape(c, h, w, 3)
+    tiles = np.full((rows * cols, th, tw), _WHITE, dtype=np.uint32)  # a missing last-row tile stays white
+    tiles[:c] = rgba.view(np.uint32)[..., 0][:, :, src_cols][:, src_rows]
+    packed = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad), _WHITE, dtype=np.uint32)
+    cells = packed[pad:pad + rows * (th + pad), pad:pad + cols * (tw + pad)].reshape(rows, th + pad, cols, tw + pad)
+    cells[:, :th, :, :tw] = tiles.reshape(rows, cols, th, tw).transpose(0, 2, 1, 3)
+    grid = cv2.cvtColor(packed.view(np.uint8).reshape(*packed.shape, 4), cv2.COLOR_RGBA2RGB)
     return grid

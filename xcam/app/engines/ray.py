@@ -32,13 +32,14 @@ def _ray():
 
 class BatchActor:
     """One Ray actor: builds the model from the spec once, then explains batches (rows: batch number and
-    its items as JSON) with ``batch.run_batch``; returns each batch's result lines as JSON."""
+    its items as JSON) with ``batch.run_batch``; returns each batch's result lines as JSON once the batch's
+    pictures are written (drawn in ``picture_threads`` threads, as in the local engine; 0: inline)."""
 
-    def __init__(self, spec, plan):
+    def __init__(self, spec, plan, picture_threads: int = 0):
         framework, model = spec.build()
         self.memory_format = framework.memory_format(model, plan.memory_format)  # this actor's own model
         self.memory_format.__enter__()
-        self.worker = Worker(framework, model, plan)
+        self.worker = Worker(framework, model, plan, picture_threads=picture_threads)
 
     def __call__(self, rows: dict) -> dict:
         numbers, lines = [], []
@@ -57,9 +58,10 @@ def _default_workers(ray) -> tuple[int, float]:
     return max(1, int(resources.get("CPU", 1)) // 2), 0.0
 
 
-def ray_batches(spec, plan, todo, address=None, workers=None):
+def ray_batches(spec, plan, todo, address=None, workers=None, picture_threads: int = 0):
     """(batch_no, result lines) for every (batch_no, items) of ``todo``, explained on a Ray cluster (the
-    running one, ``address``, or a new local one), yielded in batch order as they finish."""
+    running one, ``address``, or a new local one), yielded in batch order as they finish; each actor draws a
+    batch's pictures in ``picture_threads`` threads (0: inline)."""
     ray = _ray()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -77,7 +79,7 @@ def ray_batches(spec, plan, todo, address=None, workers=None):
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), count * 4)))
     remote = {"num_gpus": gpus} if gpus else {"num_cpus": 1}
     ds = ds.map_batches(BatchActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=count),
-                        fn_constructor_args=(spec, plan), **remote)
+                        fn_constructor_args=(spec, plan, int(picture_threads)), **remote)
     waiting, expected = {}, [b for b, _ in todo]
     position = 0
     for row in ds.iter_rows():

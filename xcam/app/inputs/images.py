@@ -64,6 +64,30 @@ def parse_normalization(spec: str):
                     "(e.g. 0.5,0.5 or 0.485,0.456,0.406,0.229,0.224,0.225)")
 
 
+_CHANNEL_ROWS = np.array([0, 256, 512], np.uint16)  # pixel value v of channel c -> row c * 256 + v of a table
+_TABLES: dict = {}
+
+
+def _scaled(x: np.ndarray, norm) -> np.ndarray:
+    """float32 pixels in 0..255 -> x / 255, then ImageNet's or the given (x - mean) / std (not "caffe")."""
+    x = x / 255.0
+    if norm == "imagenet":
+        x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
+    elif norm != "none":
+        x = (x - np.array(norm[0], np.float32)) / np.array(norm[1], np.float32)
+    return x
+
+
+def _table(norm) -> np.ndarray:
+    """``_scaled`` of every uint8 value in each of the 3 channels, flat (3 * 256,): row c * 256 + v is channel
+    c's value v (the same float32 operations, so the same values as computing them on an image)."""
+    key = repr(norm)
+    if key not in _TABLES:
+        values = np.repeat(np.arange(256, dtype=np.float32)[:, None], 3, axis=1)
+        _TABLES[key] = np.ascontiguousarray(_scaled(values, norm).astype(np.float32).T).ravel()
+    return _TABLES[key]
+
+
 def preprocess(images, size: tuple[int, int], normalize="imagenet", channels: int = 3) -> np.ndarray:
     """uint8 RGB images -> float32 (N, H, W, channels), resized and normalized; channels-last.
 
@@ -75,18 +99,16 @@ def preprocess(images, size: tuple[int, int], normalize="imagenet", channels: in
     for img in images:
         h, w = img.shape[:2]
         interp = cv2.INTER_AREA if h > height and w > width else cv2.INTER_LINEAR
-        x = cv2.resize(img, (width, height), interpolation=interp).astype(np.float32)
+        resized = cv2.resize(img, (width, height), interpolation=interp)
         if norm == "caffe":
-            x = x[:, :, ::-1] - np.array(CAFFE_BGR_MEAN, dtype=np.float32)
+            x = resized.astype(np.float32)[:, :, ::-1] - np.array(CAFFE_BGR_MEAN, dtype=np.float32)
+        elif resized.dtype == np.uint8 and resized.ndim == 3 and resized.shape[2] == 3:
+            x = np.take(_table(norm), resized + _CHANNEL_ROWS)  # the same float32 values, looked up
         else:
-            x = x / 255.0
-            if norm == "imagenet":
-                x = (x - np.array(IMAGENET_MEAN, np.float32)) / np.array(IMAGENET_STD, np.float32)
-            elif norm != "none":
-                x = (x - np.array(norm[0], np.float32)) / np.array(norm[1], np.float32)
+            x = _scaled(resized.astype(np.float32), norm)
         if channels == 1:
             x = (x @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
         elif channels != 3:
             raise XcamError(f"the model takes {channels}-channel input; xcam feeds 1- or 3-channel images")
         batch.append(x)
-    return np.ascontiguousarray(np.stack(batch).astype(np.float32))
+    return np.ascontiguousarray(np.stack(batch).astype(np.float32, copy=False))

@@ -228,7 +228,10 @@ def _plan(job, methods, items, out, kind: str = "image") -> Plan:
     first = _first_readable(plan, items)  # learn the class count, then check labels and classes
     if kind == "media":
         plan.layer = layer = _media_layer(job, first)
-    cap = job.framework.capture(job.model, first.x[None], layer, targets=target, gradients=False,
+    # on Keras the checks take gradients when the methods do: one compiled step then serves the checks and the
+    # batches (steps are cached per model, layer, target and gradients), not two traces of the model
+    grads = job.framework.name == "tf" and any(m.needs_gradients for m in methods)
+    cap = job.framework.capture(job.model, first.x[None], layer, targets=target, gradients=grads,
                                 labels=job.labels if target is not None else None, **plan.capture_options)
     k = cap.scores.shape[1] if cap.scores.ndim >= 2 else 1
     labels = job.labels
@@ -241,7 +244,7 @@ def _plan(job, methods, items, out, kind: str = "image") -> Plan:
         return plan
     classes = class_indices(job.classes, labels, k)
     if classes is not None:
-        job.framework.capture(job.model, first.x[None], layer, classes=classes, gradients=False, labels=labels,
+        job.framework.capture(job.model, first.x[None], layer, classes=classes, gradients=grads, labels=labels,
                               **plan.capture_options)  # a class out of range fails here, before any output
     plan.labels, plan.classes = labels, classes
     plan.columns = [labels[c] for c in classes] if classes is not None else [TOP1_COLUMN]
@@ -373,10 +376,11 @@ def media_keys(paths) -> list[str]:
 
 def _engine(job, plan, todo):
     """(batch_no, result lines) for every batch to do, in batch order."""
-    if job.engine == "ray":
-        yield from ray_batches(job.model_spec, plan, todo, address=job.address, workers=job.workers)
-        return
     threads = 2 if job.picture_threads is None else int(job.picture_threads)
+    if job.engine == "ray":
+        yield from ray_batches(job.model_spec, plan, todo, address=job.address, workers=job.workers,
+                               picture_threads=threads)
+        return
     yield from local_batches(job.framework, job.model, plan, todo, decode_workers=job.decode_workers,
                              picture_threads=threads)
 
