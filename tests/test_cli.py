@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reportpage import metric_cells, outside_refs
 
 import xcam
 from xcam.app.cli import main
@@ -166,6 +167,15 @@ def test_demo_on_both_frameworks_finds_the_cat(capsys, tmp_path):
     insertion = ev["torch"]["insertion"]["methods"]
     assert insertion["gradcam"]["mean"] > insertion["random"]["mean"]
     assert (out / "torch" / "evaluation" / "report.html").is_file()
+    # and the lab's report.html holds that table (every mean and std exactly) and its plots below the lab rows
+    for fw in ("torch", "tf"):
+        page = (out / fw / "report.html").read_text()
+        written = json.loads((out / fw / "evaluation" / "metrics.json").read_text())["metrics"]
+        expected = {(metric, m): (v["mean"], v["std"]) for metric, block in written.items()
+                    for m, v in block["methods"].items()}
+        assert {k: (c["mean"], c["std"]) for k, c in metric_cells(page).items()} == expected
+        assert page.index("class='xcam-lab'") < page.index("id='xcam-evaluation'")
+        assert "<figcaption>plots/deletion_curves.png</figcaption>" in page and outside_refs(page, out / fw) == []
 
 
 # ---------------------------------------------------------------- bad input: one line, no traceback, no output

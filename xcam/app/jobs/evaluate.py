@@ -113,11 +113,19 @@ def _clean(obj):
 
 def run_evaluation(job: EvalJob) -> int:
     """Evaluate; returns the exit code (0 all done, 1 some images could not be read)."""
+    files.check_new_dir(Path(job.out), job.overwrite)
+    summary = evaluate_images(job)
+    write_evaluation(job, summary)
+    return 1 if summary["errors"] else 0
+
+
+def evaluate_images(job: EvalJob) -> dict:
+    """Every metric of every method and baseline on the job's images, nothing written: the summary that
+    ``metrics.json`` holds (with ``errors``, the images that could not be read). ``write_evaluation`` writes it;
+    ``xcam demo`` also shows it on its report (``render_section``)."""
     methods = check_methods(job.methods)
     metrics = parse_metrics(job.metrics)
     norm = parse_normalization(job.normalize)
-    out = Path(job.out)
-    files.check_new_dir(out, job.overwrite)
     if not job.images:
         raise XcamError("no images given")
     if job.masks is not None and job.boxes is not None:
@@ -176,17 +184,24 @@ def run_evaluation(job: EvalJob) -> int:
             t = int(targets[i])
             entries.append({"image": path, "target": t, "label": labels[t], "probability": float(probs[i, t])})
         say(job, f"evaluated {len(entries)}/{len(loaded)} images")
-    results = merge(parts)
-    summary = summarize(job, layer, hw, names, metrics, entries, results)
+    summary = summarize(job, layer, hw, names, metrics, entries, merge(parts))
     summary["errors"] = errors
+    return summary
+
+
+def write_evaluation(job: EvalJob, summary: dict) -> dict:
+    """metrics.json, metrics.csv, plots/*.png and report.html into ``job.out`` (staged, then moved into place);
+    the table on stdout when ``job.table``. Returns {plot file: RGB picture}."""
+    out = Path(job.out)
     table = format_table(summary)
     with files.staged_dir(out, job.overwrite) as tmp:
         plots = write_outputs(tmp, summary)
         files.write_text(tmp / "report.html", render_html(summary, plots, table))
     if job.table:
         print(table)
-    say(job, f"wrote {(job.shown_out or out) / 'report.html'} ({len(loaded)} images, {len(errors)} unreadable)")
-    return 1 if errors else 0
+    say(job, f"wrote {(job.shown_out or out) / 'report.html'} ({len(summary['images'])} images, "
+             f"{len(summary['errors'])} unreadable)")
+    return plots
 
 
 def summarize(job, layer, hw, names, metrics, entries, results) -> dict:
@@ -258,6 +273,16 @@ def write_outputs(tmp: Path, summary: dict) -> dict:
             writer.writerow([metric, m, v["mean"], v["std"], v["forwards_per_image"], *v["per_image"]])
     files.write_text(tmp / "metrics.csv", buf.getvalue())
     (tmp / "plots").mkdir()
+    plots = draw_plots(summary)
+    for rel, pic in plots.items():
+        files.write_png(tmp / rel, pic)
+    return plots
+
+
+def draw_plots(summary: dict) -> dict:
+    """{plot file: RGB picture}: a bar chart per metric (mean +- std over images) and, for the metrics with a
+    curve (deletion, insertion, ROAD, the cascade), the mean curve of every method and baseline."""
+    names = summary["methods"] + summary["baselines"]
     pal = colours(names, summary["baselines"])
     plots = {}
     for metric, block in summary["metrics"].items():
@@ -274,43 +299,12 @@ def write_outputs(tmp: Path, summary: dict) -> dict:
                       for m, r in zip(names, rows)]
             plots[f"plots/{metric}_curves.png"] = curve_plot(f"{block['title']}: mean curve", series,
                                                              xlabel=xlabel, ylabel="score")
-    for rel, pic in plots.items():
-        files.write_png(tmp / rel, pic)
     return plots
 
 
 def render_html(summary: dict, plots: dict, table: str) -> str:
     """One self-contained page: the table, the curves, the bar charts and the randomization cascade."""
     esc = html.escape
-    names = summary["methods"] + summary["baselines"]
-    head = "".join(f"<th>{esc(b['title'])}<br><small>{esc(b['better'])} is better</small></th>"
-                   for b in summary["metrics"].values())
-    rows = []
-    for m in names:
-        cells = []
-        for block in summary["metrics"].values():
-            means = [block["methods"][x]["mean"] for x in names if block["methods"][x]["mean"] is not None]
-            v = block["methods"][m]
-            if v["mean"] is None:
-                cells.append("<td>n/a</td>")
-                continue
-            best = max(means) if block["better"] == "higher" else min(means)
-            text = f"{v['mean']:.4g} &plusmn; {v['std']:.2g}"
-            cells.append(f"<td>{'<b>' + text + '</b>' if v['mean'] == best else text}</td>")
-        kind = " <small>(baseline)</small>" if m in summary["baselines"] else ""
-        rows.append(f"<tr><th>{esc(m)}{kind}</th>{''.join(cells)}</tr>")
-    pics = "".join(f"<figure><img src='{png_data_uri(pic, 800)}'><figcaption>{esc(rel)}</figcaption></figure>"
-                   for rel, pic in plots.items())
-    cascade = ""
-    for m, block in summary.get("randomization", {}).items():
-        lines = "".join(f"<tr><td>{r['step']}</td><td>{esc(r['layer'])}</td><td>{_num(r['spearman_mean'])}</td>"
-                        f"<td>{_num(r['ssim_mean'])}</td></tr>" for r in block["rows"])
-        cascade += (f"<h3>{esc(m)}</h3><table><tr><th>step</th><th>layer randomized</th><th>Spearman</th>"
-                    f"<th>SSIM</th></tr>{lines}</table>")
-    if cascade:
-        cascade = "<h2>Cascading randomization (Adebayo et al., 2018), per layer</h2>" + cascade
-    imgs = "".join(f"<li>{esc(Path(e['image']).name)}: class {esc(e['label'])} (p = {e['probability']:.3f})</li>"
-                   for e in summary["images"])
     errors = "".join(f"<li class='err'>{esc(e)}</li>" for e in summary.get("errors", []))
     meta = (f"model: {esc(summary['model'])} ({esc(summary['framework'])}) &middot; layer <b>{esc(summary['layer'])}"
             f"</b> &middot; input {summary['input_size'][0]}x{summary['input_size'][1]} &middot; "
@@ -321,10 +315,50 @@ def render_html(summary: dict, plots: dict, table: str) -> str:
              "padding:8px}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>xcam evaluation</title><style>{style}</style>"
             f"</head><body><h1>xcam evaluation</h1><p class='meta'>{meta}</p>"
-            f"{'<ul>' + errors + '</ul>' if errors else ''}"
-            f"<table><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
+            f"{'<ul>' + errors + '</ul>' if errors else ''}{render_section(summary, plots, table)}</body></html>\n")
+
+
+def render_section(summary: dict, plots: dict, table: str, level: int = 2) -> str:
+    """The evaluation as a block of HTML for a page (``xcam evaluate``'s report, ``xcam demo``'s): the table
+    (``table.xcam-metrics``; each cell also holds its mean and std exactly as metrics.json has them, in
+    ``data-mean`` / ``data-std``, with ``data-metric`` and ``data-method``), the terminal table, the plots
+    (inline PNGs), the randomization cascade and the images' targets; its headings are ``<h{level}>``."""
+    esc = html.escape
+    h = f"h{level}"
+    names = summary["methods"] + summary["baselines"]
+    head = "".join(f"<th>{esc(b['title'])}<br><small>{esc(b['better'])} is better</small></th>"
+                   for b in summary["metrics"].values())
+    rows = []
+    for m in names:
+        cells = []
+        for metric, block in summary["metrics"].items():
+            means = [block["methods"][x]["mean"] for x in names if block["methods"][x]["mean"] is not None]
+            v = block["methods"][m]
+            where = f"data-metric='{esc(metric)}' data-method='{esc(m)}'"
+            if v["mean"] is None:
+                cells.append(f"<td {where}>n/a</td>")
+                continue
+            best = max(means) if block["better"] == "higher" else min(means)
+            text = f"{v['mean']:.4g} &plusmn; {v['std']:.2g}"
+            cells.append(f"<td {where} data-mean='{v['mean']!r}' data-std='{v['std']!r}'>"
+                         f"{'<b>' + text + '</b>' if v['mean'] == best else text}</td>")
+        kind = " <small>(baseline)</small>" if m in summary["baselines"] else ""
+        rows.append(f"<tr><th>{esc(m)}{kind}</th>{''.join(cells)}</tr>")
+    pics = "".join(f"<figure><img src='{png_data_uri(pic, 800)}'><figcaption>{esc(rel)}</figcaption></figure>"
+                   for rel, pic in plots.items())
+    cascade = ""
+    for m, block in summary.get("randomization", {}).items():
+        lines = "".join(f"<tr><td>{r['step']}</td><td>{esc(r['layer'])}</td><td>{_num(r['spearman_mean'])}</td>"
+                        f"<td>{_num(r['ssim_mean'])}</td></tr>" for r in block["rows"])
+        cascade += (f"<h{level + 1}>{esc(m)}</h{level + 1}><table><tr><th>step</th><th>layer randomized</th>"
+                    f"<th>Spearman</th><th>SSIM</th></tr>{lines}</table>")
+    if cascade:
+        cascade = f"<{h}>Cascading randomization (Adebayo et al., 2018), per layer</{h}>" + cascade
+    imgs = "".join(f"<li>{esc(Path(e['image']).name)}: class {esc(e['label'])} (p = {e['probability']:.3f})</li>"
+                   for e in summary["images"])
+    return (f"<table class='xcam-metrics'><tr><th>method</th>{head}</tr>{''.join(rows)}</table>"
             f"<details><summary>terminal table</summary><pre>{esc(table)}</pre></details>"
-            f"<h2>Plots</h2>{pics}{cascade}<h2>Images and targets</h2><ul>{imgs}</ul></body></html>\n")
+            f"<{h}>Plots</{h}>{pics}{cascade}<{h}>Images and targets</{h}><ul>{imgs}</ul>")
 
 
 def _num(v) -> str:

@@ -74,6 +74,7 @@ class Job:
     picture_threads: int | None = None  # threads drawing pictures beside the model (None: 2; 0: inline)
     frames: int = 16               # videos: frames sampled evenly per clip
     memory_format: str = "auto"    # PyTorch: "channels_last", "contiguous", or "auto" (channels-last for 2-D convs)
+    report_extra: str = ""         # HTML placed below the report's rows (xcam demo: its evaluation section)
 
 
 def parse_labels(spec) -> list[str] | None:
@@ -327,7 +328,8 @@ def run(job: Job) -> int:
     header.update(methods=plan.methods, method_titles={m.name: m.title for m in methods}, labels=plan.labels,
                   columns=plan.columns, map_size=plan.map_size, map_dtype=plan.map_dtype, results=results.RESULTS_FILE)
     write_summary(out, header)
-    write_report(out, header, plan.report, root=plan.root, alpha=plan.alpha, colormap=plan.colormap)
+    write_report(out, header, plan.report, root=plan.root, alpha=plan.alpha, colormap=plan.colormap,
+                 extra=job.report_extra)
     errors = sum(1 for r in results.read(out) if r.get("error"))
     what = "images" if plan.kind == "image" else "inputs"
     say(job, f"wrote {(job.shown_out or out) / 'report.html'} ({len(paths) - errors} {what}, {errors} unreadable)")

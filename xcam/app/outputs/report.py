@@ -45,6 +45,8 @@ img.grid{width:100%}
 .err{color:#b00}
 img.thumb{display:inline-block;margin:2px;max-width:96px;max-height:96px}
 td.left{text-align:left}
+figure{display:inline-block;margin:6px;max-width:100%;vertical-align:top}
+pre{overflow-x:auto;background:#f7f7f7;padding:8px;text-align:left}
 """
 
 
@@ -79,9 +81,9 @@ def _note(entry: dict, record: dict) -> str:
     return f"{html.escape(label)}: p = {p:.3f}" if p is not None else html.escape(label)
 
 
-def render_html(summary: dict, pictures: dict) -> str:
+def render_html(summary: dict, pictures: dict, extra: str = "") -> str:
     """The self-contained page; pictures[image key] = {"original": rgb, "features": rgb or None,
-    (method, column): rgb overlay}."""
+    (method, column): rgb overlay}; ``extra``: HTML below the rows (``xcam demo``'s evaluation)."""
     esc = html.escape
     columns = [(m, col) for m in summary["methods"] for col in summary["columns"]]
     rows = []
@@ -101,7 +103,8 @@ def render_html(summary: dict, pictures: dict) -> str:
         rows.append("<tr>" + "".join(cells) + "</tr>")
     errors = "".join(f"<li class='err'>{esc(e)}</li>" for e in summary.get("errors", []))
     return _page("xcam report", f"<h1>xcam report</h1><p class='meta'>{_meta(summary)}</p>"
-                 f"{'<ul>' + errors + '</ul>' if errors else ''}<table>{_head(summary)}{''.join(rows)}</table>")
+                 f"{'<ul>' + errors + '</ul>' if errors else ''}<table class='xcam-lab'>{_head(summary)}{''.join(rows)}"
+                 f"</table>{extra}")
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -148,11 +151,13 @@ class _Lazy:
         return self.load(key)
 
 
-def write_report(out, summary: dict, mode: str, root: str = ".", alpha: float = 0.5, colormap: str = "jet") -> None:
-    """report.html for the run in ``out`` from its results.jsonl: "single" (self-contained) or "paged"."""
+def write_report(out, summary: dict, mode: str, root: str = ".", alpha: float = 0.5, colormap: str = "jet",
+                 extra: str = "") -> None:
+    """report.html for the run in ``out`` from its results.jsonl: "single" (self-contained) or "paged";
+    ``extra`` (HTML) goes below the rows of the page, or of the index."""
     out = Path(out)
     if mode == "single" and summary.get("input_kind") == "media":
-        files.write_text(out / "report.html", _media_page(out, summary))
+        files.write_text(out / "report.html", _media_page(out, summary, extra))
     elif mode == "single":
         records = list(results.read(out))
         entries = [r for r in records if not r.get("error")]
@@ -160,9 +165,9 @@ def write_report(out, summary: dict, mode: str, root: str = ".", alpha: float = 
         by_key = {e["key"]: e for e in entries}
         pictures = _Lazy(lambda key: _pictures(out, by_key[key], summary, root, alpha, colormap))
         files.write_text(out / "report.html", render_html({**summary, "images": entries, "errors": errors},
-                                                          pictures))
+                                                          pictures, extra))
     elif mode == "paged":
-        _write_paged(out, summary, root)
+        _write_paged(out, summary, root, extra)
     else:
         raise XcamError(f"unknown report mode {mode!r}; valid: single, paged")
 
@@ -185,7 +190,7 @@ def _page_name(number: int) -> str:
     return f"page-{number:06d}.html"
 
 
-def _write_paged(out: Path, summary: dict, root: str) -> None:
+def _write_paged(out: Path, summary: dict, root: str, extra: str = "") -> None:
     esc = html.escape
     pages_dir = out / "pages"
     pages_dir.mkdir(exist_ok=True)
@@ -232,11 +237,11 @@ def _write_paged(out: Path, summary: dict, root: str) -> None:
     body = (f"<h1>xcam report</h1><p class='meta'>{_meta(summary)}</p><p>{first} images on {count} pages of at "
             f"most {PAGE_SIZE}; every line is in <a href='results.jsonl'>results.jsonl</a>.</p>"
             f"{'<ul>' + listed + '</ul>' + more if errors else ''}"
-            f"<table><tr><th>page</th><th>images</th></tr>{''.join(index_rows)}</table>")
+            f"<table><tr><th>page</th><th>images</th></tr>{''.join(index_rows)}</table>{extra}")
     files.write_text(out / "report.html", _page("xcam report", body))
 
 
-def _media_page(out: Path, summary: dict) -> str:
+def _media_page(out: Path, summary: dict, extra: str = "") -> str:
     """One self-contained page of a video / volume / signal run: a section per input with each method's picture
     inline (read one input at a time from results.jsonl), then the inputs that could not be read."""
     parts, errors = [], []
@@ -257,4 +262,4 @@ def _media_page(out: Path, summary: dict) -> str:
     if errors:
         parts.append(f"<section><h2>Not explained</h2><ul>{''.join(errors)}</ul></section>")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>xcam report</title></head><body>"
-            f"<h1>xcam: videos, volumes and signals</h1>{''.join(parts)}</body></html>\n")
+            f"<h1>xcam: videos, volumes and signals</h1>{''.join(parts)}{extra}</body></html>\n")
