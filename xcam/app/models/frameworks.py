@@ -13,6 +13,7 @@ from types import ModuleType
 
 import numpy as np
 
+from xcam.app.models import kerashub
 from xcam.app.models.hints import hints_of
 from xcam.errors import XcamError
 
@@ -139,7 +140,7 @@ def infer_framework(path) -> str:
     if p.is_dir():
         if (p / "saved_model.pb").exists() or (p / "saved_model.pbtxt").exists():
             return "tf"
-        if (p / "config.json").is_file() and (p / "metadata.json").is_file():
+        if kerashub.is_preset(p):
             return "tf"   # a keras-hub preset (save_to_preset)
         if (p / "config.json").is_file():
             return "torch"   # a Hugging Face save_pretrained directory

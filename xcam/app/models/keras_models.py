@@ -1,10 +1,11 @@
-"""Loading Keras model files for the CLI: .keras and .h5 (Lambda layers only when trusted); SavedModels refused
-with the reason."""
+"""Loading Keras model files for the CLI: .keras and .h5 (Lambda layers only when trusted), keras-hub preset
+directories (``xcam.app.models.kerashub``); SavedModels refused with the reason."""
 
 from pathlib import Path
 
 import keras
 
+from xcam.app.models import kerashub
 from xcam.errors import XcamError
 
 
@@ -13,6 +14,8 @@ def load_model(path, *, trust_model=False, arch=None, num_classes=None):
     path = Path(path)
     if arch:
         raise XcamError("--arch is for PyTorch state dicts; a Keras file holds its own architecture")
+    if kerashub.is_preset(path):
+        return kerashub.load(path)
     if path.is_dir():
         raise XcamError(f"{str(path)!r} is a TensorFlow SavedModel: Keras 3 cannot reach the layers inside it, "
                         "so no CAM can be made; re-save the model as .keras (model.save('model.keras'))")
