@@ -3,13 +3,15 @@ gradients it needs, bare torch.autograd.grad on the same rows in the same batche
 random-weight ResNet-18, plus the number of model calls (forwards, each with or without a backward) each makes.
 
     python benchmarks/attributions_gradient.py [runs] [batch] [size]
+    python benchmarks/attributions_gradient.py tf [runs] [batch] [size]     (Keras: xcam_tf vs its floor)
 
 Settings, the same on both sides: integratedgradients 50 Gauss-Legendre steps from a zero baseline (captum's
-defaults; xcam adds its completeness check, one forward of x and x'); vargrad / squaregrad 25 noisy copies
-(captum NoiseTunnel(Saliency(abs=False)) with nt_samples=25); gradientshap 5 samples over a set of 4 baselines;
-gradientxinput and deconvnet one gradient per image (deconvnet's floor is the plain gradient: its ReLU hooks are
-part of what is measured). xcam asks the probe for DEFAULT_BATCH (32) rows per call, so does the floor; captum
-runs each method's rows in one pass (its default internal batch size).
+defaults; xcam adds its completeness check, one forward of x and x'); vargrad / squaregrad / smoothgrad 25 noisy
+copies (captum NoiseTunnel(Saliency(abs=False)) with nt_samples=25); gradientshap 5 samples over a set of 4
+baselines; gradientxinput, saliency (captum Saliency(abs=False)), deconvnet and guidedbackprop one gradient per
+image (the floor of deconvnet and guidedbackprop is the plain gradient: their ReLU hooks are part of what is
+measured). xcam asks the probe for DEFAULT_BATCH (32) rows per call, so does the floor; captum runs each method's
+rows in one pass (its default internal batch size). Model calls: forwards (a forward pre-hook on the model).
 """
 
 import sys
@@ -96,6 +98,10 @@ def main(runs=3, n=2, size=64):
         "deconvnet": ({}, x, cls, lambda: ca.Deconvolution(model).attribute(x.clone().requires_grad_(), target=t)),
         "gradientshap": ({"baselines": bases.numpy()}, shap_rows, cls.repeat(5),
                          lambda: ca.GradientShap(model).attribute(x, baselines=bases, target=t)),
+        "saliency": ({}, x, cls, lambda: ca.Saliency(model).attribute(x, target=t, abs=False)),
+        "smoothgrad": ({}, noisy, cls.repeat(25), nt("smoothgrad")),
+        "guidedbackprop": ({}, x, cls, lambda: ca.GuidedBackprop(model).attribute(x.clone().requires_grad_(),
+                                                                                target=t)),
     }
     print(f"resnet18 (random weights) N={n} {size}px, class 1, {runs} runs (median), torch threads "
           f"{torch.get_num_threads()}; xcam/floor at {DEFAULT_BATCH} rows per call (xcam's default) and at all "
@@ -114,5 +120,76 @@ def main(runs=3, n=2, size=64):
               f"{calls[2]:6d}", flush=True)
 
 
+def main_tf(runs=3, n=2, size=64):
+    """Keras: xcam_tf.attribute vs its floor (one compiled forward + GradientTape per batch of rows, the rows made
+    as tensors before timing, the gradients fetched as NumPy) on a random-weight Keras ResNet50, the same
+    settings and rows as the PyTorch table (no captum here)."""
+    import keras
+    import tensorflow as tf
+
+    import xcam_tf
+    from xcam_tf import _probe
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.ResNet50(weights=None, input_shape=(size, size, 3), classes=10,
+                                        classifier_activation=None)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((n, size, size, 3)).astype(np.float32)
+    t = [1] * n
+    bases = rng.standard_normal((4, size, size, 3)).astype(np.float32)
+    shap_rows = rng.standard_normal((5 * n, size, size, 3)).astype(np.float32)
+    alphas = (0.5 * (1 + np.polynomial.legendre.leggauss(50)[0])).astype(np.float32)
+    ig_rows = (alphas.reshape(-1, 1, 1, 1, 1) * x[None]).reshape(-1, size, size, 3)
+    xs = np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    sigma = pixel.noise_sigma(type("X", (), {"model_inputs": xs, "options": {"noise": 0.15}})())
+    noisy = xs[None] + sigma[None] * np.random.default_rng(0).standard_normal((25, *xs.shape)).astype(np.float32)
+    noisy = np.moveaxis(noisy, 2, -1).reshape(-1, size, size, 3)
+
+    @tf.function(input_signature=[tf.TensorSpec((None, size, size, 3)), tf.TensorSpec((None,), tf.int32)])
+    def grads(p, c):
+        with tf.GradientTape() as tape:
+            tape.watch(p)
+            score = tf.reduce_sum(tf.gather(model(p, training=False), c, axis=1, batch_dims=1))
+        return tape.gradient(score, p)
+
+    def tf_floor(rows, batch):
+        cut = [(tf.constant(rows[i:i + batch]), tf.constant([1] * len(rows[i:i + batch]), tf.int32))
+               for i in range(0, len(rows), batch)]
+        return lambda: np.concatenate([grads(p, c).numpy() for p, c in cut])
+
+    calls = {"n": 0}
+    original = _probe.Probe.input_gradients
+
+    def counted(self, *args, **kwargs):
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    _probe.Probe.input_gradients = counted
+    cases = {"integratedgradients": ({}, ig_rows), "gradientxinput": ({}, x), "vargrad": ({}, noisy),
+             "squaregrad": ({}, noisy), "deconvnet": ({}, x), "gradientshap": ({"baselines": bases}, shap_rows),
+             "saliency": ({}, x), "smoothgrad": ({}, noisy), "guidedbackprop": ({}, x)}
+    print(f"Keras ResNet50 (random weights) N={n} {size}px, class 1, {runs} runs (median); xcam/floor at "
+          f"{DEFAULT_BATCH} rows per call and at all rows in one call")
+    print(f"{'method':<20} {'rows':>5} {'xcam32 ms':>10} {'floor32':>8} {'xcam1 ms':>9} {'floor1':>8} "
+          f"{'x32/f32':>8} {'x1/f1':>6} {'grad calls xcam32/1':>20}")
+    for name, (options, rows) in cases.items():
+        def ours(batch=None, name=name, options=options):
+            return lambda: xcam_tf.attribute(model, x, name, t, options=options, batch_size=batch)
+        entries = [("xcam32", ours()), ("floor32", tf_floor(rows, DEFAULT_BATCH)), ("xcam1", ours(len(rows))),
+                   ("floor1", tf_floor(rows, len(rows)))]
+        s = bench.interleaved(entries, runs=runs, warm=1)
+        counts = []
+        for _, fn in entries[::2]:
+            calls["n"] = 0
+            fn()
+            counts.append(calls["n"])
+        print(f"{name:<20} {len(rows):5d} {s['xcam32'] * 1e3:10.1f} {s['floor32'] * 1e3:8.1f} {s['xcam1'] * 1e3:9.1f} "
+              f"{s['floor1'] * 1e3:8.1f} {s['xcam32'] / s['floor32']:8.2f} {s['xcam1'] / s['floor1']:6.2f} "
+              f"{counts[0]:>10d}/{counts[1]:<9d}", flush=True)
+
+
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:4]))
+    if sys.argv[1:2] == ["tf"]:
+        main_tf(*(int(a) for a in sys.argv[2:5]))
+    else:
+        main(*(int(a) for a in sys.argv[1:4]))

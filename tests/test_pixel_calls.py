@@ -6,6 +6,7 @@ A counting layer at the end of the model records every forward (its rows) and ev
 (its dry run would be a forward of 1 row); Integrated Gradients adds one forward of the 3 inputs and their
 baselines (the completeness check); a top-1 class (targets None) costs one forward of the 3 inputs for the
 methods whose points are not the inputs themselves (the class is that of the input), none for the others.
+RISE, Sobol and HSIC (forwards only, fast options here) make their masked copies' forwards and nothing else.
 """
 
 import numpy as np
@@ -25,6 +26,11 @@ NEEDED = {
     "squaregrad": ([32, 32, 11], 3),
     "integratedgradients": ([32, 32, 32, 32, 22, 6], 5),
     "gradientshap": ([15], 1),
+}
+MASKS = {  # method: (options, forward rows for explicit classes): one input's copies after the other's
+    "rise": ({"n_masks": 40}, [32, 8] * N),
+    "sobol": ({"nb_design": 4, "grid_size": 2}, [24] * N),         # 4 (d + 2) rows, d = 4 cells
+    "hsic": ({"nb_design": 20, "grid_size": 2}, [20] * N),
 }
 AT_INPUTS = {"saliency", "gradientxinput", "deconvnet", "guidedbackprop"}
 
@@ -161,3 +167,13 @@ def test_the_completeness_check_is_the_only_forward_integrated_gradients_adds(co
     counted.attribute("integratedgradients", 1, options=options)
     got = calls(counted, lambda: counted.attribute("integratedgradients", 1, options=options, batch_size=150))
     assert got == ([150], 1)
+
+
+@pytest.mark.parametrize("method", sorted(MASKS))
+def test_mask_methods_run_only_their_masked_forwards(counted, method):
+    options, rows = MASKS[method]
+    counted.attribute(method, [0, 3, 1], options=options)
+    assert calls(counted, lambda: counted.attribute(method, [0, 3, 1], options=options)) == (rows, 0)
+    assert calls(counted, lambda: counted.cam(method, [0, 3, 1], options=options)) == (rows, 0)
+    counted.attribute(method, options=options)
+    assert calls(counted, lambda: counted.attribute(method, options=options)) == ([N] + rows, 0)  # + the top-1

@@ -4,8 +4,9 @@ local engine (decoding in a background thread pool, see ``engines.local``) and i
 (``engines.ray``), so both give the same files and the same result lines.
 
 Pictures (overlays, feature grids, a clip's strip and overlay video, a volume's montage, a signal's plot) are
-drawn and encoded by ``Worker.submit``'s tasks: in a bounded thread pool beside the model when the worker has
-one (``picture_threads``), else at once; the same functions on the same arrays, so the same bytes either way.
+drawn and encoded, and the maps' .npy files written, by ``Worker.submit``'s tasks: in a bounded thread pool
+beside the model when the worker has one (``picture_threads``), else at once; the same functions on the same
+arrays, so the same bytes either way.
 
 A ``Plan`` is everything a worker needs besides the model; it is plain data, so it pickles to Ray actors.
 """
@@ -212,7 +213,7 @@ class Worker:
                     label = col if classes is not None or target is not None else labels[int(cap.targets[i])]
                     stem = m.name if media and classes is None else f"{m.name}_{safe_name(label)}"
                     record = {"class": label, "map": f"{key}/{stem}.npy"}
-                    files.write_npy(folder / f"{stem}.npy", heat.astype(dtype))
+                    self._draw(pending, files.write_npy, folder / f"{stem}.npy", heat.astype(dtype))  # a copy
                     if plan.overlays:
                         record.update(self._pictures(pending, item, folder, key, stem, heat))
                     entry["maps"][m.name][col] = record
