@@ -211,20 +211,24 @@ class Probe:
     def layer_hvp(self, target) -> np.ndarray:
         """H A at the layer for the probe's batch: d/dA <d score/dA, A> with A held (the Hessian of the summed
         target scores w.r.t. the layer's output times that output; double backward, ``create_graph``),
-        (N, C, *s) canonical. The graph is freed before returning; no parameter gets a ``.grad``."""
+        (N, C, *s) canonical. The graph starts at the layer's output (the layers before it run without
+        autograd, as in ``layer_gradients``) and is freed before returning; no parameter gets a ``.grad``."""
         box, rank = {}, self.batch.rank
 
         def keep(module, args, out):
             index = box["calls"] = box.get("calls", -1) + 1
-            if index == self.call:
-                box["out"] = pick(out, self.layer_output)[1]
-            return None
+            if index != self.call:
+                return None
+            key, tensor = pick(out, self.layer_output)
+            box["out"] = tensor.detach().requires_grad_(True)
+            torch.set_grad_enabled(True)                  # the graph starts here; restored by `preserved`
+            return put(out, key, box["out"].clone())      # later in-place ops change the copy only
 
         target = as_target(target)
         check_gradients_possible(self.model)
         with hooked(self.model, [(self.module, keep)], self.output, target.whole_output) as run, \
                 preserved(self.model):
-            torch.set_grad_enabled(True)
+            torch.set_grad_enabled(False)
             out = run(self.batch)
             a = box["out"]
             score = target.score(out, tensors(target.params(len(self.inputs)), first_tensor(out)), OPS)
