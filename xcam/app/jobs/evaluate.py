@@ -51,6 +51,7 @@ class EvalJob:
     log: object = sys.stderr
     table: bool = True             # print the table on stdout
     shown_out: Path | None = None
+    capture_options: dict = field(default_factory=dict)  # as explain.Job's: extra keywords for the capture (none yet)
 
 
 def read_masks(paths, size) -> list[np.ndarray]:

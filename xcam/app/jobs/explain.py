@@ -125,7 +125,7 @@ def choose_layer(job) -> tuple[int, tuple, str]:
     (a wrong name lists the nearest), else the last layer with a spatial output (said on the log)."""
     channels, hw = job.framework.input_spec(job.model, job.input_size)
     records = job.framework.layer_records(job.model, channels, hw)
-    if job.layer and ({"call", "reshape", "layer_output"} & set(getattr(job, "capture_options", None) or {})):
+    if job.layer and ({"call", "reshape", "layer_output"} & set(job.capture_options)):
         if job.layer not in {r.name for r in records}:   # a shared or undetected layer: the capture checks it
             check_layer(records, job.layer)
         return channels, hw, job.layer
