@@ -16,7 +16,7 @@ from xcam.app.engines.batch import MAP_DTYPES, MAP_SIZES, MEMORY_FORMATS
 from xcam.app.inputs.images import NORMALIZATIONS
 from xcam.app.inputs.kinds import split_inputs
 from xcam.app.inputs.sources import expand_images
-from xcam.app.jobs import evaluate
+from xcam.app.jobs import detect, evaluate
 from xcam.app.jobs.demo import run_demo
 from xcam.app.jobs.explain import ENGINES, Job, parse_labels, run
 from xcam.app.models.frameworks import FRAMEWORKS, available, infer_framework, load_framework
@@ -82,7 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     def model_args(s, required=True):
         s.add_argument("--model", required=required,
                        help="model file: .pt/.pth (PyTorch), .keras/.h5 (Keras), a Hugging Face save_pretrained "
-                            "directory (pip install 'xcam[hf]'), weights of --arch timm:NAME (.safetensors, .pth)")
+                            "directory (pip install 'xcam[hf]'), weights of --arch timm:NAME (.safetensors, .pth), "
+                            "a keras-hub save_to_preset directory (xcam[kerashub]), an ultralytics YOLO .pt "
+                            "(--trust-model; xcam[yolo])")
         s.add_argument("--framework", choices=FRAMEWORKS, help="default: from the model file")
         s.add_argument("--trust-model", action="store_true",
                        help="allow loading a whole pickled model (this runs code from the file)")
@@ -105,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--labels", help="class names, 'cat,dog' or a file with one name a line")
     e.add_argument("--target", help="what to explain instead of --classes: class:281, class:281:probability, "
                                     "binary, binary:negative, regression, regression:2, segmentation:15, "
-                                    "segmentation:15:predicted")
+                                    "segmentation:15:predicted; YOLO detectors: boxes (its detections, score >= "
+                                    "0.25), boxes:0.1, boxes:FILE.json (one map per box)")
     e.add_argument("--output", help="which model output the target sees: a dict key, a Keras output name, an "
                                     "attribute (logits) or a tuple index")
     e.add_argument("--normalize", help=f"input normalization: {', '.join(NORMALIZATIONS)} (default: the model "
@@ -197,6 +200,9 @@ def _load(args):
 def _explain(args) -> int:
     for m in args.methods:
         get_method(m)
+    if detect.is_boxes(args.target):  # detectors: one map per box (xcam.app.jobs.detect)
+        detect.parse(args.target)
+        return detect.run(args, *_load(args), labels=parse_labels(args.labels))
     if args.target:
         parse_target(args.target)  # a bad spec fails before the model is loaded
     images, media = split_inputs(args.images)

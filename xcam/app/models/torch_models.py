@@ -109,7 +109,17 @@ def load_model(path, *, trust_model=False, arch=None, num_classes=None):
                 raise XcamError(f"{str(path)!r} holds a whole pickled model, and loading it runs code from the "
                                 "file: pass --trust-model if you trust its source (or save a state dict and use "
                                 "--arch)") from None
-            obj = torch.load(path, map_location=dev, weights_only=False)
+            from xcam.app.models import yolo
+
+            yolo.offline()
+            try:
+                obj = torch.load(path, map_location=dev, weights_only=False)
+            except ModuleNotFoundError as missing_module:
+                if str(missing_module.name).split(".")[0] == "ultralytics":
+                    raise XcamError(yolo.NEEDS) from None
+                raise
+            if yolo.is_checkpoint(obj):
+                return yolo.load(obj, path).to(dev)
             del exc
     except XcamError:
         raise
