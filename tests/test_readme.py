@@ -25,5 +25,7 @@ def test_methods_table_lists_exactly_the_registry():
 def test_ci_runs_the_readme_test_command():
     block = README.split("<!-- test-command -->")[1].split("<!-- /test-command -->")[0]
     assert "pytest" in block and "pip install" in block
-    assert ",medical]" in block  # the NIfTI tests run in CI (nibabel), not skipped
+    extras = set(block.split('-e ".[')[1].split("]")[0].split(","))
+    assert {"medical", "kerashub"} <= extras  # the NIfTI and keras-hub tests run in CI, not skipped
+    assert "--no-deps" in block and "ultralytics" in block  # the YOLO tests too (ultralytics wants opencv-python)
     assert "test-command" in (ROOT / ".ci" / "run").read_text()
