@@ -6,7 +6,8 @@ random-weight ResNet-18, plus the number of model calls (forwards, each with or 
     python benchmarks/attributions_gradient.py tf [runs] [batch] [size]     (Keras: xcam_tf vs its floor)
 
 Settings, the same on both sides: integratedgradients 50 Gauss-Legendre steps from a zero baseline (captum's
-defaults; xcam adds its completeness check, one forward of x and x'); vargrad / squaregrad / smoothgrad 25 noisy
+defaults; xcam adds its completeness check, one forward of x and x' without autograd, which its floor includes;
+the row "tolerance=None" skips it, captum's like for like); vargrad / squaregrad / smoothgrad 25 noisy
 copies (captum NoiseTunnel(Saliency(abs=False)) with nt_samples=25); gradientshap 5 samples over a set of 4
 baselines; gradientxinput, saliency (captum Saliency(abs=False)), deconvnet and guidedbackprop one gradient per
 image (the floor of deconvnet and guidedbackprop is the plain gradient: their ReLU hooks are part of what is
@@ -33,7 +34,16 @@ from xcam.methods.registry import DEFAULT_BATCH  # noqa: E402
 warnings.filterwarnings("ignore")
 
 
-def floor(model, rows: torch.Tensor, classes: torch.Tensor, batch: int = DEFAULT_BATCH):
+def check_forward(model, rows: torch.Tensor):
+    """Integrated Gradients' completeness check: one forward of the inputs and their baselines without
+    autograd, channels last (as the probe's scores)."""
+    def run():
+        with torch.no_grad():
+            return model(rows.contiguous(memory_format=torch.channels_last))
+    return run
+
+
+def floor(model, rows: torch.Tensor, classes: torch.Tensor, batch: int = DEFAULT_BATCH, then=None):
     """The input gradients of the class logits at ``rows``, ``batch`` rows per backward, nothing else: the rows
     as the probe hands them to the model for input gradients (a contiguous (B, C, H, W) tensor; channels last
     is slower for a few 64-pixel rows on this CPU: 71 ms against 31 ms for 2 rows of ResNet-18)."""
@@ -43,6 +53,8 @@ def floor(model, rows: torch.Tensor, classes: torch.Tensor, batch: int = DEFAULT
             p = rows[i:i + batch].contiguous().requires_grad_(True)
             score = model(p).gather(1, classes[i:i + batch, None]).sum()
             out.append(torch.autograd.grad(score, p)[0])
+        if then is not None:  # a forward the method also needs (the completeness check)
+            then()
         return torch.cat(out)
     return run
 
@@ -88,9 +100,11 @@ def main(runs=3, n=2, size=64):
         return lambda: ca.NoiseTunnel(ca.Saliency(model)).attribute(x, nt_type=kind, nt_samples=25, stdevs=nt_std,
                                                                    target=t, abs=False)
 
-    cases = {  # method: (options, floor rows, floor classes, captum)
-        "integratedgradients": ({}, ig_rows, cls.repeat(50),
-                                lambda: ca.IntegratedGradients(model).attribute(x, baselines=0.0, target=t)),
+    ig = lambda: ca.IntegratedGradients(model).attribute(x, baselines=0.0, target=t)  # noqa: E731
+    check = check_forward(model, torch.cat([x, torch.zeros_like(x)]))
+    cases = {  # method: (options, floor rows, floor classes, captum[, a forward the floor adds])
+        "integratedgradients": ({}, ig_rows, cls.repeat(50), ig, check),
+        "integratedgradients tolerance=None": ({"tolerance": None}, ig_rows, cls.repeat(50), ig),
         "gradientxinput": ({}, x, cls,
                            lambda: ca.InputXGradient(model).attribute(x.clone().requires_grad_(), target=t)),
         "vargrad": ({}, noisy, cls.repeat(25), nt("vargrad")),
@@ -106,15 +120,16 @@ def main(runs=3, n=2, size=64):
     print(f"resnet18 (random weights) N={n} {size}px, class 1, {runs} runs (median), torch threads "
           f"{torch.get_num_threads()}; xcam/floor at {DEFAULT_BATCH} rows per call (xcam's default) and at all "
           "rows in one call (captum's default, the setting of the captum ratio)")
-    print(f"{'method':<20} {'rows':>5} {'xcam32 ms':>10} {'floor32':>8} {'xcam1 ms':>9} {'floor1':>8} {'captum':>8} "
+    print(f"{'method':<34} {'rows':>5} {'xcam32 ms':>10} {'floor32':>8} {'xcam1 ms':>9} {'floor1':>8} {'captum':>8} "
           f"{'x32/f32':>8} {'x1/f1':>6} {'x1/captum':>9} {'calls xcam32/1':>14} {'captum':>6}")
-    for name, (options, rows, classes, anchor) in cases.items():
-        entries = [("xcam32", ours(name, **options)), ("floor32", floor(model, rows, classes)),
-                   ("xcam1", ours(name, len(rows), **options)), ("floor1", floor(model, rows, classes, len(rows))),
-                   ("captum", anchor)]
+    for label, (options, rows, classes, anchor, *then) in cases.items():
+        name, then = label.split()[0], then[0] if then else None
+        entries = [("xcam32", ours(name, **options)), ("floor32", floor(model, rows, classes, then=then)),
+                   ("xcam1", ours(name, len(rows), **options)),
+                   ("floor1", floor(model, rows, classes, len(rows), then)), ("captum", anchor)]
         s = bench.interleaved(entries, runs=runs, warm=1)
         calls = [count_calls(model, fn) for _, fn in entries[::2]]
-        print(f"{name:<20} {len(rows):5d} {s['xcam32'] * 1e3:10.1f} {s['floor32'] * 1e3:8.1f} {s['xcam1'] * 1e3:9.1f} "
+        print(f"{label:<34} {len(rows):5d} {s['xcam32'] * 1e3:10.1f} {s['floor32'] * 1e3:8.1f} {s['xcam1'] * 1e3:9.1f} "
               f"{s['floor1'] * 1e3:8.1f} {s['captum'] * 1e3:8.1f} {s['xcam32'] / s['floor32']:8.2f} "
               f"{s['xcam1'] / s['floor1']:6.2f} {s['xcam1'] / s['captum']:9.2f} {calls[0]:>7d}/{calls[1]:<6d} "
               f"{calls[2]:6d}", flush=True)
@@ -122,8 +137,8 @@ def main(runs=3, n=2, size=64):
 
 def main_tf(runs=3, n=2, size=64):
     """Keras: xcam_tf.attribute vs its floor (one compiled forward + GradientTape per batch of rows, the rows made
-    as tensors before timing, the gradients fetched as NumPy) on a random-weight Keras ResNet50, the same
-    settings and rows as the PyTorch table (no captum here)."""
+    as tensors before timing, the gradients fetched as NumPy; Integrated Gradients' floor adds the completeness
+    forward) on a random-weight Keras ResNet50, the same settings and rows as the PyTorch table (no captum here)."""
     import keras
     import tensorflow as tf
 
@@ -152,10 +167,19 @@ def main_tf(runs=3, n=2, size=64):
             score = tf.reduce_sum(tf.gather(model(p, training=False), c, axis=1, batch_dims=1))
         return tape.gradient(score, p)
 
-    def tf_floor(rows, batch):
+    forward = tf.function(lambda p: model(p, training=False))
+    check = tf.constant(np.concatenate([x, np.zeros_like(x)]))   # Integrated Gradients' completeness forward
+
+    def tf_floor(rows, batch, then=False):
         cut = [(tf.constant(rows[i:i + batch]), tf.constant([1] * len(rows[i:i + batch]), tf.int32))
                for i in range(0, len(rows), batch)]
-        return lambda: np.concatenate([grads(p, c).numpy() for p, c in cut])
+
+        def run():
+            out = np.concatenate([grads(p, c).numpy() for p, c in cut])
+            if then:
+                forward(check).numpy()
+            return out
+        return run
 
     calls = {"n": 0}
     original = _probe.Probe.input_gradients
@@ -175,8 +199,9 @@ def main_tf(runs=3, n=2, size=64):
     for name, (options, rows) in cases.items():
         def ours(batch=None, name=name, options=options):
             return lambda: xcam_tf.attribute(model, x, name, t, options=options, batch_size=batch)
-        entries = [("xcam32", ours()), ("floor32", tf_floor(rows, DEFAULT_BATCH)), ("xcam1", ours(len(rows))),
-                   ("floor1", tf_floor(rows, len(rows)))]
+        then = name == "integratedgradients"
+        entries = [("xcam32", ours()), ("floor32", tf_floor(rows, DEFAULT_BATCH, then)), ("xcam1", ours(len(rows))),
+                   ("floor1", tf_floor(rows, len(rows), then))]
         s = bench.interleaved(entries, runs=runs, warm=1)
         counts = []
         for _, fn in entries[::2]:

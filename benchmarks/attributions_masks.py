@@ -6,8 +6,8 @@ probe). Floor: the forwards it needs and nothing else: the same number of rows i
 compiled ``model(x)`` (inputs made before timing), plus the one forward of the batch that gives the targets.
 xplique: its Rise / SobolAttributionMethod / HsicAttributionMethod ``explain`` on the same weights, run in its side
 venv (xplique pins tensorflow<=2.20; see benchmarks/xplique_masks_reference.py) as a child process of this run.
-Model calls: xcam's counted (probe forwards + the capture), xplique's from its batching (ceil(rows / batch_size)
-per image).
+Model calls: xcam's counted (its probe forwards: no layer capture), xplique's from its batching
+(ceil(rows / batch_size) per image).
 
     PYTHONPATH=. python benchmarks/attributions_masks.py [repeats] [--xplique /tmp/xqvenv/bin/python]
         [--methods rise,sobol,hsic]
@@ -110,7 +110,7 @@ def main(repeats, xplique_python, methods=tuple(SETTINGS)):
         t_ours = median_s(ours, repeats)
         calls["n"] = 0
         ours()
-        xcam_calls = calls["n"] + 1                                        # + the capture's forward
+        xcam_calls = calls["n"]                                            # no capture: probe forwards only
         t_floor = median_s(floor, repeats)
         results[method] = {"floor": t_floor, "xcam": t_ours, "xcam_calls": xcam_calls,
                            "anchor_calls": N * math.ceil(rows / batch), "rows": N * rows}
