@@ -26,6 +26,10 @@ FAST_OPTIONS = {"smoothgrad": {"samples": 4}, "rise": {"n_masks": 64}, "sobol": 
                 "hsic": {"grid_size": 2, "nb_design": 32}, "occlusion": {"window": 2, "stride": 1}}
 
 
+SCORE_DIFFERENCES = {"occlusion", "featureablation", "lime", "kernelshap", "rise", "sobol", "hsic", "scorecam",
+                     "ablationcam", "iscam", "sscam"}
+
+
 def torch_net(rank, seed=0):
     """conv(2->4, k3, pad 1) -> ReLU -> conv(4->3) ["conv2"] -> ReLU ["act2"] -> global average -> linear(3->2)."""
     torch.manual_seed(seed)
@@ -81,7 +85,10 @@ def test_torch_keras_parity_on_ported_weights(pair, method):
     mine = xcam_torch.cam(tnet, x, layer, method, targets=[0, 1], options=options)
     theirs = xcam_tf.cam(knet, np.moveaxis(x, 1, -1), layer, method, targets=[0, 1], options=options)
     assert mine.shape == (2, *SPATIAL[rank]) and mine.max() == 1
-    np.testing.assert_allclose(mine, theirs, atol=2e-5)
+    # a perturbation map is a difference of two forwards' scores, min-max scaled: the frameworks' float32
+    # rounding (~1e-7 of a logit) grows by 1 / the map's range (measured: featureablation 2.04e-5 on one of
+    # 240 positions, 3-D); the issue's parity bar, 1e-4, for those
+    np.testing.assert_allclose(mine, theirs, atol=1e-4 if method in SCORE_DIFFERENCES else 2e-5)
 
 
 @pytest.mark.tf

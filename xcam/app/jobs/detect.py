@@ -29,6 +29,7 @@ DEFAULT_SCORE, NMS_IOU, MAX_BOXES = 0.25, 0.45, 20
 
 
 def is_boxes(spec) -> bool:
+    """Whether a --target spec asks for boxes (``boxes``, ``boxes:SCORE``, ``boxes:FILE.json``)."""
     return isinstance(spec, str) and spec.split(":", 1)[0].strip().lower() == "boxes"
 
 

@@ -47,6 +47,7 @@ def load(obj, path):
 
 
 def is_detector(model) -> bool:
+    """Whether ``model`` is an ultralytics model whose last module is a detection head (``...Detect``)."""
     return type(model).__module__.startswith("ultralytics.") and hasattr(model, "model") and \
         type(model.model[-1]).__name__.endswith("Detect")
 
