@@ -345,3 +345,78 @@ def test_legrad_is_the_same_on_keras_and_its_torch_twin():
     assert not any("call" in vars(layer) for layer in kmodel.layers)  # every wrap removed
     with pytest.raises(XcamError, match="not a MultiHeadAttention"):
         xcam_tf.cam(kmodel, x, "add", "legrad", options={"attention": "ln1"})
+
+
+def keras_two_block_vit():
+    """Two Keras transformer blocks (MultiHeadAttention 2 heads x 4, residual "add_0" / "add_1") on 4x4 patches
+    with a class token, then layer norm, class token -> dense."""
+    keras = pytest.importorskip("keras")
+
+    class ClassToken(keras.layers.Layer):
+        def build(self, shape):
+            self.cls_token = self.add_weight(shape=(1, 1, shape[-1]), initializer="random_normal", name="cls")
+
+        def call(self, x):
+            token = keras.ops.broadcast_to(self.cls_token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
+            return keras.ops.concatenate([token, x], axis=1)
+
+    class TakeClass(keras.layers.Layer):
+        def call(self, x):
+            return x[:, 0]
+
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((16, 16, 3))
+    t = ClassToken(name="class_token")(
+        keras.layers.Reshape((16, 8), name="flat")(keras.layers.Conv2D(8, 4, strides=4, name="patch")(inp)))
+    for i in range(2):
+        y = keras.layers.LayerNormalization(name=f"ln_{i}")(t)
+        t = keras.layers.Add(name=f"add_{i}")([t, keras.layers.MultiHeadAttention(2, 4, name=f"attn_{i}")(y, y)])
+    head = keras.layers.Dense(3, name="head", kernel_initializer=keras.initializers.RandomNormal(0, 2))
+    return keras.Model(inp, head(TakeClass(name="take")(keras.layers.LayerNormalization(name="ln")(t))))
+
+
+@pytest.mark.torch
+@pytest.mark.tf
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_legrad_runs_one_forward_for_all_its_blocks(framework):
+    """The probes of one call share one forward (``Probe.group``): the arrays are those of one forward per
+    block, the model's first layer runs once for both blocks, and a second call with the same target is served
+    from the memo."""
+    if framework == "torch":
+        torch = pytest.importorskip("torch")
+        import xcam_torch as adapter
+        model, x = tiny_torch_vit(), np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+        blocks, runs = BLOCKS, []
+        model.conv_proj.register_forward_hook(lambda m, a, o: runs.append(1))
+        target = xcam.targets.Class([1, 3])
+    else:
+        pytest.importorskip("torch")
+        import xcam_tf as adapter
+        model, x = keras_two_block_vit(), np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype(np.float32)
+        blocks, runs = ["add_0", "add_1"], []
+        patch = model.get_layer("patch")
+        call = patch.call
+        object.__setattr__(patch, "call", lambda *a, **k: runs.append(1) or call(*a, **k))
+        target = xcam.targets.Class([1, 2])
+    alone = [adapter.probe(model, x, b).attention_gradients(target) for b in blocks]
+    assert len(runs) == 2
+    probes = [adapter.probe(model, x, b) for b in blocks]
+    for p in probes:
+        p.group = probes
+    shared = [p.attention_gradients(target) for p in probes]
+    assert len(runs) == 3   # one forward for the two blocks
+    assert probes[0].attention_gradients(target) is shared[0] and len(runs) == 3
+    for one, both in zip(alone, shared):
+        assert set(one) == set(both)
+        for key in one:
+            np.testing.assert_allclose(both[key], one[key], atol=1e-6, err_msg=key)
+    assert np.abs(shared[0]["output_gradients"]).max() > 0
+    assert not np.allclose(shared[0]["output_gradients"], shared[1]["output_gradients"])
+    if framework == "torch":
+        assert all(p.grad is None for p in model.parameters())
+        assert torch.is_grad_enabled()
+    else:
+        object.__delattr__(patch, "call")
+        assert not any("call" in vars(layer) for layer in model.layers)
+    fused = adapter.cam(model, x, blocks, "legrad", targets=target)
+    assert fused.max() == 1 and np.ptp(fused[0]) > 0

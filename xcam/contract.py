@@ -134,7 +134,9 @@ class Probe(Protocol):
         block's own score (``xcam.methods.gradient.legrad_score``, ``head``: layer names or None), and the
         attention's projections "value_kernel" (E_in, heads, d), "value_bias" (heads, d), "output_kernel"
         (heads, d, E_out); ``attention``: a name, default the last multi-head attention before the block's
-        output."""
+        output. When the probe's ``group`` (a list of probes of the same call, one per layer, set by the caller;
+        None by default) holds it, every member's arrays come from one forward and the others' calls return
+        them."""
 
 
 class ScoresFromOutputs:

@@ -220,6 +220,8 @@ def explain(adapter: Adapter, model, inputs, layer=None, method="gradcam", targe
         which = {} if kind == SINGLE else {"key": key}
         probes = [adapter.probe(model, inputs, one, output=output, **extra, **which) for one in layers] \
             if m.needs_probe else None
+        for p in probes if m.needs_attention else ():
+            p.group = probes   # LeGrad: every block's arrays from one forward
         model_inputs = probes[0].inputs if probes else None
         out_size = size if size is not None else default_size(caps, m, sizes.get(key, ()), model_inputs)
         maps[key] = layer_maps(caps, m, out_size, model_inputs=model_inputs, probes=probes, options=options,

@@ -1,8 +1,8 @@
 """What LeGrad asks of a transformer block (``Probe.attention_gradients``), for Keras: the block's
 self-attention value input, the gradient of the block's own score at the attention's output, and the
-attention's value and output projections. One eager forward, stopped at the block, under a GradientTape
-that watches the attention outputs; the wraps are removed in ``finally``. The formula is in
-``xcam.methods.gradient``."""
+attention's value and output projections. One eager forward for every block of a call, stopped once the last
+has run, under a GradientTape that watches the attention outputs; the wraps are removed in ``finally``. The
+formula is in ``xcam.methods.gradient``."""
 
 import keras
 import numpy as np
@@ -57,8 +57,22 @@ def attention_gradients(probe, target, head=None, attention=None) -> dict:
     """For the probe's block: {"inputs": the attention's value input (N, T, E_in), "output_gradients":
     d s / d attention output (N, T, E_out) with s = ``legrad_score`` of the block's output tokens,
     "value_kernel", "value_bias", "output_kernel"} as float32 NumPy. ``attention``: a name or layer, default
-    the last MultiHeadAttention to finish before the block does."""
-    model, block = probe.model, probe.layer
+    the last MultiHeadAttention to finish before the block does. The blocks of the probe's ``group`` (the probes
+    of one call's layers) are computed together: one forward, stopped once every block has run, then one
+    gradient per block from the same tape; each probe keeps its own arrays for its call."""
+    memo = probe.attention_memo
+    if memo and memo[0] is target and memo[1:3] == (head, attention):
+        return memo[3]
+    members = probe.group if probe in (probe.group or ()) else [probe]
+    for member, arrays in zip(members, _blocks_gradients(probe, [p.layer for p in members], target, head,
+                                                         attention)):
+        member.attention_memo = (target, head, attention, arrays)
+    return probe.attention_memo[3]
+
+
+def _blocks_gradients(probe, blocks: list, target, head, attention) -> list:
+    """``attention_gradients``'s arrays for each of ``blocks`` (layers), from one forward."""
+    model = probe.model
     target = as_target(target)
     attentions = [obj for _, obj in walk(model) if isinstance(obj, keras.layers.MultiHeadAttention)]
     chosen = None if attention is None else resolve_layer(model, attention)
@@ -66,7 +80,9 @@ def attention_gradients(probe, target, head=None, attention=None) -> dict:
         raise XcamError(f"attention {chosen[0]!r} is a {type(chosen[1]).__name__}, not a MultiHeadAttention")
     if not attentions:
         raise XcamError("legrad needs a transformer: the model has no keras MultiHeadAttention layer")
-    seen, box, saved = [], {}, []
+    unique = list({id(b): b for b in blocks}.values())
+    waiting = [b for b in unique if b not in attentions]
+    seen, finished, saved = [], {}, []
 
     def wrap_attention(layer, tape):
         original = layer.call
@@ -83,18 +99,23 @@ def attention_gradients(probe, target, head=None, attention=None) -> dict:
         original = layer.call
 
         def call_(*args, **kwargs):
-            box["tokens"] = original(*args, **kwargs)
-            raise _Stop
+            out = original(*args, **kwargs)
+            finished.setdefault(id(layer), (out, len(seen)))   # its tokens and the attentions run before it
+            if len(finished) == len(waiting):
+                raise _Stop
+            return out
         return call_
 
     batch = tf.nest.map_structure(tf.constant, probe.full)
     n = len(tf.nest.flatten(probe.full)[0])
-    with tf.GradientTape(watch_accessed_variables=False) as tape:
+    run_head = _head(model, head)
+    picked = []
+    with tf.GradientTape(watch_accessed_variables=False, persistent=len(blocks) > 1) as tape:
         try:
             for layer in attentions:
                 object.__setattr__(layer, "call", wrap_attention(layer, tape))
                 saved.append((layer, "call", None))
-            if block not in attentions:
+            for block in waiting:
                 object.__setattr__(block, "call", wrap_block(block))
                 saved.append((block, "call", None))
             try:
@@ -103,17 +124,22 @@ def attention_gradients(probe, target, head=None, attention=None) -> dict:
                 pass
         finally:
             restore(saved)
-        tokens = box.get("tokens")
-        if tokens is None or not tf.is_tensor(tokens) or tokens.shape.rank != 3:
-            raise XcamError("legrad needs a block whose output is tokens (N, T, E); this layer gave "
-                            f"{None if tokens is None else tuple(getattr(tokens, 'shape', ()))}")
-        runs = [r for r in seen if chosen is None or r[0] is chosen[1]]
-        if not runs:
-            raise XcamError("no multi-head attention ran before the block's output: give the transformer block "
-                            "(options attention= names its attention)")
-        layer, value, y = runs[-1]
-        score = tf.reduce_sum(legrad_score(tokens, _head(model, head), target,
-                                            param_tensors(target.params(n)), OPS))
-    grad = tape.gradient(score, y, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-    return {"inputs": np.asarray(value.numpy(), np.float32), "output_gradients": np.asarray(grad.numpy(), np.float32),
-            **_weights(layer)}
+        for block in blocks:
+            tokens, ran = finished.get(id(block), (None, 0))
+            if tokens is None or not tf.is_tensor(tokens) or tokens.shape.rank != 3:
+                raise XcamError("legrad needs a block whose output is tokens (N, T, E); this layer gave "
+                                f"{None if tokens is None else tuple(getattr(tokens, 'shape', ()))}")
+            runs = [r for r in seen[:ran] if chosen is None or r[0] is chosen[1]]
+            if not runs:
+                raise XcamError("no multi-head attention ran before the block's output: give the transformer "
+                                "block (options attention= names its attention)")
+            layer, value, y = runs[-1]
+            score = tf.reduce_sum(legrad_score(tokens, run_head, target, param_tensors(target.params(n)), OPS))
+            picked.append((score, layer, value, y))
+    arrays = []
+    for score, layer, value, y in picked:
+        grad = tape.gradient(score, y, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        arrays.append({"inputs": np.asarray(value.numpy(), np.float32),
+                       "output_gradients": np.asarray(grad.numpy(), np.float32), **_weights(layer)})
+    del tape
+    return arrays

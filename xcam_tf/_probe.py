@@ -116,6 +116,7 @@ class Probe:
         self.model, self.layer, self.output, self.reshape = model, layer, output, reshape
         self.layer_output = layer_output   # which tensor of a structured layer output (``xcam.layer_outputs``)
         self.call = call or 0   # which call of a shared layer is replaced
+        self.group, self.attention_memo = None, None   # ``Probe.group``: the probes of one call's layers
         self.full = tf.nest.map_structure(lambda t: np.asarray(t.numpy()), batch)   # framework layout
         self.kind = SINGLE if not isinstance(batch, (list, dict)) else POSITIONAL if isinstance(batch, list) \
             else KEYWORD

@@ -95,6 +95,7 @@ class Probe:
         self.model, self.module, self.batch, self.output, self.reshape = model, module, batch, output, reshape
         self.layer_output = layer_output   # which tensor of a structured layer output (``xcam.layer_outputs``)
         self.call = call or 0   # which call of a shared layer is replaced
+        self.group, self.attention_memo = None, None   # ``Probe.group``: the probes of one call's layers
         if batch.kind != SINGLE and key is not None and key not in batch.keys:
             raise XcamError(f"{name(key)} is not an image-like input; image-like inputs: "
                             f"{', '.join(name(k) for k in batch.keys) or 'none'}")
