@@ -17,7 +17,7 @@ from xcam.app.jobs import view  # noqa: E402
 from xcam.app.models.frameworks import load_framework  # noqa: E402
 from xcam.app.models.zoo import CAT_DOG_LABELS, DEMO_INPUT_SIZE, DEMO_LAYER, demo_images, demo_model  # noqa: E402
 
-OTHER_LAYER = {"torch": "backbone._blocks.9", "tf": "block_9"}
+OTHER_LAYER = {"torch": "backbone._blocks.9", "tf": "_blocks_9_add"}
 
 
 def main():

@@ -44,6 +44,33 @@ def test_feature_grid_layout_and_per_channel_scaling():
     np.testing.assert_array_equal(grid[4:6, 7 * 3 + 1:7 * 3 + 3], 255)  # past the last channel: padding white
 
 
+
+def test_gray_feature_grid_is_one_channel_of_the_rgb_grid_and_a_png_of_the_same_pixels(tmp_path):
+    """``feature_grid_gray`` is the gray ``feature_grid`` as (H, W): every RGB pixel repeats it; the jet grid
+    (tiles through the packed-RGB path) keeps its layout; ``write_png`` writes a gray picture as a
+    grayscale PNG that reads back as the same RGB pixels."""
+    from xcam.app.outputs.files import write_png
+
+    acts = np.zeros((3, 2, 3), np.float32)
+    acts[0] = [[0, 1, 2], [3, 4, 5]]   # scaled to 0, 51, 102, 153, 204, 255
+    acts[2] = [[1, 1, 1], [1, 1, 2]]   # 0 ... 255 at the last cell
+    gray = xcam.viz.feature_grid_gray(acts, per_row=2, tile=3, pad=1)
+    # tiles of 3 x 2 px (w > h: the long side is 3), 2 rows x 2 columns, 1 px pad
+    assert gray.shape == (2 * 3 + 1, 2 * 4 + 1) and gray.dtype == np.uint8
+    np.testing.assert_array_equal(gray[1:3, 1:4], [[0, 51, 102], [153, 204, 255]])
+    np.testing.assert_array_equal(gray[4:6, 1:4], [[0, 0, 0], [0, 0, 255]])
+    np.testing.assert_array_equal(gray[4:6, 5:8], 255)   # no fourth channel: white
+    rgb = xcam.feature_grid(acts, per_row=2, tile=3, pad=1)
+    np.testing.assert_array_equal(rgb, np.repeat(gray[..., None], 3, axis=2))
+    jet = xcam.feature_grid(acts, per_row=2, tile=3, pad=1, colormap="jet")
+    np.testing.assert_array_equal(jet[1:3, 1:4], xcam.colorize(acts[0] / 5))
+    np.testing.assert_array_equal(jet[4:6, 5:8], 255)
+    write_png(tmp_path / "gray.png", gray)
+    write_png(tmp_path / "rgb.png", rgb)
+    assert cv2.imread(str(tmp_path / "gray.png"), cv2.IMREAD_UNCHANGED).ndim == 2
+    np.testing.assert_array_equal(cv2.imread(str(tmp_path / "gray.png"), cv2.IMREAD_COLOR),
+                                  cv2.imread(str(tmp_path / "rgb.png"), cv2.IMREAD_COLOR))
+
 def test_overlay_of_a_large_image_works_in_bands():
     # 3000 x 3000: the overlay once held four float32 copies of the image (432 MB here; 6 GB peak RSS for a
     # 10,000 x 10,000 photo in `xcam explain`); in bands it holds the uint8 image, its output and the resized map

@@ -78,31 +78,52 @@ def feature_grid(activations: np.ndarray, per_row: int = 16, tile: int | None = 
     Each channel is min-max scaled on its own (a constant channel shows black). ``tile`` is the side of each
     tile in pixels (default: the map's size, at least 32, nearest-neighbour so cells stay visible).
     """
+    if COLORMAPS.get(colormap, 0) is None:   # gray: one channel, repeated
+        return cv2.cvtColor(feature_grid_gray(activations, per_row, tile, pad), cv2.COLOR_GRAY2RGB)
+    scaled, c, h, w = _scaled(activations, per_row)
+    # the colormap is pointwise, so the (c, h, w) cells are coloured first, each RGB pixel packed in 4 bytes
+    # (one uint32), then laid out as tiles (``_tiled``)
+    rgba = np.full((c, h, w, 4), 255, dtype=np.uint8)
+    rgba[..., :3] = colorize(scaled.reshape(c * h, w), colormap).reshape(c, h, w, 3)
+    packed = _tiled(rgba.view(np.uint32)[..., 0], per_row, tile, pad, _WHITE)
+    return cv2.cvtColor(packed.view(np.uint8).reshape(*packed.shape, 4), cv2.COLOR_RGBA2RGB)
+
+
+def feature_grid_gray(activations: np.ndarray, per_row: int = 16, tile: int | None = None,
+                      pad: int = 1) -> np.ndarray:
+    """``feature_grid`` with the gray colormap as one uint8 channel (H, W): the same picture (each RGB pixel
+    of ``feature_grid`` repeats this value), a third of the bytes to encode."""
+    scaled, c, h, w = _scaled(activations, per_row)
+    levels = colorize(scaled.reshape(c * h, w), "gray")[..., 0].reshape(c, h, w)
+    return _tiled(levels, per_row, tile, pad, 255)
+
+
+def _scaled(activations, per_row: int):
     acts = np.asarray(activations, dtype=np.float32)
     if acts.ndim != 3:
         raise XcamError(f"feature_grid takes one image's activations (C, h, w), got shape {acts.shape}")
     if per_row < 1:
         raise XcamError(f"per_row must be >= 1, got {per_row}")
-    c, h, w = acts.shape
-    scaled = normalize_minmax(acts)
+    return normalize_minmax(acts), *acts.shape
+
+
+def _tiled(cells: np.ndarray, per_row: int, tile: int | None, pad: int, white) -> np.ndarray:
+    """(c, h, w) cell values (any dtype) as the grid of nearest-neighbour tiles, ``pad`` white between.
+    OpenCV's nearest-neighbour choice of source pixel (read off a resized index image) is separable, a source
+    row per tile row and a source column per tile column: the tiles are one gather, written through one strided
+    view of the grid (a tile and its pad per cell)."""
+    c, h, w = cells.shape
     side = tile or max(32, h)
     tw = max(1, round(side * w / max(h, w)))
     th = max(1, round(side * h / max(h, w)))
     cols = min(per_row, c)
     rows = -(-c // cols)
-    # every channel resized at once: OpenCV's nearest-neighbour choice of source pixel (read off a resized
-    # index image) is separable, a source row per tile row and a source column per tile column. The colormap
-    # is pointwise, so the (c, h, w) cells are coloured first, each RGB pixel packed in 4 bytes (one uint32),
-    # gathered to tiles and written through one strided view of the grid (a tile and its pad per cell)
     where = cv2.resize(np.arange(h * w, dtype=np.float32).reshape(h, w), (tw, th),
                        interpolation=cv2.INTER_NEAREST).astype(np.int64)
     src_rows, src_cols = where[:, 0] // w, where[0] % w
-    rgba = np.full((c, h, w, 4), 255, dtype=np.uint8)
-    rgba[..., :3] = colorize(scaled.reshape(c * h, w), colormap).reshape(c, h, w, 3)
-    tiles = np.full((rows * cols, th, tw), _WHITE, dtype=np.uint32)  # a missing last-row tile stays white
-    tiles[:c] = rgba.view(np.uint32)[..., 0][:, :, src_cols][:, src_rows]
-    packed = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad), _WHITE, dtype=np.uint32)
-    cells = packed[pad:pad + rows * (th + pad), pad:pad + cols * (tw + pad)].reshape(rows, th + pad, cols, tw + pad)
-    cells[:, :th, :, :tw] = tiles.reshape(rows, cols, th, tw).transpose(0, 2, 1, 3)
-    grid = cv2.cvtColor(packed.view(np.uint8).reshape(*packed.shape, 4), cv2.COLOR_RGBA2RGB)
+    tiles = np.full((rows * cols, th, tw), white, dtype=cells.dtype)  # a missing last-row tile stays white
+    tiles[:c] = cells[:, :, src_cols][:, src_rows]
+    grid = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad), white, dtype=cells.dtype)
+    view = grid[pad:pad + rows * (th + pad), pad:pad + cols * (tw + pad)].reshape(rows, th + pad, cols, tw + pad)
+    view[:, :th, :, :tw] = tiles.reshape(rows, cols, th, tw).transpose(0, 2, 1, 3)
     return grid

@@ -27,7 +27,7 @@ from xcam.methods import get_method
 from xcam.montage import clip_frames, clip_strip, signal_plot, volume_montage
 from xcam.pipeline import compute_cam
 from xcam.targets import Class, parse_target
-from xcam.viz import feature_grid, overlay
+from xcam.viz import feature_grid_gray, overlay
 
 TOP1_COLUMN = "top-1"  # the report column when each image is explained for its own top class
 THUMB_SIDE = 128
@@ -238,7 +238,9 @@ class Worker:
 
 
 def _write_features(path, activations) -> None:
-    files.write_png(path, feature_grid(activations))
+    """features.png: the gray feature grid as a grayscale PNG (the pixels of ``feature_grid``'s RGB; about
+    half the encoding time and 40% of the bytes)."""
+    files.write_png(path, feature_grid_gray(activations))
 
 
 def _write_overlay(path, image, heat, alpha, colormap) -> None:

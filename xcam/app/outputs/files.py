@@ -44,8 +44,10 @@ def write_bytes(path, data: bytes) -> None:
 
 
 def write_png(path, rgb: np.ndarray) -> None:
-    """An RGB uint8 picture as a PNG, written atomically."""
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
+    """An RGB uint8 picture (H, W, 3) as a PNG, written atomically; a gray one (H, W) as an 8-bit grayscale
+    PNG (a third of the bytes to deflate)."""
+    pic = np.ascontiguousarray(rgb)
+    ok, buf = cv2.imencode(".png", pic if pic.ndim == 2 else cv2.cvtColor(pic, cv2.COLOR_RGB2BGR))
     if not ok:
         raise XcamError(f"could not encode PNG for {str(path)!r}")
     write_bytes(path, buf.tobytes())
