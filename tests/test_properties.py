@@ -78,8 +78,9 @@ class NumpyProbe(xcam.contract.ScoresFromOutputs):
         return acts, np.broadcast_to((self.w[classes] / hw)[:, :, None, None], acts.shape).astype(np.float32)
 
     def layer_hvp(self, target):
-        """H A = 0: the head is linear in A, so its Hessian w.r.t. A vanishes."""
-        return np.zeros(self.layer_shape, np.float32)
+        """(g, H A = 0): the head is linear in A, so its Hessian w.r.t. A vanishes."""
+        _, g = self.layer_gradients(self.inputs, target)
+        return g, np.zeros(self.layer_shape, np.float32)
 
 
 def _values(rng, shape, dtype, kind, scale):

@@ -109,10 +109,10 @@ class Probe(Protocol):
         (guided backprop); "deconvnet": ReLUs pass the positive part of their output gradient to their input
         (DeconvNet); without changing the model."""
 
-    def layer_hvp(self, target) -> np.ndarray:
-        """The Hessian-vector product H A at the layer for the probe's batch, (N, C, *s) canonical: H the Hessian
-        of the summed target scores w.r.t. the layer's output A, applied to A itself (the framework's double
-        backward; ShapleyCAM)."""
+    def layer_hvp(self, target) -> tuple:
+        """(g, H A) at the layer for the probe's batch, both (N, C, *s) canonical, from one forward: g the
+        gradient of the summed target scores w.r.t. the layer's output A, H A their Hessian w.r.t. A applied
+        to A itself (the framework's double backward; ShapleyCAM)."""
 
     def bias_gradients(self, inputs: np.ndarray, targets, samples=None) -> tuple:
         """FullGrad's arrays for rows ``inputs`` (B, C_in, *S) (row b belonging to input ``samples[b]``, default

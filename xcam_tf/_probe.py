@@ -283,9 +283,10 @@ class Probe:
             check_rows(target, to_numpy(out), len(self.inputs), samples, _has_softmax(self.final))
         return np.moveaxis(g.numpy(), -1, 1)
 
-    def layer_hvp(self, target) -> np.ndarray:
-        """H A at the layer for the probe's batch, (N, C, *s) canonical: the layer's output A is replaced by
-        itself, watched by two nested GradientTapes; the inner gives g = d score/dA, the outer d<g, A>/dA."""
+    def layer_hvp(self, target) -> tuple:
+        """(g, H A) at the layer for the probe's batch, both (N, C, *s) canonical: the layer's output A is
+        replaced by itself, watched by two nested GradientTapes; the inner gives g = d score/dA, the outer
+        d<g, A>/dA."""
         target = as_target(target)
         batch = tf.nest.map_structure(tf.constant, self.full)
         a = layer_output(self.model, self.layer, batch, self.call, self.layer_output)
@@ -304,7 +305,8 @@ class Probe:
                             unconnected_gradients=tf.UnconnectedGradients.ZERO).numpy()
         first = next((v for v in tf.nest.flatten(self.full) if image_like(v.shape) and v.dtype.kind == "f"), None)
         rank = 2 if first is None else first.ndim - 2
-        return layout_of(self.model, self.layer, hv.shape, rank, self.reshape).to_canonical(hv)
+        layout = layout_of(self.model, self.layer, hv.shape, rank, self.reshape)
+        return layout.to_canonical(g.numpy()), layout.to_canonical(hv)
 
     def layer_gradients(self, inputs: np.ndarray, target, samples=None) -> tuple:
         """The layer's activations and d score / d activations, both (B, C, *s) canonical, for inputs

@@ -209,11 +209,12 @@ class Probe:
             (grad,) = torch.autograd.grad(score.sum(), x, allow_unused=True, materialize_grads=True)
         return grad.float().cpu().numpy()
 
-    def layer_hvp(self, target) -> np.ndarray:
-        """H A at the layer for the probe's batch: d/dA <d score/dA, A> with A held (the Hessian of the summed
-        target scores w.r.t. the layer's output times that output; double backward, ``create_graph``),
-        (N, C, *s) canonical. The graph starts at the layer's output (the layers before it run without
-        autograd, as in ``layer_gradients``) and is freed before returning; no parameter gets a ``.grad``."""
+    def layer_hvp(self, target) -> tuple:
+        """(g, H A) at the layer for the probe's batch, both (N, C, *s) canonical: g = d score/dA and
+        H A = d/dA <g, A> with A held (the Hessian of the summed target scores w.r.t. the layer's output times
+        that output; double backward, ``create_graph``), from one forward. The graph starts at the layer's
+        output (the layers before it run without autograd, as in ``layer_gradients``) and is freed before
+        returning; no parameter gets a ``.grad``."""
         box, rank = {}, self.batch.rank
 
         def keep(module, args, out):
@@ -236,7 +237,8 @@ class Probe:
             (g,) = torch.autograd.grad(score.sum(), a, create_graph=True)
             (hv,) = torch.autograd.grad(g, a, grad_outputs=a.detach(), allow_unused=True, materialize_grads=True)
         native = hv.detach().float().cpu().numpy()
-        return layout_of(self.model, self.module, native.shape, rank, self.reshape).to_canonical(native)
+        layout = layout_of(self.model, self.module, native.shape, rank, self.reshape)
+        return layout.to_canonical(g.detach().float().cpu().numpy()), layout.to_canonical(native)
 
     def layer_gradients(self, inputs: np.ndarray, target, samples=None) -> tuple:
         """The layer's activations and d score / d activations, both (B, C, *s) canonical, for inputs
