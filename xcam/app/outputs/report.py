@@ -7,6 +7,7 @@ input (each method's picture inline), or the paged index whose cells link to the
 import base64
 import html
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -81,30 +82,36 @@ def _note(entry: dict, record: dict) -> str:
     return f"{html.escape(label)}: p = {p:.3f}" if p is not None else html.escape(label)
 
 
-def render_html(summary: dict, pictures: dict, extra: str = "") -> str:
+def render_html(summary: dict, pictures: dict, extra: str = "", threads: int = 2) -> str:
     """The self-contained page; pictures[image key] = {"original": rgb, "features": rgb or None,
-    (method, column): rgb overlay}; ``extra``: HTML below the rows (``xcam demo``'s evaluation)."""
+    (method, column): rgb overlay}; ``extra``: HTML below the rows (``xcam demo``'s evaluation). The rows are
+    drawn in ``threads`` threads, in order (OpenCV's decode, resize and encode release the GIL); each holds one
+    image's pictures at a time."""
     esc = html.escape
     columns = [(m, col) for m in summary["methods"] for col in summary["columns"]]
-    rows = []
-    for entry in summary["images"]:
-        pics = pictures[entry["key"]]
-        cells = [f"<td><img src='{png_data_uri(pics['original'])}'><div class='meta'>{esc(Path(entry['image']).name)}"
-                 f"<br>predicted: <b>{esc(entry['predicted'])}</b><br>{_probs(entry)}</div></td>"]
-        if pics.get("features") is not None:
-            grid = pics["features"] if isinstance(pics["features"], str) else png_data_uri(pics["features"], 4096)
-            cells.append(f"<td><div class='scroll'><img class='grid' src='{grid}'>"
-                         f"</div><div class='meta'>{entry['channels']} channels</div></td>")
-        else:
-            cells.append(f"<td><div class='meta'>{entry['channels']} channels</div></td>")
-        for m, col in columns:
-            note = _note(entry, entry["maps"][m][col])
-            cells.append(f"<td><img src='{png_data_uri(pics[(m, col)])}'><div class='meta'>{note}</div></td>")
-        rows.append("<tr>" + "".join(cells) + "</tr>")
+    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="xcam-report") as pool:
+        rows = list(pool.map(lambda entry: _row(entry, pictures[entry["key"]], columns), summary["images"]))
     errors = "".join(f"<li class='err'>{esc(e)}</li>" for e in summary.get("errors", []))
     return _page("xcam report", f"<h1>xcam report</h1><p class='meta'>{_meta(summary)}</p>"
                  f"{'<ul>' + errors + '</ul>' if errors else ''}<table class='xcam-lab'>{_head(summary)}{''.join(rows)}"
                  f"</table>{extra}")
+
+
+def _row(entry: dict, pics: dict, columns: list) -> str:
+    """One image's row: the original, the feature grid and the overlays, as data URIs."""
+    esc = html.escape
+    cells = [f"<td><img src='{png_data_uri(pics['original'])}'><div class='meta'>{esc(Path(entry['image']).name)}"
+             f"<br>predicted: <b>{esc(entry['predicted'])}</b><br>{_probs(entry)}</div></td>"]
+    if pics.get("features") is not None:
+        grid = pics["features"] if isinstance(pics["features"], str) else png_data_uri(pics["features"], 4096)
+        cells.append(f"<td><div class='scroll'><img class='grid' src='{grid}'>"
+                     f"</div><div class='meta'>{entry['channels']} channels</div></td>")
+    else:
+        cells.append(f"<td><div class='meta'>{entry['channels']} channels</div></td>")
+    for m, col in columns:
+        note = _note(entry, entry["maps"][m][col])
+        cells.append(f"<td><img src='{png_data_uri(pics[(m, col)])}'><div class='meta'>{note}</div></td>")
+    return "<tr>" + "".join(cells) + "</tr>"
 
 
 def _read_png(path: Path) -> np.ndarray:
