@@ -2,7 +2,9 @@
 torchvision AlexNet (random weights) and its ported Keras twin, and the demo model (EfficientNet-Lite0 +
 cat/dog head, ImageNet weights) in both frameworks.
 
-    python benchmarks/parity.py
+    python benchmarks/parity.py [methods ...]     (default: every method but cam, dff and legrad)
+
+Each class (0 and 1) is explained in its own call: several methods explain one class per sample.
 """
 
 import os
@@ -24,7 +26,7 @@ from xcam.app.models.zoo.keras_lite0 import cat_dog_model as keras_demo  # noqa:
 from xcam.app.models.zoo.torch_lite0 import cat_dog_model as torch_demo  # noqa: E402
 
 
-def main():
+def main(methods=None):
     torch.manual_seed(0)
     alex = torchvision.models.alexnet(num_classes=2).eval()
     kalex = build(describe(alex, (3, 224, 224)), (224, 224, 3))
@@ -35,13 +37,16 @@ def main():
               images, "backbone.head_act", "head_act")]
     print("| model | method | max abs difference torch vs Keras |\n|---|---|---|")
     for label, tmodel, kmodel, xt, xk, tl, kl in cases:
-        for method in xcam.methods():
-            if method == "cam":
-                continue  # neither model has a linear head straight after pooling
-            a = xcam_torch.cam(tmodel, xt, tl, method, classes=[0, 1])
-            b = xcam_tf.cam(kmodel, xk, kl, method, classes=[0, 1])
+        for method in methods or xcam.methods():
+            m = xcam.methods.get_method(method)
+            if method in ("cam", "dff") or m.needs_attention:
+                continue  # neither model has a linear head straight after pooling, nor attention
+            a, b = (np.stack([module.cam(model, x, layer, method, targets=[c] * len(x)) for c in (0, 1)], 1)
+                    for module, model, x, layer in ((xcam_torch, tmodel, xt, tl), (xcam_tf, kmodel, xk, kl)))
             print(f"| {label} | {method} | {np.abs(a - b).max():.1e} |", flush=True)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:] or None)
