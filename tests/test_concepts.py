@@ -258,12 +258,9 @@ def test_legrad_matches_torchcam_on_a_tiny_vision_transformer(layers):
         xcam_torch.cam(model, x.numpy(), layers[-1], "legrad", classes=[0, 1])
 
 
-def keras_vit_with_torch_twin():
-    """A one-block ViT in Keras (patch conv, class token, layer norm, MultiHeadAttention 2 heads x 4, residual
-    "add" = the block's output, layer norm, class token -> dense) and the same in PyTorch with
-    nn.MultiheadAttention (weights ported; Keras layer norms' eps 1e-3)."""
-    keras = pytest.importorskip("keras")
-    torch = pytest.importorskip("torch")
+def keras_token_layers(keras):
+    """(ClassToken, TakeClass): Keras layers that prepend a learned class token (a (1, 1, E) weight, which
+    ``xcam.layouts`` counts as a prefix token) and take it back after the blocks."""
 
     class ClassToken(keras.layers.Layer):
         def build(self, shape):
@@ -277,6 +274,17 @@ def keras_vit_with_torch_twin():
         def call(self, x):
             return x[:, 0]
 
+    return ClassToken, TakeClass
+
+
+def keras_vit_with_torch_twin():
+    """A one-block ViT in Keras (patch conv, class token, layer norm, MultiHeadAttention 2 heads x 4, residual
+    "add" = the block's output, layer norm, class token -> dense) and the same in PyTorch with
+    nn.MultiheadAttention (weights ported; Keras layer norms' eps 1e-3)."""
+    keras = pytest.importorskip("keras")
+    torch = pytest.importorskip("torch")
+
+    ClassToken, TakeClass = keras_token_layers(keras)
     keras.utils.set_random_seed(0)
     inp = keras.Input((16, 16, 3))
     t = ClassToken(name="class_token")(keras.layers.Reshape((16, 8), name="flat")(
@@ -352,18 +360,7 @@ def keras_two_block_vit():
     with a class token, then layer norm, class token -> dense."""
     keras = pytest.importorskip("keras")
 
-    class ClassToken(keras.layers.Layer):
-        def build(self, shape):
-            self.cls_token = self.add_weight(shape=(1, 1, shape[-1]), initializer="random_normal", name="cls")
-
-        def call(self, x):
-            token = keras.ops.broadcast_to(self.cls_token, (keras.ops.shape(x)[0], 1, x.shape[-1]))
-            return keras.ops.concatenate([token, x], axis=1)
-
-    class TakeClass(keras.layers.Layer):
-        def call(self, x):
-            return x[:, 0]
-
+    ClassToken, TakeClass = keras_token_layers(keras)
     keras.utils.set_random_seed(1)
     inp = keras.Input((16, 16, 3))
     t = ClassToken(name="class_token")(
@@ -420,3 +417,28 @@ def test_legrad_runs_one_forward_for_all_its_blocks(framework):
         assert not any("call" in vars(layer) for layer in model.layers)
     fused = adapter.cam(model, x, blocks, "legrad", targets=target)
     assert fused.max() == 1 and np.ptp(fused[0]) > 0
+
+
+@pytest.mark.torch
+@pytest.mark.tf
+def test_legrad_bad_blocks_are_one_line_errors_on_both_frameworks():
+    """A layer whose output is not tokens, and a token layer before any attention ran, are one-line errors."""
+    pytest.importorskip("torch")
+    import xcam_tf
+    import xcam_torch
+
+    model = tiny_torch_vit()
+    x = np.random.default_rng(0).normal(size=(2, 3, 32, 32)).astype(np.float32)
+    with pytest.raises(XcamError, match=r"needs a block whose output is tokens \(N, T, E\); this layer gave "
+                                        r"\(2, 16, 4, 4\)"):
+        xcam_torch.cam(model, x, "conv_proj", "legrad", targets=[1, 3])
+    with pytest.raises(XcamError, match="^no multi-head attention ran before the block's output"):
+        xcam_torch.cam(model, x, "encoder.dropout", "legrad", targets=[1, 3])
+    kmodel, _ = keras_vit_with_torch_twin()
+    xk = np.random.default_rng(3).normal(size=(2, 16, 16, 3)).astype(np.float32)
+    with pytest.raises(XcamError, match=r"needs a block whose output is tokens \(N, T, E\); this layer gave "
+                                        r"\(2, 4, 4, 8\)"):
+        xcam_tf.cam(kmodel, xk, "patch", "legrad", targets=[0, 2])
+    with pytest.raises(XcamError, match="^no multi-head attention ran before the block's output"):
+        xcam_tf.cam(kmodel, xk, "ln1", "legrad", targets=[0, 2])
+    assert not any("call" in vars(layer) for layer in kmodel.layers)  # every wrap removed after the error

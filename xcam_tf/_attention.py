@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from xcam.errors import XcamError
-from xcam.methods.gradient import legrad_score
+from xcam.methods.gradient import attention_before, legrad_score
 from xcam.targets import as_target
 
 from ._capture import OPS, param_tensors, resolve_layer, restore, walk
@@ -129,11 +129,7 @@ def _blocks_gradients(probe, blocks: list, target, head, attention) -> list:
             if tokens is None or not tf.is_tensor(tokens) or tokens.shape.rank != 3:
                 raise XcamError("legrad needs a block whose output is tokens (N, T, E); this layer gave "
                                 f"{None if tokens is None else tuple(getattr(tokens, 'shape', ()))}")
-            runs = [r for r in seen[:ran] if chosen is None or r[0] is chosen[1]]
-            if not runs:
-                raise XcamError("no multi-head attention ran before the block's output: give the transformer "
-                                "block (options attention= names its attention)")
-            layer, value, y = runs[-1]
+            layer, value, y = attention_before(seen[:ran], None if chosen is None else chosen[1])
             score = tf.reduce_sum(legrad_score(tokens, run_head, target, param_tensors(target.params(n)), OPS))
             picked.append((score, layer, value, y))
     arrays = []

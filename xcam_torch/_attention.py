@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from xcam.errors import XcamError
-from xcam.methods.gradient import legrad_score
+from xcam.methods.gradient import attention_before, legrad_score
 from xcam.targets import as_target
 
 from ._capture import OPS, check_gradients_possible, first_tensor, hooked, preserved, resolve_module, tensors
@@ -106,11 +106,7 @@ def _blocks_gradients(probe, blocks: list, target, head, attention) -> list:
                     shape = None if tokens is None else tuple(getattr(tokens, "shape", ()))
                     raise XcamError(f"legrad needs a block whose output is tokens (N, T, E); this layer gave "
                                     f"{shape}")
-                runs = [r for r in seen[:ran] if chosen is None or r[0] is chosen[1]]
-                if not runs:
-                    raise XcamError("no multi-head attention ran before the block's output: give the transformer "
-                                    "block (options attention= names its attention)")
-                picked.append((tokens, *runs[-1]))
+                picked.append((tokens, *attention_before(seen[:ran], None if chosen is None else chosen[1])))
             for i, (tokens, module, value, y) in enumerate(picked):
                 score = legrad_score(tokens, head_module, resolved,
                                      tensors(resolved.params(len(tokens)), first_tensor(tokens)), OPS)

@@ -365,6 +365,17 @@ def legrad_score(tokens, head, target, params: dict, ops):
     return target.score(head(ops.mean(tokens, 1)), params, ops)
 
 
+def attention_before(seen: list, attention=None) -> tuple:
+    """LeGrad's attention for a block: the last of ``seen`` ((attention layer, value input, output) in the
+    order they ran before the block's output) that is ``attention`` (a layer object; None: any); a one-line
+    error when none ran."""
+    runs = [r for r in seen if attention is None or r[0] is attention]
+    if not runs:
+        raise XcamError("no multi-head attention ran before the block's output: give the transformer block "
+                        "(options attention= names its attention)")
+    return runs[-1]
+
+
 def mean_fuse(raws: list, size: tuple, options: dict) -> np.ndarray:
     """LeGrad's fusion of several blocks: the blocks' raw maps (one token grid) averaged, then resized and
     normalized once."""
