@@ -129,9 +129,25 @@ def test_jansen_estimator_by_hand():
     np.testing.assert_allclose(mk.jansen_total(y, 2, 2), [want])
 
 
+def test_masked_rows_are_the_formula_in_channels_last_memory():
+    from xcam.methods.occlusion import masked_rows
+    image = RNG.standard_normal((3, 5, 6)).astype(np.float32)
+    masks = RNG.random((4, 5, 6)).astype(np.float32)
+    fill = RNG.standard_normal((3, 5, 6)).astype(np.float32)
+    kept = image[None] * masks[:, None]
+    for f, want in ((0.0, kept), (0.5, kept + 0.5 * (1 - masks[:, None])),
+                    (fill, kept + fill[None] * (1 - masks[:, None]))):
+        rows = masked_rows(image, masks, f)
+        assert rows.shape == (4, 3, 5, 6) and rows.dtype == np.float32
+        np.testing.assert_array_equal(rows, want)                          # the same float32 operations
+        assert np.moveaxis(rows, 1, -1).flags.c_contiguous                  # (B, *S, C) underneath
+    volume = masked_rows(RNG.standard_normal((2, 3, 4, 5)).astype(np.float32), np.ones((1, 3, 4, 5), np.float32))
+    assert np.moveaxis(volume, 1, -1).flags.c_contiguous
+
+
 def test_perturbations_resampling_and_blur_by_hand():
     x = RNG.standard_normal((1, 1, 4, 4)).astype(np.float32)
-    m = np.full((1, 1, 4, 4), 0.25, np.float32)
+    m = np.full((1, 4, 4), 0.25, np.float32)                              # full-size masks (B, *S)
     a = args("sobol", x, [0], None, perturbation="amplitude", sigma=2.0)
     np.testing.assert_allclose(mk.perturbation(a, x[0])(m), x * (0.25 - 0.5) * 2.0)
     a = args("sobol", x, [0], None, perturbation="blurring", sigma=3)

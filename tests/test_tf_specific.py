@@ -75,3 +75,18 @@ def test_probabilities_without_a_softmax_layer_are_reported():
     model = keras.Model(inp, keras.layers.Lambda(lambda t: keras.ops.softmax(t))(x))
     with pytest.raises(XcamError, match="outputs are probabilities"):
         xcam_tf.cam(model, X, "c")
+
+
+def test_rows_reach_tensorflow_channels_last_without_a_strided_copy():
+    from xcam.methods.occlusion import masked_rows
+    from xcam_tf._probe import _last
+    rng = np.random.default_rng(3)
+    plain = rng.standard_normal((4, 3, 5, 6)).astype(np.float32)             # channels-first memory
+    np.testing.assert_array_equal(_last(plain), np.moveaxis(plain, 1, -1))     # copied one channel at a time
+    assert _last(plain).flags.c_contiguous
+    wide = rng.standard_normal((2, 16, 3, 3)).astype(np.float32)              # many channels: NumPy's copy
+    np.testing.assert_array_equal(_last(wide), np.moveaxis(wide, 1, -1))
+    rows = masked_rows(plain[0], rng.random((2, 5, 6)).astype(np.float32))
+    assert np.shares_memory(_last(rows), rows)                                  # the core's rows: no copy
+    np.testing.assert_array_equal(_last(rows), np.moveaxis(rows, 1, -1))
+    np.testing.assert_array_equal(_last(plain.astype(np.float64)), np.moveaxis(plain, 1, -1))

@@ -106,7 +106,7 @@ class Probe:
     def _inputs(self, inputs: np.ndarray, samples=None) -> Batch:
         """All the model's inputs with the explained one replaced by ``inputs`` (its rows ``samples``)."""
         x = as_batch(self.model, inputs) if self.batch.kind == SINGLE else \
-            torch.as_tensor(np.asarray(inputs)).to(self.batch.get(self.key))
+            torch.as_tensor(np.ascontiguousarray(inputs)).to(self.batch.get(self.key))   # as the model was given
         return self.batch.swap(self.key, x, samples)
 
     def _forward(self, x: Batch, whole: bool = False):

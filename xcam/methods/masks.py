@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import XcamError
-from .occlusion import _score_batches, _spatial_tuple
+from .occlusion import _score_batches, _spatial_tuple, masked_rows
 from .registry import MethodArgs, choice, register
 
 BITS = 30  # bits of every Sobol point (TensorFlow's and scipy's default)
@@ -198,10 +198,10 @@ def _batch_size(x: MethodArgs, default: int) -> int:
 
 def _masked_scores(x: MethodArgs, sample: int, masks: np.ndarray, make, perturb, batch: int) -> np.ndarray:
     """Scores (M, K') of input ``sample`` under each mask: ``make(masks_batch) -> (B, *S)`` full-size masks,
-    ``perturb(full (B, 1, *S)) -> (B, C_in, *S)`` the perturbed copies, scored in batches of ``batch`` rows."""
+    ``perturb(full (B, *S)) -> (B, C_in, *S)`` the perturbed copies, scored in batches of ``batch`` rows."""
     parts = []
     for s in range(0, len(masks), batch):
-        parts.append(_score_batches(x, perturb(make(masks[s:s + batch])[:, None]), sample, batch))
+        parts.append(_score_batches(x, perturb(make(masks[s:s + batch])), sample, batch))
     y = np.concatenate(parts)
     return y.reshape(len(y), -1)
 
@@ -270,8 +270,7 @@ def rise_attribution(x: MethodArgs) -> np.ndarray:
         total, cover = 0.0, 0.0
         for s in range(0, n, batch):          # masks made and summed batch by batch (4000 full masks are large)
             full = rise_upsample(low[s:s + batch], shifts[s:s + batch], size)
-            perturbed = inputs[i][None] * full[:, None] + baseline * (1 - full[:, None])
-            y = _score_batches(x, perturbed, i, batch).reshape(len(full), -1)
+            y = _score_batches(x, masked_rows(inputs[i], full, baseline), i, batch).reshape(len(full), -1)
             total = total + (y.T @ full.reshape(len(full), -1)).reshape((-1,) + size)   # (K', *S), float32 sums
             cover = cover + full.sum(axis=0, dtype=np.float64)
         maps.append(total / (n * p) if normalize == "expectation" else total / (cover + 1e-4))
@@ -301,18 +300,18 @@ def rise(x: MethodArgs) -> np.ndarray:
 
 
 def perturbation(x: MethodArgs, image: np.ndarray):
-    """The GSA perturbation of one input (C, *S) as a function of full-size masks (B, 1, *S), as xplique's:
+    """The GSA perturbation of one input (C, *S) as a function of full-size masks (B, *S), as xplique's:
     inpainting x M (a zero baseline), blurring x M + (1 - M) blur(x) (a box blur of width sigma, 10), amplitude
     x (M - 1/2) sigma (sigma 1; xplique's code, whose docstring says x + (M - 1/2) sigma)."""
     mode = choice(x.options, "perturbation", PERTURBATIONS)
     sigma = x.options.get("sigma")
     if mode == "inpainting":
-        return lambda m: image[None] * m
+        return lambda m: masked_rows(image, m)
     if mode == "blurring":
         blurred = box_blur(image, int(10 if sigma is None else sigma))
-        return lambda m: image[None] * m + (1 - m) * blurred[None]
+        return lambda m: masked_rows(image, m, blurred)
     amp = np.float32(1.0 if sigma is None else sigma)
-    return lambda m: image[None] * (m - np.float32(0.5)) * amp
+    return lambda m: masked_rows(image, (m - np.float32(0.5)) * amp)
 
 
 def _gsa_scores(x: MethodArgs, masks: np.ndarray, default_batch: int) -> list:

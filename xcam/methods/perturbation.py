@@ -5,6 +5,7 @@ import numpy as np
 
 from ..errors import XcamError
 from ..ops import normalize_minmax, resize, softmax
+from .occlusion import masked_rows
 from .registry import MethodArgs, choice, register
 
 
@@ -44,7 +45,7 @@ def scorecam_weights(x, mode: str, batch_size: int) -> np.ndarray:
         for start in range(0, len(uniq), batch_size):
             part = uniq[start:start + batch_size].reshape(-1, *spatial)
             masks = normalize_minmax(resize(part, size))                             # (B, *S) in [0, 1]
-            parts.append(x.probe.score(x.model_inputs[i][None] * masks[:, None], target,
+            parts.append(x.probe.score(masked_rows(x.model_inputs[i], masks), target,
                                        np.full(len(part), i)))
         per_channel = np.concatenate(parts)[inverse.reshape(-1)]                       # (C,) or (C, K)
         if mode == "probability":
@@ -95,7 +96,7 @@ def iscam_weights(x, mode: str, normalize: str, num_samples: int, batch_size: in
         for start in range(0, len(rows), batch_size):
             r, k = rows[start:start + batch_size], steps[start:start + batch_size]
             masks = _masks(uniq[r].reshape(-1, *spatial), size, normalize) * coeffs[k].reshape(-1, *(1,) * len(size))
-            scores.append(x.probe.score(x.model_inputs[i][None] * masks[:, None], target, np.full(len(r), i)))
+            scores.append(x.probe.score(masked_rows(x.model_inputs[i], masks), target, np.full(len(r), i)))
         scores = np.concatenate(scores).astype(np.float64)
         sums = np.zeros((len(uniq),) + scores.shape[1:])
         np.add.at(sums, rows, scores)
@@ -200,16 +201,16 @@ def sscam_weights(x, mode: str, normalize: str, perturb: str, batch_size: int) -
     out = []
     for i in range(n):
         masks = _masks(acts[i], size, normalize)                                       # (C, *S)
-        image = x.model_inputs[i][None]
+        image = x.model_inputs[i]
         scores = []
         for start in range(0, num_samples * c, batch_size):
             k = np.arange(start, min(start + batch_size, num_samples * c)) % c            # rows (copy, channel)
             if perturb == "mask":
                 noisy = masks[k] + std * rng.standard_normal((len(k), *size), dtype=np.float32)
-                batch = image * noisy[:, None]
+                batch = masked_rows(image, noisy)
             else:
-                batch = image * masks[k][:, None] + std * rng.standard_normal((len(k), *image.shape[1:]),
-                                                                              dtype=np.float32)
+                batch = masked_rows(image, masks[k])
+                batch += std * rng.standard_normal((len(k), *image.shape), dtype=np.float32)
             scores.append(x.probe.score(batch, target, np.full(len(k), i)))
         scores = np.concatenate(scores).astype(np.float64)
         out.append(_mask_weights(scores.reshape(num_samples, c, *scores.shape[1:]).mean(axis=0), mode))
