@@ -3,7 +3,8 @@ seeded weights) and xplique's default settings, 2 images.
 
 xcam: ``xcam_tf.attribute`` (masks, designs, resampling and estimators in NumPy; forwards through the adapter's
 probe). Floor: the forwards it needs and nothing else: the same number of rows in the same batches through one
-compiled ``model(x)`` (inputs made before timing), plus the one forward of the batch that gives the targets.
+compiled ``model(x)`` (inputs made before timing), plus the one forward of the batch that gives the targets;
+xcam and the floor are timed in turn, round after round.
 xplique: its Rise / SobolAttributionMethod / HsicAttributionMethod ``explain`` on the same weights, run in its side
 venv (xplique pins tensorflow<=2.20; see benchmarks/xplique_masks_reference.py) as a child process of this run.
 Model calls: xcam's counted (its probe forwards: no layer capture), xplique's from its batching
@@ -37,6 +38,18 @@ def median_s(fn, repeats):
         fn()
         times.append(time.perf_counter() - t)
     return float(np.median(times))
+
+
+def alternated(a, b, repeats):
+    """Median seconds of a and of b, timed in turn (a, b, a, b, ...) so that both see the same machine."""
+    a(), b()
+    times = ([], [])
+    for _ in range(repeats):
+        for fn, out in ((a, times[0]), (b, times[1])):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+    return float(np.median(times[0])), float(np.median(times[1]))
 
 
 def build(weights=None):
@@ -107,11 +120,10 @@ def main(repeats, xplique_python, methods=tuple(SETTINGS)):
         def ours():
             xcam_tf.attribute(model, x, method, t, options=options)
 
-        t_ours = median_s(ours, repeats)
+        t_ours, t_floor = alternated(ours, floor, repeats)
         calls["n"] = 0
         ours()
         xcam_calls = calls["n"]                                            # no capture: probe forwards only
-        t_floor = median_s(floor, repeats)
         results[method] = {"floor": t_floor, "xcam": t_ours, "xcam_calls": xcam_calls,
                            "anchor_calls": N * math.ceil(rows / batch), "rows": N * rows}
     anchor_times = {}
