@@ -31,6 +31,11 @@ MASKS = {  # method: (options, forward rows for explicit classes): one input's c
     "rise": ({"n_masks": 40}, [32, 8] * N),
     "sobol": ({"nb_design": 4, "grid_size": 2}, [24] * N),         # 4 (d + 2) rows, d = 4 cells
     "hsic": ({"nb_design": 20, "grid_size": 2}, [20] * N),
+    # the unperturbed row, then 3 x 3 windows (starts 0, 3, 6 of 10) / 2 x 2 superpixels in batches
+    "occlusion": ({"window": 4, "stride": 3, "batch_size": 4}, [1, 4, 4, 1] * N),
+    "featureablation": ({"cells": 2, "batch_size": 3}, [1, 3, 1] * N),
+    "lime": ({"n_samples": 10, "batch_size": 4}, [4, 4, 2] * N),
+    "kernelshap": ({"n_samples": 10, "batch_size": 4}, [4, 4, 2] * N),
 }
 AT_INPUTS = {"saliency", "gradientxinput", "deconvnet", "guidedbackprop"}
 

@@ -127,6 +127,7 @@ def featureablation_attribution(x: MethodArgs) -> np.ndarray:
 
 
 @register("occlusion", title="Occlusion", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
+          needs_capture=False,
           options={"window": 8, "stride": 4, "baseline": 0.0, "batch_size": 64},
           paper="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014, arXiv:1311.2901")
 def occlusion(x: MethodArgs) -> np.ndarray:
@@ -138,7 +139,8 @@ def occlusion(x: MethodArgs) -> np.ndarray:
 
 
 @register("featureablation", title="Feature Ablation", kind="pixel", relu=False, needs_gradients=False,
-          needs_forwards=True, options={"mask": None, "cells": 4, "baseline": 0.0, "batch_size": 64},
+          needs_forwards=True, needs_capture=False,
+          options={"mask": None, "cells": 4, "baseline": 0.0, "batch_size": 64},
           paper="captum FeatureAblation (Kokhlikyan et al., Captum, arXiv:2009.07896)")
 def featureablation(x: MethodArgs) -> np.ndarray:
     r"""A_i = f(x) - f(x with i's superpixel set to the baseline), the same value over the superpixel and every
@@ -241,6 +243,7 @@ def kernelshap_attribution(x: MethodArgs) -> np.ndarray:
 
 
 @register("lime", title="LIME", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
+          needs_capture=False,
           options={"mask": None, "cells": 4, "baseline": 0.0, "n_samples": 25, "kernel_width": 1.0,
                    "distance": "cosine", "seed": 0, "batch_size": 64},
           paper="Ribeiro et al., \"Why Should I Trust You?\": Explaining the Predictions of Any Classifier, KDD 2016, "
@@ -257,6 +260,7 @@ def lime(x: MethodArgs) -> np.ndarray:
 
 
 @register("kernelshap", title="Kernel SHAP", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
+          needs_capture=False,
           options={"mask": None, "cells": 4, "baseline": 0.0, "n_samples": 25, "seed": 0, "batch_size": 64},
           paper="Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, NeurIPS 2017, "
                 "arXiv:1705.07874")
