@@ -182,3 +182,14 @@ def test_mask_methods_run_only_their_masked_forwards(counted, method):
     assert calls(counted, lambda: counted.cam(method, [0, 3, 1], options=options)) == (rows, 0)
     counted.attribute(method, options=options)
     assert calls(counted, lambda: counted.attribute(method, options=options)) == ([N] + rows, 0)  # + the top-1
+
+
+@pytest.mark.parametrize("method", ["occlusion", "featureablation", "lime", "kernelshap"])
+def test_the_calls_batch_size_reaches_the_perturbation_methods(counted, method):
+    """batch_size= of the call sets their rows per forward as the option does (the option wins over it)."""
+    options, rows = MASKS[method]
+    rest = {k: v for k, v in options.items() if k != "batch_size"}
+    counted.attribute(method, [0, 3, 1], options=rest, batch_size=options["batch_size"])
+    assert calls(counted, lambda: counted.attribute(method, [0, 3, 1], options=rest,
+                                                    batch_size=options["batch_size"])) == (rows, 0)
+    assert calls(counted, lambda: counted.attribute(method, [0, 3, 1], options=options, batch_size=1000)) == (rows, 0)

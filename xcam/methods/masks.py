@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import XcamError
-from .occlusion import _score_batches, _spatial_tuple, masked_rows
+from .occlusion import _score_batches, _spatial_tuple, masked_rows, rows_per_call
 from .registry import MethodArgs, choice, register
 
 BITS = 30  # bits of every Sobol point (TensorFlow's and scipy's default)
@@ -187,15 +187,6 @@ def box_blur(image: np.ndarray, width: int) -> np.ndarray:
 # Scoring: one input's perturbed copies, in batches
 
 
-def _batch_size(x: MethodArgs, default: int) -> int:
-    """Rows per model call: option batch_size, else the call's ``batch_size=``, else the method's default."""
-    value = x.options.get("batch_size")
-    value = value if value is not None else (x.batch_size if x.batch_size is not None else default)
-    if int(value) < 1:
-        raise XcamError(f"batch_size={value} is not valid; give a positive number of rows per model call")
-    return int(value)
-
-
 def _masked_scores(x: MethodArgs, sample: int, masks: np.ndarray, make, perturb, batch: int) -> np.ndarray:
     """Scores (M, K') of input ``sample`` under each mask: ``make(masks_batch) -> (B, *S)`` full-size masks,
     ``perturb(full (B, *S)) -> (B, C_in, *S)`` the perturbed copies, scored in batches of ``batch`` rows."""
@@ -261,7 +252,7 @@ def rise_attribution(x: MethodArgs) -> np.ndarray:
     if not 0 < p <= 1:
         raise XcamError(f"option p={p} is not valid; give a probability in (0, 1]")
     normalize = choice(x.options, "normalize", ("expectation", "coverage"))
-    batch = _batch_size(x, 32)
+    batch = rows_per_call(x, 32)
     baseline = np.float32(x.options["baseline"])
     rng = np.random.default_rng(x.options["seed"])
     low, shifts = rise_masks(rng, n, grid, p), rise_shifts(rng, n, size, grid)
@@ -318,7 +309,7 @@ def _gsa_scores(x: MethodArgs, masks: np.ndarray, default_batch: int) -> list:
     """Per input, the scores (M, K') of the masks (M, *grid) upsampled (nearest) and applied by the perturbation."""
     inputs = x.model_inputs.astype(np.float32)
     size = tuple(inputs.shape[2:])
-    batch = _batch_size(x, default_batch)
+    batch = rows_per_call(x, default_batch)
     return [_masked_scores(x, i, masks, lambda m: resample(m, size, "nearest"), perturbation(x, inputs[i]), batch)
             for i in range(len(inputs))]
 

@@ -44,6 +44,15 @@ def masked_rows(image: np.ndarray, masks: np.ndarray, fill=0.0) -> np.ndarray:
     return rows
 
 
+def rows_per_call(x: MethodArgs, default: int) -> int:
+    """Rows per model call: option batch_size, else the call's ``batch_size=``, else the method's default."""
+    value = x.options.get("batch_size")
+    value = value if value is not None else (x.batch_size if x.batch_size is not None else default)
+    if int(value) < 1:
+        raise XcamError(f"batch_size={value} is not valid; give a positive number of rows per model call")
+    return int(value)
+
+
 def _score_batches(x, inputs: np.ndarray, sample: int, batch_size: int) -> np.ndarray:
     """The target's scores (B,) or (B, K) of perturbed copies of input ``sample``, in batches."""
     parts = [x.probe.score(inputs[s:s + batch_size], x.target, np.full(len(inputs[s:s + batch_size]), sample))
@@ -117,36 +126,37 @@ def occlusion_attribution(x: MethodArgs) -> np.ndarray:
                                              strict=True))   # a window larger than the input covers all of it
     stride = _spatial_tuple(x.options["stride"], len(size), "stride")
     return ablate_masks(x, occlusion_masks(size, window, stride), float(x.options["baseline"]),
-                        int(x.options["batch_size"]), average=True)
+                        rows_per_call(x, 64), average=True)
 
 
 def featureablation_attribution(x: MethodArgs) -> np.ndarray:
     """Signed Feature Ablation attribution (N, C_in, *S) or (N, K, C_in, *S)."""
-    return ablate_masks(x, segment_masks(x), float(x.options["baseline"]), int(x.options["batch_size"]),
+    return ablate_masks(x, segment_masks(x), float(x.options["baseline"]), rows_per_call(x, 64),
                         average=False)
 
 
 @register("occlusion", title="Occlusion", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
           needs_capture=False,
-          options={"window": 8, "stride": 4, "baseline": 0.0, "batch_size": 64},
+          options={"window": 8, "stride": 4, "baseline": 0.0, "batch_size": None},
           paper="Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, ECCV 2014, arXiv:1311.2901")
 def occlusion(x: MethodArgs) -> np.ndarray:
     r"""A_i = mean over the windows W containing i of f(x) - f(x with W set to the baseline b), every input
     channel occluded together (captum's Occlusion with sliding_window_shapes (C, w, w) and strides (C, s, s));
     options window (8; clipped to the input's size on a smaller input), stride (4), baseline (0.0), batch_size
-    (64). Positions no window covers get 0 (captum: 0/0). cam() reduces with max_c |A|."""
+    (rows per forward; default the call's batch_size=, else 64). Positions no window covers get 0 (captum: 0/0).
+    cam() reduces with max_c |A|."""
     return occlusion_attribution(x)
 
 
 @register("featureablation", title="Feature Ablation", kind="pixel", relu=False, needs_gradients=False,
           needs_forwards=True, needs_capture=False,
-          options={"mask": None, "cells": 4, "baseline": 0.0, "batch_size": 64},
+          options={"mask": None, "cells": 4, "baseline": 0.0, "batch_size": None},
           paper="captum FeatureAblation (Kokhlikyan et al., Captum, arXiv:2009.07896)")
 def featureablation(x: MethodArgs) -> np.ndarray:
     r"""A_i = f(x) - f(x with i's superpixel set to the baseline), the same value over the superpixel and every
     input channel (captum's FeatureAblation with a feature_mask shared over channels). Superpixels: option mask
     (an int array of the input's spatial shape) or a grid of ``cells`` (4) cells per axis; baseline (0.0),
-    batch_size (64). cam() reduces with max_c |A|."""
+    batch_size (rows per forward; default the call's batch_size=, else 64). cam() reduces with max_c |A|."""
     return featureablation_attribution(x)
 
 
@@ -209,7 +219,7 @@ def surrogate_attribution(x, sampler, weigh) -> np.ndarray:
     inputs = x.model_inputs.astype(np.float32)
     masks = segment_masks(x)
     flat = masks.reshape(len(masks), -1).astype(np.float32)                  # (M, prod S)
-    n_samples, batch = int(x.options["n_samples"]), int(x.options["batch_size"])
+    n_samples, batch = int(x.options["n_samples"]), rows_per_call(x, 64)
     if n_samples < 1:
         raise XcamError(f"option n_samples={n_samples} is not valid; give a positive int")
     baseline = np.float32(x.options["baseline"])
@@ -245,7 +255,7 @@ def kernelshap_attribution(x: MethodArgs) -> np.ndarray:
 @register("lime", title="LIME", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
           needs_capture=False,
           options={"mask": None, "cells": 4, "baseline": 0.0, "n_samples": 25, "kernel_width": 1.0,
-                   "distance": "cosine", "seed": 0, "batch_size": 64},
+                   "distance": "cosine", "seed": 0, "batch_size": None},
           paper="Ribeiro et al., \"Why Should I Trust You?\": Explaining the Predictions of Any Classifier, KDD 2016, "
                 "arXiv:1602.04938")
 def lime(x: MethodArgs) -> np.ndarray:
@@ -261,13 +271,14 @@ def lime(x: MethodArgs) -> np.ndarray:
 
 @register("kernelshap", title="Kernel SHAP", kind="pixel", relu=False, needs_gradients=False, needs_forwards=True,
           needs_capture=False,
-          options={"mask": None, "cells": 4, "baseline": 0.0, "n_samples": 25, "seed": 0, "batch_size": 64},
+          options={"mask": None, "cells": 4, "baseline": 0.0, "n_samples": 25, "seed": 0, "batch_size": None},
           paper="Lundberg & Lee, A Unified Approach to Interpreting Model Predictions, NeurIPS 2017, "
                 "arXiv:1705.07874")
 def kernelshap(x: MethodArgs) -> np.ndarray:
     r"""A_i = c_{s(i)} of the weighted least-squares fit (unpenalised intercept) of f(x_z) on z, with the Shapley
     kernel \pi(z) = (M-1) / (C(M,|z|) |z| (M-|z|)) realised as captum's KernelShap does: z all on and all off
     (weight 1e6, the endpoint constraints), then |z| = k ~ (M-1)/(k(M-k)) and k superpixels chosen uniformly
-    (weight 1). Options as lime's: mask / cells (4), baseline (0.0), n_samples (25, captum's), seed, batch_size.
+    (weight 1). Options as lime's: mask / cells (4), baseline (0.0), n_samples (25, captum's), seed, batch_size
+    (rows per forward; default the call's batch_size=, else 64).
     Samples from NumPy's default_rng(seed), not captum's torch draws. cam() reduces with max_c |A|."""
     return kernelshap_attribution(x)
