@@ -59,17 +59,6 @@ def floor(model, rows: torch.Tensor, classes: torch.Tensor, batch: int = DEFAULT
     return run
 
 
-def count_calls(model, fn) -> int:
-    """How many times the model's forward runs during ``fn()``."""
-    calls = [0]
-    handle = model.register_forward_pre_hook(lambda *a: calls.__setitem__(0, calls[0] + 1))
-    try:
-        fn()
-    finally:
-        handle.remove()
-    return calls[0]
-
-
 def main(runs=3, n=2, size=64):
     import captum.attr as ca
 
@@ -128,7 +117,7 @@ def main(runs=3, n=2, size=64):
                    ("xcam1", ours(name, len(rows), **options)),
                    ("floor1", floor(model, rows, classes, len(rows), then)), ("captum", anchor)]
         s = bench.interleaved(entries, runs=runs, warm=1)
-        calls = [count_calls(model, fn) for _, fn in entries[::2]]
+        calls = [bench.count_calls(model, fn) for _, fn in entries[::2]]
         print(f"{label:<34} {len(rows):5d} {s['xcam32'] * 1e3:10.1f} {s['floor32'] * 1e3:8.1f} {s['xcam1'] * 1e3:9.1f} "
               f"{s['floor1'] * 1e3:8.1f} {s['captum'] * 1e3:8.1f} {s['xcam32'] / s['floor32']:8.2f} "
               f"{s['xcam1'] / s['floor1']:6.2f} {s['xcam1'] / s['captum']:9.2f} {calls[0]:>7d}/{calls[1]:<6d} "

@@ -48,17 +48,6 @@ def floor(model, images: torch.Tensor, per_image: list, classes: list, base: boo
     return run
 
 
-def count_calls(model, fn) -> int:
-    """How many times the model's forward runs during ``fn()``."""
-    calls = [0]
-    handle = model.register_forward_pre_hook(lambda *a: calls.__setitem__(0, calls[0] + 1))
-    try:
-        fn()
-    finally:
-        handle.remove()
-    return calls[0]
-
-
 def rows_for(x: torch.Tensor, masks: np.ndarray, keep: bool) -> list:
     """Per image, its copies with each mask's region kept (``keep``) or set to 0."""
     m = torch.from_numpy(masks.astype(np.float32))[:, None]
@@ -113,7 +102,7 @@ def main(runs=5, n=2, size=64):
     for name, (rows, base, anchor) in cases.items():
         entries = [("xcam", ours(name)), ("floor", floor(model, x, rows, [1] * n, base)), ("captum", anchor)]
         s = bench.interleaved(entries, runs=runs, warm=1)
-        calls = [count_calls(model, fn) for _, fn in entries]
+        calls = [bench.count_calls(model, fn) for _, fn in entries]
         total = sum(len(r) for r in rows)
         print(f"{name:<16} {total:5d} {s['xcam'] * 1e3:9.1f} {s['floor'] * 1e3:9.1f} {s['captum'] * 1e3:10.1f} "
               f"{s['xcam'] / s['floor']:8.2f} {s['xcam'] / s['captum']:9.2f} {calls[0]:14d} {calls[1]:6d} "

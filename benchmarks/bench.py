@@ -56,6 +56,17 @@ def interleaved(entries, runs=5, warm=2, sync=None):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def count_calls(model, fn) -> int:
+    """How many times the model's forward runs during ``fn()``."""
+    calls = [0]
+    handle = model.register_forward_pre_hook(lambda *a: calls.__setitem__(0, calls[0] + 1))
+    try:
+        fn()
+    finally:
+        handle.remove()
+    return calls[0]
+
+
 def row(case, name, seconds, base=None, note=""):
     ratio = f"{seconds / base:5.2f}" if base else "     "
     ROWS.append((case, name, seconds, ratio, note))
