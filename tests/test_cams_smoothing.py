@@ -288,12 +288,7 @@ def test_aug_smooth_changes_the_map(anchors):
 @pytest.mark.torch
 def test_aug_smooth_leaves_the_model_as_it_was():
     from kits import make_kit
-
-    def torch_state(model):                              # as tests/test_leaks.py
-        return {"hooks": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-                             for m in model.modules()),
-                "grads": sum(p.grad is not None for p in model.parameters()),
-                "training": [m.training for m in model.modules()], "grad_mode": torch.is_grad_enabled()}
+    from test_leaks import torch_state
 
     kit = make_kit("torch")
     before = torch_state(kit.model)

@@ -35,18 +35,19 @@ def small_net():
 
 
 def state_of(model):
-    """What the model must keep: its tensors (device and values), hooks, mode and parameter gradients."""
-    hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
-    tensors = {k: (v.device.type, v.detach().cpu().clone()) for k, v in model.state_dict().items()}
-    return hooks, model.training, [p.grad is None for p in model.parameters()], tensors
+    """What the model must keep: ``test_leaks.torch_state`` (hooks, .grad, modes) and every tensor's device and
+    values."""
+    from test_leaks import torch_state
+
+    return torch_state(model), {k: (v.device.type, v.detach().cpu().clone()) for k, v in model.state_dict().items()}
 
 
 def assert_kept(model, before):
-    hooks, training, no_grads, tensors = state_of(model)
-    assert (hooks, training, no_grads) == before[:3]
+    state, tensors = state_of(model)
+    assert state == before[0]
     for key, (device, value) in tensors.items():
-        assert device == before[3][key][0] == "cuda"
-        assert torch.equal(value, before[3][key][1]), key
+        assert device == before[1][key][0] == "cuda"
+        assert torch.equal(value, before[1][key][1]), key
 
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcampp", "layercam", "scorecam", "fullgrad", "shapleycam",
