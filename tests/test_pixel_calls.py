@@ -193,3 +193,13 @@ def test_the_calls_batch_size_reaches_the_perturbation_methods(counted, method):
     assert calls(counted, lambda: counted.attribute(method, [0, 3, 1], options=rest,
                                                     batch_size=options["batch_size"])) == (rows, 0)
     assert calls(counted, lambda: counted.attribute(method, [0, 3, 1], options=options, batch_size=1000)) == (rows, 0)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "featureablation", "lime", "kernelshap", "rise"])
+def test_a_batch_size_below_one_is_a_one_line_error(counted, method):
+    from xcam import XcamError
+
+    for kwargs in ({"options": {"batch_size": 0}}, {"batch_size": 0}):
+        with pytest.raises(XcamError, match=r"^batch_size=0 is not valid; give a positive number of rows per model "
+                                            r"call$"):
+            counted.attribute(method, [0, 3, 1], **kwargs)
