@@ -9,8 +9,9 @@ of superpixels (captum's feature_mask the same labels), baseline 0; lime and ker
 n_samples default). Every side scores 64 perturbed rows per forward (xcam's batch_size default; captum
 perturbations_per_eval=64 / N, which counts copies per example; its Lime and KernelShap still take one
 example at a time). Floor: the forwards the method needs and nothing else: the same perturbed rows,
-made before timing, in the same batches, channels last without autograd (as the probe hands them), plus the
-unperturbed forward of each image that occlusion and feature ablation subtract from. All timed round-robin
+made before timing, all images' rows together in batches of 64 (the fewest forwards), channels last without
+autograd (as the probe hands them), plus one forward of the unperturbed images that occlusion and feature
+ablation subtract from. All timed round-robin
 (``bench.interleaved``).
 """
 
@@ -34,17 +35,20 @@ BATCH = 64
 
 
 def floor(model, images: torch.Tensor, per_image: list, classes: list, base: bool):
-    """Forwards of each image's perturbed rows (B, C, H, W) in batches of BATCH, channels last, no autograd,
-    the class logit gathered; ``base``: one forward of each image itself first."""
-    per_image = [rows.contiguous(memory_format=torch.channels_last) for rows in per_image]   # made before timing
+    """Forwards of every image's perturbed rows (B, C, H, W) together, BATCH rows a forward whatever image they
+    come from (the fewest forwards), channels last, no autograd, each row's class logit gathered; ``base``: one
+    forward of the images themselves first."""
+    rows = torch.cat(per_image).contiguous(memory_format=torch.channels_last)   # made before timing
+    owner = torch.cat([torch.full((len(r),), c) for r, c in zip(per_image, classes, strict=True)])
+    plain = images.contiguous(memory_format=torch.channels_last)
+    first = torch.tensor(classes)
 
     def run():
         with torch.no_grad():
-            for rows, image, c in zip(per_image, images, classes, strict=True):
-                if base:
-                    model(image[None].contiguous(memory_format=torch.channels_last))[:, c].numpy()
-                for i in range(0, len(rows), BATCH):
-                    model(rows[i:i + BATCH])[:, c].numpy()
+            if base:
+                model(plain).gather(1, first[:, None]).numpy()
+            for i in range(0, len(rows), BATCH):
+                model(rows[i:i + BATCH]).gather(1, owner[i:i + BATCH, None]).numpy()
     return run
 
 

@@ -27,15 +27,16 @@ NEEDED = {
     "integratedgradients": ([32, 32, 32, 32, 22, 6], 5),
     "gradientshap": ([15], 1),
 }
-MASKS = {  # method: (options, forward rows for explicit classes): one input's copies after the other's
-    "rise": ({"n_masks": 40}, [32, 8] * N),
+MASKS = {  # method: (options, forward rows for explicit classes); occlusion and the others below it: the N
+    # unperturbed inputs first (ablations), then all inputs' copies, batch_size rows a call whatever input
+    "rise": ({"n_masks": 40}, [32] * N + [8] * N),                 # each mask batch on every input in turn
     "sobol": ({"nb_design": 4, "grid_size": 2}, [24] * N),         # 4 (d + 2) rows, d = 4 cells
     "hsic": ({"nb_design": 20, "grid_size": 2}, [20] * N),
-    # the unperturbed row, then 3 x 3 windows (starts 0, 3, 6 of 10) / 2 x 2 superpixels in batches
-    "occlusion": ({"window": 4, "stride": 3, "batch_size": 4}, [1, 4, 4, 1] * N),
-    "featureablation": ({"cells": 2, "batch_size": 3}, [1, 3, 1] * N),
-    "lime": ({"n_samples": 10, "batch_size": 4}, [4, 4, 2] * N),
-    "kernelshap": ({"n_samples": 10, "batch_size": 4}, [4, 4, 2] * N),
+    # 3 x 3 windows (starts 0, 3, 6 of 10) / 2 x 2 superpixels / 10 samples of each of the N = 3 inputs
+    "occlusion": ({"window": 4, "stride": 3, "batch_size": 4}, [N] + [4] * 6 + [3]),
+    "featureablation": ({"cells": 2, "batch_size": 3}, [N] + [3] * 4),
+    "lime": ({"n_samples": 10, "batch_size": 4}, [4] * 7 + [2]),
+    "kernelshap": ({"n_samples": 10, "batch_size": 4}, [4] * 7 + [2]),
 }
 AT_INPUTS = {"saliency", "gradientxinput", "deconvnet", "guidedbackprop"}
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import XcamError
+from ..ops import matmul_inline
 from .occlusion import _score_batches, _spatial_tuple, masked_rows, rows_per_call
 from .registry import MethodArgs, choice, register
 
@@ -184,17 +185,19 @@ def box_blur(image: np.ndarray, width: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Scoring: one input's perturbed copies, in batches
+# Scoring: every input's perturbed copies, mask batch by mask batch
 
 
-def _masked_scores(x: MethodArgs, sample: int, masks: np.ndarray, make, perturb, batch: int) -> np.ndarray:
-    """Scores (M, K') of input ``sample`` under each mask: ``make(masks_batch) -> (B, *S)`` full-size masks,
-    ``perturb(full (B, *S)) -> (B, C_in, *S)`` the perturbed copies, scored in batches of ``batch`` rows."""
-    parts = []
+def _masked_scores(x: MethodArgs, masks: np.ndarray, make, perturbs: list, batch: int) -> list:
+    """Per input i, the scores (M, K') under each mask: ``make(masks_batch) -> (B, *S)`` full-size masks, made
+    once per batch for all inputs, ``perturbs[i](full (B, *S)) -> (B, C_in, *S)`` input i's perturbed copies,
+    scored ``batch`` rows a call."""
+    parts = [[] for _ in perturbs]
     for s in range(0, len(masks), batch):
-        parts.append(_score_batches(x, perturb(make(masks[s:s + batch])), sample, batch))
-    y = np.concatenate(parts)
-    return y.reshape(len(y), -1)
+        full = make(masks[s:s + batch])
+        for i, perturb in enumerate(perturbs):
+            parts[i].append(_score_batches(x, perturb(full), i, batch))
+    return [np.concatenate(p).reshape(len(masks), -1) for p in parts]
 
 
 def _per_position(x: MethodArgs, maps: list, one_class: bool) -> np.ndarray:
@@ -236,7 +239,7 @@ def rise_upsample(low: np.ndarray, shifts: np.ndarray, size: tuple) -> np.ndarra
         rows = w[shifts[:, axis, None] + np.arange(n)]                                 # (B, S_axis, g)
         moved = np.moveaxis(out, axis + 1, -1)                                         # (B, ..., g)
         flat = moved.reshape(len(out), -1, g)
-        done = np.matmul(flat, rows.transpose(0, 2, 1)).reshape(moved.shape[:-1] + (n,))
+        done = matmul_inline(flat, rows.transpose(0, 2, 1)).reshape(moved.shape[:-1] + (n,))
         out = np.moveaxis(done, -1, axis + 1)
     return np.ascontiguousarray(out)
 
@@ -256,15 +259,15 @@ def rise_attribution(x: MethodArgs) -> np.ndarray:
     baseline = np.float32(x.options["baseline"])
     rng = np.random.default_rng(x.options["seed"])
     low, shifts = rise_masks(rng, n, grid, p), rise_shifts(rng, n, size, grid)
-    maps = []
-    for i in range(len(inputs)):
-        total, cover = 0.0, 0.0
-        for s in range(0, n, batch):          # masks made and summed batch by batch (4000 full masks are large)
-            full = rise_upsample(low[s:s + batch], shifts[s:s + batch], size)
-            y = _score_batches(x, masked_rows(inputs[i], full, baseline), i, batch).reshape(len(full), -1)
-            total = total + (y.T @ full.reshape(len(full), -1)).reshape((-1,) + size)   # (K', *S), float32 sums
-            cover = cover + full.sum(axis=0, dtype=np.float64)
-        maps.append(total / (n * p) if normalize == "expectation" else total / (cover + 1e-4))
+    totals, cover = [0.0] * len(inputs), 0.0
+    for s in range(0, n, batch):              # masks made once per batch for every input (4000 full masks are large)
+        full = rise_upsample(low[s:s + batch], shifts[s:s + batch], size)
+        flat = full.reshape(len(full), -1)
+        for i, image in enumerate(inputs):
+            y = _score_batches(x, masked_rows(image, full, baseline), i, batch).reshape(len(full), -1)
+            totals[i] = totals[i] + matmul_inline(y.T, flat).reshape((-1,) + size)     # (K', *S), float32 sums
+        cover = cover + full.sum(axis=0, dtype=np.float64)
+    maps = [t / (n * p) if normalize == "expectation" else t / (cover + 1e-4) for t in totals]
     return _per_position(x, maps, _one_class(x))
 
 
@@ -310,8 +313,8 @@ def _gsa_scores(x: MethodArgs, masks: np.ndarray, default_batch: int) -> list:
     inputs = x.model_inputs.astype(np.float32)
     size = tuple(inputs.shape[2:])
     batch = rows_per_call(x, default_batch)
-    return [_masked_scores(x, i, masks, lambda m: resample(m, size, "nearest"), perturbation(x, inputs[i]), batch)
-            for i in range(len(inputs))]
+    return _masked_scores(x, masks, lambda m: resample(m, size, "nearest"),
+                          [perturbation(x, image) for image in inputs], batch)
 
 
 def _gsa_grid(x: MethodArgs) -> tuple:

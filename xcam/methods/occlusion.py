@@ -11,6 +11,7 @@ import itertools
 import numpy as np
 
 from ..errors import XcamError
+from ..ops import matmul_inline
 from .registry import MethodArgs, choice, register
 
 
@@ -29,11 +30,11 @@ def channels_last_rows(n: int, channels: int, size: tuple) -> np.ndarray:
     return np.moveaxis(np.empty((n, *size, channels), np.float32), -1, 1)
 
 
-def masked_rows(image: np.ndarray, masks: np.ndarray, fill=0.0) -> np.ndarray:
+def masked_rows(image: np.ndarray, masks: np.ndarray, fill=0.0, out=None) -> np.ndarray:
     r"""x \odot M_b + fill (1 - M_b) for each mask: image (C, *S), masks (B, *S), fill a number or (C, *S);
-    (B, C, *S) float32 in channels-last memory (``channels_last_rows``), one channel at a time. A fill of 0
-    adds nothing (the same values as x M + 0 (1 - M))."""
-    rows = channels_last_rows(len(masks), len(image), image.shape[1:])
+    (B, C, *S) float32 in channels-last memory (``channels_last_rows``, or written into ``out``), one channel at
+    a time. A fill of 0 adds nothing (the same values as x M + 0 (1 - M))."""
+    rows = channels_last_rows(len(masks), len(image), image.shape[1:]) if out is None else out
     scalar = np.ndim(fill) == 0
     rest = None if scalar and fill == 0 else np.float32(1) - masks
     for c in range(len(image)):
@@ -60,27 +61,56 @@ def _score_batches(x, inputs: np.ndarray, sample: int, batch_size: int) -> np.nd
     return np.concatenate(parts).astype(np.float32)
 
 
+def score_inputs(x, batch_size: int) -> np.ndarray:
+    """The target's scores (N,) or (N, K) of the unperturbed inputs, ``batch_size`` inputs a model call."""
+    inputs = x.model_inputs.astype(np.float32)
+    parts = [x.probe.score(inputs[s:s + batch_size], x.target, np.arange(s, min(s + batch_size, len(inputs))))
+             for s in range(0, len(inputs), batch_size)]
+    return np.concatenate(parts).astype(np.float32)
+
+
+def score_copies(x, count: int, write_rows, batch_size: int) -> list:
+    """The target's scores of ``count`` perturbed copies of every input, ``batch_size`` rows a model call whatever
+    input they come from (captum's way: every call full but the last). ``write_rows(i, a, b, out)`` writes copies
+    a..b of input i into ``out`` (b - a, C, *S), channels-last memory. Per input, (count,) or (count, K)."""
+    inputs = x.model_inputs
+    n, total = len(inputs), len(inputs) * count
+    parts = [[] for _ in range(n)]
+    for g0 in range(0, total, batch_size):
+        g1 = min(g0 + batch_size, total)
+        rows = channels_last_rows(g1 - g0, inputs.shape[1], inputs.shape[2:])
+        owners, spans = np.empty(g1 - g0, np.int64), []
+        for i in range(g0 // count, (g1 - 1) // count + 1):
+            a, b = max(g0 - i * count, 0), min(g1 - i * count, count)
+            k = i * count + a - g0
+            write_rows(i, a, b, rows[k:k + b - a])
+            owners[k:k + b - a] = i
+            spans.append((i, k, b - a))
+        scores = np.asarray(x.probe.score(rows, x.target, owners), np.float32)
+        for i, k, length in spans:
+            parts[i].append(scores[k:k + length])
+    return [np.concatenate(p) for p in parts]
+
+
 def ablate_masks(x, masks: np.ndarray, baseline, batch_size: int, average: bool) -> np.ndarray:
     r"""A_i = \sum_m (f(x) - f(x \odot (1 - M_m) + b M_m)) M_m  [/ \sum_m M_m where covered, if ``average``].
-    masks: (M, *S) binary, shared over channels; returns (N, C_in, *S) or (N, K, C_in, *S)."""
+    masks: (M, *S) binary, shared over channels; returns (N, C_in, *S) or (N, K, C_in, *S). The unperturbed
+    inputs go first (one call of up to batch_size inputs), then every input's M copies, batch_size rows a call."""
     inputs = x.model_inputs.astype(np.float32)
-    n = len(inputs)
-    m = masks.astype(np.float32)                                            # (M, *S)
+    keep = 1 - masks.astype(np.float32)                                      # binary: 1 - (1 - M) = M below
+    fill = np.float32(baseline)
+    base = score_inputs(x, batch_size)                                       # (N,) or (N, K)
+    scores = score_copies(x, len(keep), lambda i, a, b, out: masked_rows(inputs[i], keep[a:b], fill, out),
+                          batch_size)
+    flat = masks.reshape(len(masks), -1).astype(np.float32)
+    count = flat.sum(axis=0)
+    shape = inputs.shape[2:]
     out = []
-    for i in range(n):
-        base = _score_batches(x, inputs[i][None], i, 1)[0]                    # () or (K,)
-        diffs = []
-        for s in range(0, len(m), batch_size):
-            part = m[s:s + batch_size]
-            perturbed = masked_rows(inputs[i], 1 - part, np.float32(baseline))   # binary: 1 - (1 - M) = M
-            diffs.append(base[None] - _score_batches(x, perturbed, i, batch_size))
-        diff = np.concatenate(diffs)                                          # (M,) or (M, K)
-        flat = m.reshape(len(m), -1)
-        total = (diff.reshape(len(m), -1).T @ flat)                           # (1 or K, prod(S))
+    for i, y in enumerate(scores):
+        diff = base[i][None] - y                                             # (M,) or (M, K)
+        total = matmul_inline(diff.reshape(len(flat), -1).T, flat)                        # (1 or K, prod(S))
         if average:
-            count = flat.sum(axis=0)
             total = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
-        shape = inputs.shape[2:]
         per_pos = total.reshape((-1,) + shape)
         attr = np.broadcast_to(per_pos[:, None], (len(per_pos), inputs.shape[1]) + shape)
         out.append(attr[0] if diff.ndim == 1 else attr)
@@ -168,10 +198,10 @@ def _lime_weights(x, inputs: np.ndarray, perturbed: np.ndarray, sample: int, z: 
     a = inputs[sample].reshape(-1).astype(np.float64)
     b = perturbed.reshape(len(perturbed), -1).astype(np.float64)
     if mode == "cosine":
-        norms = np.maximum(np.linalg.norm(a) * np.linalg.norm(b, axis=1), 1e-8)
-        d = 1.0 - (b @ a) / norms
+        norms = np.maximum(np.sqrt(np.einsum("i,i->", a, a) * np.einsum("bi,bi->b", b, b)), 1e-8)
+        d = 1.0 - matmul_inline(b, a) / norms                    # einsum, not BLAS (see ``matmul_inline``)
     else:
-        d = np.linalg.norm(b - a[None], axis=1)
+        d = np.sqrt(np.einsum("bi,bi->b", b - a[None], b - a[None]))
     return np.exp(-d ** 2 / (2 * width ** 2))
 
 
@@ -225,18 +255,18 @@ def surrogate_attribution(x, sampler, weigh) -> np.ndarray:
     baseline = np.float32(x.options["baseline"])
     rng = np.random.default_rng(x.options["seed"])
     size = inputs.shape[2:]
+    zs = [sampler(rng, n_samples, len(masks)) for _ in inputs]              # input by input, as drawn before
+    weights = [np.empty(n_samples) for _ in inputs]
+
+    def write_rows(i, a, b, rows):
+        masked_rows(inputs[i], matmul_inline(zs[i][a:b], flat).reshape((-1,) + size), baseline, rows)
+        weights[i][a:b] = weigh(x, inputs, rows, i, zs[i][a:b])
+
     out = []
-    for i in range(len(inputs)):
-        z = sampler(rng, n_samples, len(masks))
-        ys, ws = [], []
-        for s in range(0, n_samples, batch):
-            keep = (z[s:s + batch] @ flat).reshape((-1,) + size)
-            perturbed = masked_rows(inputs[i], keep, baseline)
-            ys.append(_score_batches(x, perturbed, i, batch))
-            ws.append(weigh(x, inputs, perturbed, i, z[s:s + batch]))
-        y = np.concatenate(ys).astype(np.float64)
-        coef = weighted_linear_fit(z.astype(np.float64), y, np.concatenate(ws))   # (M,) or (M, K)
-        per_pos = (coef.reshape(len(masks), -1).T @ flat).reshape((-1,) + size)
+    for i, y in enumerate(score_copies(x, n_samples, write_rows, batch)):
+        y = y.astype(np.float64)
+        coef = weighted_linear_fit(zs[i].astype(np.float64), y, weights[i])     # (M,) or (M, K)
+        per_pos = matmul_inline(coef.reshape(len(masks), -1).T, flat).reshape((-1,) + size)
         attr = np.broadcast_to(per_pos[:, None], (len(per_pos), inputs.shape[1]) + size)
         out.append(attr[0] if y.ndim == 1 else attr)
     return np.ascontiguousarray(np.stack(out)).astype(np.float32)
