@@ -239,7 +239,7 @@ def rise_upsample(low: np.ndarray, shifts: np.ndarray, size: tuple) -> np.ndarra
         rows = w[shifts[:, axis, None] + np.arange(n)]                                 # (B, S_axis, g)
         moved = np.moveaxis(out, axis + 1, -1)                                         # (B, ..., g)
         flat = moved.reshape(len(out), -1, g)
-        done = matmul_inline(flat, rows.transpose(0, 2, 1)).reshape(moved.shape[:-1] + (n,))
+        done = np.matmul(flat, rows.transpose(0, 2, 1)).reshape(moved.shape[:-1] + (n,))   # many small: unthreaded
         out = np.moveaxis(done, -1, axis + 1)
     return np.ascontiguousarray(out)
 
