@@ -103,3 +103,43 @@ def test_shapleycam_with_several_classes_is_a_one_line_error():
     x = torch.ones(1, 2, 2, 2)
     with pytest.raises(XcamError, match="one class per sample"):
         xcam_torch.cam(Quadratic(), x, "layer", "shapleycam", classes=[0, 1])
+
+
+def test_shapleycam_takes_one_forward_and_the_captures_hessian_product():
+    """g and H A come with the capture (``hvp=True``): one forward, no second one through a probe; the capture's
+    arrays are the closed form of the quadratic (g = (2 A0, 1), H A = (2 A0, 0) for class 0)."""
+    x = torch.tensor([[[[1.0, 2.0], [3.0, -1.0]], [[0.5, 0.0], [1.0, 2.0]]]])
+    model, calls = Quadratic(), []
+    handle = model.register_forward_pre_hook(lambda m, a: calls.append(1))
+    try:
+        xcam_torch.cam(model, x, "layer", "shapleycam", 0, size=(2, 2))
+        assert len(calls) == 1
+        cap = xcam_torch.capture(model, x, "layer", 0, hvp=True)
+    finally:
+        handle.remove()
+    a0 = x[0, 0].numpy()
+    np.testing.assert_allclose(cap.gradients[0], np.stack([2 * a0, np.ones_like(a0)]), atol=1e-6)
+    np.testing.assert_allclose(cap.hvp[0], np.stack([2 * a0, np.zeros_like(a0)]), atol=1e-6)
+    assert xcam_torch.capture(model, x, "layer", 0).hvp is None
+    assert xcam_torch.capture(model, x, "layer", classes=[0, 1], hvp=True).hvp is None   # one class per sample
+
+
+def test_the_keras_capture_gives_the_same_hessian_product():
+    pytest.importorskip("tensorflow")
+    import keras
+
+    import xcam_tf
+
+    inp = keras.Input((2, 2, 2))
+    conv = keras.layers.Conv2D(2, 1, use_bias=False, name="layer")
+    a = conv(inp)
+    sq = keras.layers.Lambda(lambda t: keras.ops.sum(t[..., 0] ** 2, axis=(1, 2)))(a)
+    lin = keras.layers.Lambda(lambda t: keras.ops.sum(t[..., 1], axis=(1, 2)))(a)
+    out = keras.layers.Lambda(lambda t: keras.ops.stack([t[0] + t[1], 3 * t[0] - t[1]], axis=1))([sq, lin])
+    model = keras.Model(inp, out)
+    conv.set_weights([np.eye(2, dtype=np.float32).reshape(1, 1, 2, 2)])
+    x = np.array([[[[1.0, 2.0], [3.0, -1.0]], [[0.5, 0.0], [1.0, 2.0]]]], np.float32)
+    cap = xcam_tf.capture(model, x.transpose(0, 2, 3, 1), "layer", 1, hvp=True)
+    a0 = x[0, 0]
+    np.testing.assert_allclose(cap.gradients[0], np.stack([6 * a0, -np.ones_like(a0)]), atol=1e-5)
+    np.testing.assert_allclose(cap.hvp[0], np.stack([6 * a0, np.zeros_like(a0)]), atol=1e-5)

@@ -77,11 +77,6 @@ class NumpyProbe(xcam.contract.ScoresFromOutputs):
         hw = acts.shape[2] * acts.shape[3]
         return acts, np.broadcast_to((self.w[classes] / hw)[:, :, None, None], acts.shape).astype(np.float32)
 
-    def layer_hvp(self, target):
-        """(g, H A = 0): the head is linear in A, so its Hessian w.r.t. A vanishes."""
-        _, g = self.layer_gradients(self.inputs, target)
-        return g, np.zeros(self.layer_shape, np.float32)
-
 
 def _values(rng, shape, dtype, kind, scale):
     if kind == "zero":
@@ -134,7 +129,9 @@ def _build(case):
     inputs = rng.standard_normal((n, 2, *case["in_hw"])).astype(np.float32)
     probe = NumpyProbe(inputs, rng.standard_normal((case["k_model"], 2)), head.astype(np.float64))
     probe.layer_shape, probe.layer_acts = acts.shape, acts
-    cap = Capture(activations=acts, gradients=grads, scores=scores, targets=targets, layer="L", head_weights=head)
+    hvp = np.zeros((n, c, h, w), np.float32)      # the head is linear in A: its Hessian w.r.t. A vanishes
+    cap = Capture(activations=acts, gradients=grads, scores=scores, targets=targets, layer="L", head_weights=head,
+                  hvp=hvp)
     return cap, probe
 
 

@@ -15,7 +15,7 @@ def test_methods_table_lists_exactly_the_registry():
     assert names == xcam.methods()
     for row, name in zip(rows, names):
         m = xcam.get_method(name)
-        assert m.title in row and m.paper in row
+        assert m.title in row and m.paper in row and f"| {m.needs} |" in row, row
         if m.needs_attention:  # transformer blocks only: no picture on the demo CNN
             assert "(transformers only)" in row
         else:

@@ -38,6 +38,8 @@ class Capture:
                  None means ``Class(targets)``.
     target_scores: (N,) or (N, K) the target's score per sample, or None.
     layout:      how the layer laid its output out (``xcam.layouts.Layout``; None: channels first).
+    hvp:         (N, C, *s) float32 H A, the Hessian of the summed target scores w.r.t. the activations A applied
+                 to A (the framework's double backward; asked with ``hvp=True``, ShapleyCAM), else None.
     """
 
     activations: np.ndarray
@@ -49,6 +51,7 @@ class Capture:
     target: Any = None
     target_scores: np.ndarray | None = None
     layout: Layout | None = None
+    hvp: np.ndarray | None = None
 
     def __post_init__(self):
         a = self.activations
@@ -108,11 +111,6 @@ class Probe(Protocol):
         class indices (B,) (the logit); ``guided`` (True or "guided"): through ReLUs that pass only positive gradients
         (guided backprop); "deconvnet": ReLUs pass the positive part of their output gradient to their input
         (DeconvNet); without changing the model."""
-
-    def layer_hvp(self, target) -> tuple:
-        """(g, H A) at the layer for the probe's batch, both (N, C, *s) canonical, from one forward: g the
-        gradient of the summed target scores w.r.t. the layer's output A, H A their Hessian w.r.t. A applied
-        to A itself (the framework's double backward; ShapleyCAM)."""
 
     def bias_gradients(self, inputs: np.ndarray, targets, samples=None) -> tuple:
         """FullGrad's arrays for rows ``inputs`` (B, C_in, *S) (row b belonging to input ``samples[b]``, default
@@ -174,11 +172,12 @@ class Adapter(Protocol):
 
     def capture(self, model, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
                 head: bool = False, labels=None, output=None, reshape=None, call=None,
-                layer_output=None) -> "Capture | list[Capture]":
+                layer_output=None, hvp: bool = False) -> "Capture | list[Capture]":
         """Activations, gradients of the target's score and the selected output, as a ``Capture`` (channels
         first); ``reshape`` overrides the detected layer layout (``xcam.layouts.as_layout``); ``call`` picks
         one call of a layer that runs several times in one forward (from 0; ``xcam.layers.check_call``);
-        ``layer_output`` the tensor of a structured layer output (``xcam.layer_outputs.pick``)."""
+        ``layer_output`` the tensor of a structured layer output (``xcam.layer_outputs.pick``); ``hvp`` adds
+        ``Capture.hvp`` (one class per sample; the pipeline asks it only for methods with ``needs_hvp``)."""
 
     def probe(self, model, inputs, layer, output=None, reshape=None, key=None, call=None,
               layer_output=None) -> Probe:

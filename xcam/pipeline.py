@@ -20,6 +20,8 @@ def method_args(capture: Capture, method, *, model_inputs=None, probe=None, opti
     m = get_method(method)
     if m.needs_gradients and capture.gradients is None:
         raise XcamError(f"method {m.name!r} needs gradients but the capture has none")
+    if m.needs_hvp and capture.hvp is None and capture.targets.ndim < 2:   # several classes: the method refuses
+        raise XcamError(f"method {m.name!r} needs the Hessian-vector product but the capture has none (hvp=True)")
     if m.needs_head and capture.head_weights is None:
         raise XcamError(f"method {m.name!r} needs the weights of a final linear layer after global average pooling")
     if m.needs_probe and (probe is None or model_inputs is None):
@@ -29,9 +31,16 @@ def method_args(capture: Capture, method, *, model_inputs=None, probe=None, opti
         acts = acts[:, None]
     grads = None if capture.gradients is None or not m.needs_gradients else \
         _finite(capture.gradients, "gradients", capture.layer)
+    hvp = _finite(capture.hvp, "Hessian-vector products", capture.layer) if m.needs_hvp and \
+        capture.hvp is not None else None
     return MethodArgs(acts, grads, capture.targets, capture.head_weights, capture.scores, model_inputs, probe,
                       resolve_options(m, options), target=capture.explained, rank=capture.rank,
-                      batch_size=batch_size)
+                      batch_size=batch_size, hvp=hvp)
+
+
+def _hvp(m) -> dict:
+    """The capture's ``hvp=True`` for methods that need the Hessian-vector product (other adapters need not take it)."""
+    return {"hvp": True} if m.needs_hvp else {}
 
 
 def _finite(values: np.ndarray, what: str, layer: str) -> np.ndarray:
@@ -214,7 +223,7 @@ def explain(adapter: Adapter, model, inputs, layer=None, method="gradcam", targe
     if m.explains is not None:  # the method explains a score of its own built from the user's target
         targets, classes = m.explains(as_target(targets, classes), resolve_options(m, options)), None
     caps = adapter.capture(model, inputs, layers, targets, classes=classes, gradients=m.needs_gradients,
-                           head=m.needs_head, labels=labels, output=output, **extra)
+                           head=m.needs_head, labels=labels, output=output, **_hvp(m), **extra)
     maps = {}
     for key in explained:
         which = {} if kind == SINGLE else {"key": key}
@@ -287,7 +296,7 @@ def attribute(adapter: Adapter, model, inputs, method, targets=None, *, options=
     keys = image_keys(inputs)
     explained = keys if kind != SINGLE and keys else keys[:1] or [None]
     cap = _one(adapter.capture(model, inputs, layer, targets, classes=classes, gradients=m.needs_gradients,
-                               head=m.needs_head, output=output, **extra))
+                               head=m.needs_head, output=output, **_hvp(m), **extra))
     out = {}
     for key in explained:
         which = {} if kind == SINGLE else {"key": key}

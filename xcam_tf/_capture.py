@@ -415,7 +415,7 @@ def _last_dense_weight(model):
 
 
 def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool = True, head: bool = False,
-            labels=None, output=None, reshape=None, call=None, layer_output=None):
+            labels=None, output=None, reshape=None, call=None, layer_output=None, hvp: bool = False):
     """Activations and gradients as (N, C, *s) NumPy arrays (channels first), and the selected output.
 
     layer: a name, path or layer, or a list of them (then a list of Captures from one forward/backward); None:
@@ -426,9 +426,10 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     (N, ...) -> (N, C, *s), a Layout or a layout name). call: which call of a layer that runs several times in
     one forward (a siamese encoder) is captured, from 0. layer_output: which tensor of a layer that returns a
     tuple, dict or dataclass is explained, by index or name; default the first of a spatial rank
-    (``xcam.layer_outputs``).
+    (``xcam.layer_outputs``). hvp: also H A per layer (``_hessian_product``; one class per sample only, else None).
     """
     x = as_inputs(inputs, model)
+    gradients = gradients or hvp
     if layer is None:
         layer = default_layer_name(layer_records, model, tuple(x.shape[1:]) if tf.is_tensor(x) else None)
     layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
@@ -464,9 +465,27 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
         a = layout.to_canonical(act.numpy())
         g = layout.to_canonical(grad.numpy(), lead=grad.shape.rank - act.shape.rank + 1) if gradients else None
         head_w = check_head_weights(_last_dense_weight(model), a.shape[1], scores.shape[1]) if head else None
+        hv = None if not hvp or chosen.columns else layout.to_canonical(
+            _hessian_product(model, obj, x, act, call or 0, layer_output, output, chosen, chosen.params(n)))
         caps.append(Capture(activations=a, gradients=g, scores=scores, targets=chosen.class_indices(n), layer=path,
-                            head_weights=head_w, target=chosen, target_scores=score.numpy(), layout=layout))
+                            head_weights=head_w, target=chosen, target_scores=score.numpy(), layout=layout, hvp=hv))
     return caps if isinstance(layer, (list, tuple)) else caps[0]
+
+
+def _hessian_product(model, obj, x, act, call: int, layer_output, output, target, params) -> np.ndarray:
+    """H A = d<g, A>/dA with A held, g = d sum(score)/dA: the layer's output ``act`` (native layout) replaced by
+    itself and watched by two nested GradientTapes, one eager forward from it (ShapleyCAM)."""
+    a = tf.constant(act)
+    unconnected = tf.UnconnectedGradients.ZERO
+    with tf.GradientTape(watch_accessed_variables=False) as outer:
+        outer.watch(a)
+        with tf.GradientTape(watch_accessed_variables=False) as inner:
+            inner.watch(a)
+            with wrapped([obj], {}, {}, final_layer(model), replace=a, runs=[call], layer_output=layer_output):
+                out = selected(model, model(x, training=False), output, target)
+            score = tf.reduce_sum(plain(target.score)(out, param_tensors(params), OPS))
+        g = inner.gradient(score, a, unconnected_gradients=unconnected)
+    return outer.gradient(g, a, output_gradients=tf.stop_gradient(a), unconnected_gradients=unconnected).numpy()
 
 
 def _run(model, resolved, paths, x, target, params, output, gradients, call, runs, layer_output=None):

@@ -297,31 +297,6 @@ class Probe:
             check_rows(target, to_numpy(out), len(self.inputs), samples, _has_softmax(self.final))
         return np.moveaxis(g.numpy(), -1, 1)
 
-    def layer_hvp(self, target) -> tuple:
-        """(g, H A) at the layer for the probe's batch, both (N, C, *s) canonical: the layer's output A is
-        replaced by itself, watched by two nested GradientTapes; the inner gives g = d score/dA, the outer
-        d<g, A>/dA."""
-        target = as_target(target)
-        batch = tf.nest.map_structure(tf.constant, self.full)
-        a = layer_output(self.model, self.layer, batch, self.call, self.layer_output)
-        n = len(tf.nest.flatten(self.full)[0])
-        p = param_tensors(target.params(n))
-        with tf.GradientTape(watch_accessed_variables=False) as outer:
-            outer.watch(a)
-            with tf.GradientTape(watch_accessed_variables=False) as inner:
-                inner.watch(a)
-                with wrapped([self.layer], {}, {}, self.final, replace=a, runs=[self.call],
-                             layer_output=self.layer_output):
-                    out = selected(self.model, self.model(batch, training=False), self.output, target)
-                score = tf.reduce_sum(plain(target.score)(out, p, OPS))
-            g = inner.gradient(score, a, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        hv = outer.gradient(g, a, output_gradients=tf.stop_gradient(a),
-                            unconnected_gradients=tf.UnconnectedGradients.ZERO).numpy()
-        first = next((v for v in tf.nest.flatten(self.full) if image_like(v.shape) and v.dtype.kind == "f"), None)
-        rank = 2 if first is None else first.ndim - 2
-        layout = layout_of(self.model, self.layer, hv.shape, rank, self.reshape)
-        return layout.to_canonical(g.numpy()), layout.to_canonical(hv)
-
     def layer_gradients(self, inputs: np.ndarray, target, samples=None) -> tuple:
         """The layer's activations and d score / d activations, both (B, C, *s) canonical, for inputs
         (B, C_in, *S) whose row b belongs to input ``samples[b]`` (default: the batch itself); one compiled

@@ -304,7 +304,8 @@ def _last_linear_weight(model: nn.Module):
 
 
 def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
-            head: bool = False, labels=None, output=None, reshape=None, call=None, layer_output=None):
+            head: bool = False, labels=None, output=None, reshape=None, call=None, layer_output=None,
+            hvp: bool = False):
     """Activations (N, C, *s), gradients of the target's score and the selected output, as NumPy.
 
     layer: a name or module, or a list of them (then a list of Captures, from one forward and one backward);
@@ -317,7 +318,8 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     call of a layer that runs several times in one forward (a siamese encoder) is captured, from 0.
     layer_output: which tensor of a layer that returns a tuple, dict or dataclass (a Hugging Face Swin stage,
     ``BaseModelOutput``) is explained, by index or name; default the first of a spatial rank
-    (``xcam.layer_outputs``).
+    (``xcam.layer_outputs``). hvp: also H A, the Hessian of the summed scores w.r.t. each layer's output A times
+    A, by a double backward in the same graph (with the gradients; one class per sample only, else None).
     """
     x = Batch(model, inputs)
     if layer is None:
@@ -330,6 +332,7 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     warn_low_precision(str(model_device(model)[1]).removeprefix("torch."))
     n = x.n
     target.params(n)  # a per-sample argument of the wrong length fails before the forward
+    gradients = gradients or hvp
     if gradients:
         check_gradients_possible(model)
     keepers = [_Keeper(name, gradients, check_call(call), layer_output) for name, _ in resolved]
@@ -344,21 +347,44 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
         target.check(out_np, labels, softmax_skipped=run.softmax_skipped)
         chosen = target.resolve(out_np)
         score = chosen.score(selected, tensors(chosen.params(n), first_tensor(selected)), OPS)
-        grads = _gradients(score, [k.kept for k in keepers], chosen.columns) if gradients \
-            else [None] * len(keepers)
+        kept = [k.kept for k in keepers]
+        hvps = [None] * len(keepers)
+        if hvp and not chosen.columns:
+            grads, hvps = _hessian_products(score, kept)
+        else:
+            grads = _gradients(score, kept, chosen.columns) if gradients else [None] * len(keepers)
     scores = out_np if is_tensor(out_np) and out_np.ndim >= 1 else np.zeros((n, 0), np.float32)
     caps = []
-    for (_, module), keeper, g in zip(resolved, keepers, grads):
+    for (_, module), keeper, g, hv in zip(resolved, keepers, grads, hvps):
         native = keeper.kept.detach().float().cpu().numpy()
         layout = layout_of(model, module, native.shape, x.rank, reshape,
                            tuple(x.get().shape[2:]) if x.keys else None)
         acts = layout.to_canonical(native)
         g = None if g is None else layout.to_canonical(g, lead=g.ndim - native.ndim + 1)
+        hv = None if hv is None else layout.to_canonical(hv)
         head_w = check_head_weights(_last_linear_weight(model), acts.shape[1], scores.shape[1]) if head else None
         caps.append(Capture(activations=acts, gradients=g, scores=scores, targets=chosen.class_indices(n),
                             layer=keeper.name, head_weights=head_w, target=chosen, target_scores=to_numpy(score),
-                            layout=layout))
+                            layout=layout, hvp=hv))
     return caps if isinstance(layer, (list, tuple)) else caps[0]
+
+
+def _hessian_products(score: torch.Tensor, kept: list) -> tuple:
+    """(g, H A) per kept tensor A, as NumPy: g = d sum(score) / dA with a graph, then H A = d<g, A>/dA with A
+    held (``grad_outputs`` = A), one double backward per layer (no cross terms between layers)."""
+    if not score.requires_grad:
+        zeros = [torch.zeros_like(k).float().cpu().numpy() for k in kept]
+        return zeros, [z.copy() for z in zeros]
+    firsts = torch.autograd.grad(score.sum(), kept, create_graph=True, allow_unused=True, materialize_grads=True)
+    hvps = []
+    for i, (g, a) in enumerate(zip(firsts, kept)):
+        if not g.requires_grad:   # g does not depend on A (a linear head): H A = 0
+            hvps.append(torch.zeros_like(a).float().cpu().numpy())
+            continue
+        (hv,) = torch.autograd.grad(g, a, grad_outputs=a.detach(), retain_graph=i < len(kept) - 1,
+                                    allow_unused=True, materialize_grads=True)
+        hvps.append(hv.float().cpu().numpy())
+    return [g.detach().float().cpu().numpy() for g in firsts], hvps
 
 
 def _gradients(score: torch.Tensor, kept: list, columns: int) -> list:

@@ -209,37 +209,6 @@ class Probe:
             (grad,) = torch.autograd.grad(score.sum(), x, allow_unused=True, materialize_grads=True)
         return grad.float().cpu().numpy()
 
-    def layer_hvp(self, target) -> tuple:
-        """(g, H A) at the layer for the probe's batch, both (N, C, *s) canonical: g = d score/dA and
-        H A = d/dA <g, A> with A held (the Hessian of the summed target scores w.r.t. the layer's output times
-        that output; double backward, ``create_graph``), from one forward. The graph starts at the layer's
-        output (the layers before it run without autograd, as in ``layer_gradients``) and is freed before
-        returning; no parameter gets a ``.grad``."""
-        box, rank = {}, self.batch.rank
-
-        def keep(module, args, out):
-            index = box["calls"] = box.get("calls", -1) + 1
-            if index != self.call:
-                return None
-            key, tensor = pick(out, self.layer_output)
-            box["out"] = tensor.detach().requires_grad_(True)
-            torch.set_grad_enabled(True)                  # the graph starts here; restored by `preserved`
-            return put(out, key, box["out"].clone())      # later in-place ops change the copy only
-
-        target = as_target(target)
-        check_gradients_possible(self.model)
-        with hooked(self.model, [(self.module, keep)], self.output, target.whole_output) as run, \
-                preserved(self.model):
-            torch.set_grad_enabled(False)
-            out = run(self.batch)
-            a = box["out"]
-            score = target.score(out, tensors(target.params(len(self.inputs)), first_tensor(out)), OPS)
-            (g,) = torch.autograd.grad(score.sum(), a, create_graph=True)
-            (hv,) = torch.autograd.grad(g, a, grad_outputs=a.detach(), allow_unused=True, materialize_grads=True)
-        native = hv.detach().float().cpu().numpy()
-        layout = layout_of(self.model, self.module, native.shape, rank, self.reshape)
-        return layout.to_canonical(g.detach().float().cpu().numpy()), layout.to_canonical(native)
-
     def layer_gradients(self, inputs: np.ndarray, target, samples=None) -> tuple:
         """The layer's activations and d score / d activations, both (B, C, *s) canonical, for inputs
         (B, C_in, *S) whose row b belongs to input ``samples[b]`` (default: the batch itself). The graph starts

@@ -81,18 +81,17 @@ def gradcamelementwise(x: MethodArgs) -> np.ndarray:
     return _elementwise(x).sum(axis=-(x.rank + 1))
 
 
-@register("shapleycam", title="ShapleyCAM", needs_forwards=True, needs_gradients=False,
+@register("shapleycam", title="ShapleyCAM", needs_hvp=True,
           paper="Cai, CAMs as Shapley value-based explainers, arXiv:2501.06261 (ShapleyCAM, as pytorch-grad-cam)")
 def shapleycam(x: MethodArgs) -> np.ndarray:
     r"""Second-order Taylor (Shapley) weights: w_k^c = 1/Z \sum_p (g - 1/2 H A)_k(p), with g = dy^c/dA and
-    H A the Hessian-vector product of y^c w.r.t. the layer's output A times A (the adapter's double backward,
-    ``Probe.layer_hvp``, which gives g and H A from one forward: the capture takes no backward);
+    H A the Hessian-vector product of y^c w.r.t. the layer's output A times A (``Capture.hvp``: the capture's
+    forward, its backward with a graph, then the framework's double backward);
     L^c = ReLU(\sum_k w_k^c A_k). Same as pytorch-grad-cam 1.5.7's ShapleyCAM. One class per sample
     (``classes=`` is not supported)."""
     if x.targets.ndim == 2:
         raise XcamError("shapleycam explains one class per sample; call it once per class instead of classes=")
-    g, hvp = x.probe.layer_hvp(x.target)
-    return (g - 0.5 * hvp).mean(axis=x.axes)
+    return (x.gradients - 0.5 * x.hvp).mean(axis=x.axes)
 
 
 def _finer_target(target, options: dict) -> Finer:

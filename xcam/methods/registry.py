@@ -42,6 +42,7 @@ class MethodArgs:
     target: Any = None                      # the resolved xcam.targets.Target (probe methods score with it)
     rank: int = 2                           # spatial rank of activations and gradients: 1, 2 or 3
     batch_size: int | None = None           # rows per probe call (None: DEFAULT_BATCH); the core batches
+    hvp: np.ndarray | None = None           # (N, C, *s) H A from the capture (methods with ``needs_hvp``)
 
     @property
     def axes(self) -> tuple:
@@ -65,6 +66,7 @@ class Method:
     kind: str = "weights"               # "weights" | "map" | "pixel"
     needs_gradients: bool = True
     needs_head: bool = False
+    needs_hvp: bool = False             # the capture's Hessian-vector product H A (``Capture.hvp``, shapleycam)
     needs_forwards: bool = False        # extra batched forwards through the adapter's probe
     relu: bool = True
     reduce: str = "absmax"              # pixel methods: channel reduction for cam() (``REDUCTIONS``)
@@ -81,7 +83,8 @@ class Method:
     @property
     def needs(self) -> str:
         """What the method needs from the model, in words (``xcam methods`` and the README table)."""
-        parts = [word for flag, word in ((self.needs_gradients, "layer gradients"), (self.needs_head, "head weights"),
+        parts = [word for flag, word in ((self.needs_gradients, "layer gradients"),
+                                         (self.needs_hvp, "Hessian-vector products"), (self.needs_head, "head weights"),
                                          (self.needs_forwards, "extra forwards"),
                                          (self.kind == "pixel" and not self.needs_forwards, "input gradients"),
                                          (self.needs_attention, "attention gradients")) if flag]

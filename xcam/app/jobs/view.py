@@ -155,13 +155,16 @@ class Viewer:
 
     def _one_class(self, key: str, layer: str, method, c: int):
         """A one-class capture for ``c``: sliced from the top-k capture, or captured once on demand (a class
-        outside the top k; a method that explains a target of its own, such as finercam)."""
-        if method.explains is not None:
+        outside the top k; a method that explains a target of its own, such as finercam, or needs the Hessian-vector
+        product, shapleycam)."""
+        if method.explains is not None or method.needs_hvp:
             extra = (key, layer, (method.name, c))
             if extra not in self._extra:
-                target = method.explains(Class([c]), resolve_options(method, None))
+                target = Class([c]) if method.explains is None else \
+                    method.explains(Class([c]), resolve_options(method, None))
+                hvp = {"hvp": True} if method.needs_hvp else {}
                 self._extra[extra] = self.framework.capture(self.model, self.picture(key).x, layer, targets=target,
-                                                            gradients=True, **self.capture_options)
+                                                            gradients=True, **hvp, **self.capture_options)
                 self.captures_made += 1
             cap = self._extra[extra]
         else:
