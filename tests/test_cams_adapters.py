@@ -97,12 +97,13 @@ def test_shapleycam_agrees_across_frameworks_on_ported_weights():
     assert not kmodel.layers[0].__dict__.get("call")
 
 
-def test_shapleycam_with_several_classes_is_a_one_line_error():
-    from xcam.errors import XcamError
-
-    x = torch.ones(1, 2, 2, 2)
-    with pytest.raises(XcamError, match="one class per sample"):
-        xcam_torch.cam(Quadratic(), x, "layer", "shapleycam", classes=[0, 1])
+def test_shapleycam_with_several_classes_equals_one_call_per_class():
+    x = torch.tensor([[[[1.0, 2.0], [3.0, -1.0]], [[0.5, 0.0], [1.0, 2.0]]]])
+    both = xcam_torch.cam(Quadratic(), x, "layer", "shapleycam", classes=[0, 1], size=(2, 2))
+    assert both.shape == (1, 2, 2, 2)
+    for j in (0, 1):
+        np.testing.assert_allclose(both[:, j], xcam_torch.cam(Quadratic(), x, "layer", "shapleycam", j, size=(2, 2)),
+                                   atol=1e-6)
 
 
 def test_shapleycam_takes_one_forward_and_the_captures_hessian_product():
@@ -121,7 +122,8 @@ def test_shapleycam_takes_one_forward_and_the_captures_hessian_product():
     np.testing.assert_allclose(cap.gradients[0], np.stack([2 * a0, np.ones_like(a0)]), atol=1e-6)
     np.testing.assert_allclose(cap.hvp[0], np.stack([2 * a0, np.zeros_like(a0)]), atol=1e-6)
     assert xcam_torch.capture(model, x, "layer", 0).hvp is None
-    assert xcam_torch.capture(model, x, "layer", classes=[0, 1], hvp=True).hvp is None   # one class per sample
+    both = xcam_torch.capture(model, x, "layer", classes=[0, 1], hvp=True)   # class 1: H A = (6 A0, 0)
+    np.testing.assert_allclose(both.hvp[0], np.stack([cap.hvp[0], 3 * cap.hvp[0]]), atol=1e-6)
 
 
 def test_the_keras_capture_gives_the_same_hessian_product():
@@ -143,3 +145,6 @@ def test_the_keras_capture_gives_the_same_hessian_product():
     a0 = x[0, 0]
     np.testing.assert_allclose(cap.gradients[0], np.stack([6 * a0, -np.ones_like(a0)]), atol=1e-5)
     np.testing.assert_allclose(cap.hvp[0], np.stack([6 * a0, np.zeros_like(a0)]), atol=1e-5)
+    both = xcam_tf.capture(model, x.transpose(0, 2, 3, 1), "layer", classes=[0, 1], hvp=True)
+    np.testing.assert_allclose(both.hvp[0], np.stack([cap.hvp[0] / 3, cap.hvp[0]]), atol=1e-5)
+    np.testing.assert_allclose(both.gradients[0, 1], cap.gradients[0], atol=1e-5)

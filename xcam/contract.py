@@ -40,6 +40,7 @@ class Capture:
     layout:      how the layer laid its output out (``xcam.layouts.Layout``; None: channels first).
     hvp:         (N, C, *s) float32 H A, the Hessian of the summed target scores w.r.t. the activations A applied
                  to A (the framework's double backward; asked with ``hvp=True``, ShapleyCAM), else None.
+                 With several classes per sample it is (N, K, C, *s).
     """
 
     activations: np.ndarray
@@ -177,7 +178,7 @@ class Adapter(Protocol):
         first); ``reshape`` overrides the detected layer layout (``xcam.layouts.as_layout``); ``call`` picks
         one call of a layer that runs several times in one forward (from 0; ``xcam.layers.check_call``);
         ``layer_output`` the tensor of a structured layer output (``xcam.layer_outputs.pick``); ``hvp`` adds
-        ``Capture.hvp`` (one class per sample; the pipeline asks it only for methods with ``needs_hvp``)."""
+        ``Capture.hvp`` ((N, K, C, *s) with ``classes``; the pipeline asks it only for methods with ``needs_hvp``)."""
 
     def probe(self, model, inputs, layer, output=None, reshape=None, key=None, call=None,
               layer_output=None) -> Probe:

@@ -20,7 +20,7 @@ def method_args(capture: Capture, method, *, model_inputs=None, probe=None, opti
     m = get_method(method)
     if m.needs_gradients and capture.gradients is None:
         raise XcamError(f"method {m.name!r} needs gradients but the capture has none")
-    if m.needs_hvp and capture.hvp is None and capture.targets.ndim < 2:   # several classes: the method refuses
+    if m.needs_hvp and capture.hvp is None:
         raise XcamError(f"method {m.name!r} needs the Hessian-vector product but the capture has none (hvp=True)")
     if m.needs_head and capture.head_weights is None:
         raise XcamError(f"method {m.name!r} needs the weights of a final linear layer after global average pooling")
@@ -31,8 +31,7 @@ def method_args(capture: Capture, method, *, model_inputs=None, probe=None, opti
         acts = acts[:, None]
     grads = None if capture.gradients is None or not m.needs_gradients else \
         _finite(capture.gradients, "gradients", capture.layer)
-    hvp = _finite(capture.hvp, "Hessian-vector products", capture.layer) if m.needs_hvp and \
-        capture.hvp is not None else None
+    hvp = _finite(capture.hvp, "Hessian-vector products", capture.layer) if m.needs_hvp else None
     return MethodArgs(acts, grads, capture.targets, capture.head_weights, capture.scores, model_inputs, probe,
                       resolve_options(m, options), target=capture.explained, rank=capture.rank,
                       batch_size=batch_size, hvp=hvp)

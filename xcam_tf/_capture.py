@@ -426,7 +426,7 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     (N, ...) -> (N, C, *s), a Layout or a layout name). call: which call of a layer that runs several times in
     one forward (a siamese encoder) is captured, from 0. layer_output: which tensor of a layer that returns a
     tuple, dict or dataclass is explained, by index or name; default the first of a spatial rank
-    (``xcam.layer_outputs``). hvp: also H A per layer (``_hessian_product``; one class per sample only, else None).
+    (``xcam.layer_outputs``). hvp: also H A per layer (``_hessian_product``; (N, K, C, *s) with ``classes``).
     """
     x = as_inputs(inputs, model)
     gradients = gradients or hvp
@@ -465,8 +465,10 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
         a = layout.to_canonical(act.numpy())
         g = layout.to_canonical(grad.numpy(), lead=grad.shape.rank - act.shape.rank + 1) if gradients else None
         head_w = check_head_weights(_last_dense_weight(model), a.shape[1], scores.shape[1]) if head else None
-        hv = None if not hvp or chosen.columns else layout.to_canonical(
-            _hessian_product(model, obj, x, act, call or 0, layer_output, output, chosen, chosen.params(n)))
+        hv = None
+        if hvp:
+            hv = _hessian_product(model, obj, x, act, call or 0, layer_output, output, chosen, chosen.params(n))
+            hv = layout.to_canonical(hv, lead=hv.ndim - act.shape.rank + 1)
         caps.append(Capture(activations=a, gradients=g, scores=scores, targets=chosen.class_indices(n), layer=path,
                             head_weights=head_w, target=chosen, target_scores=score.numpy(), layout=layout, hvp=hv))
     return caps if isinstance(layer, (list, tuple)) else caps[0]
@@ -474,18 +476,23 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
 
 def _hessian_product(model, obj, x, act, call: int, layer_output, output, target, params) -> np.ndarray:
     """H A = d<g, A>/dA with A held, g = d sum(score)/dA: the layer's output ``act`` (native layout) replaced by
-    itself and watched by two nested GradientTapes, one eager forward from it (ShapleyCAM)."""
+    itself and watched by two nested GradientTapes, one eager forward from it (ShapleyCAM); for K scores per
+    sample one of each per class, stacked (N, K, ...)."""
     a = tf.constant(act)
     unconnected = tf.UnconnectedGradients.ZERO
-    with tf.GradientTape(watch_accessed_variables=False) as outer:
+    with tf.GradientTape(watch_accessed_variables=False, persistent=True) as outer:
         outer.watch(a)
-        with tf.GradientTape(watch_accessed_variables=False) as inner:
+        with tf.GradientTape(watch_accessed_variables=False, persistent=True) as inner:
             inner.watch(a)
             with wrapped([obj], {}, {}, final_layer(model), replace=a, runs=[call], layer_output=layer_output):
                 out = selected(model, model(x, training=False), output, target)
-            score = tf.reduce_sum(plain(target.score)(out, param_tensors(params), OPS))
-        g = inner.gradient(score, a, unconnected_gradients=unconnected)
-    return outer.gradient(g, a, output_gradients=tf.stop_gradient(a), unconnected_gradients=unconnected).numpy()
+            score = plain(target.score)(out, param_tensors(params), OPS)
+            sums = [tf.reduce_sum(score)] if not target.columns else \
+                [tf.reduce_sum(score[:, j]) for j in range(target.columns)]
+        firsts = [inner.gradient(s, a, unconnected_gradients=unconnected) for s in sums]
+    hvps = [outer.gradient(g, a, output_gradients=tf.stop_gradient(a), unconnected_gradients=unconnected).numpy()
+            for g in firsts]
+    return hvps[0] if not target.columns else np.stack(hvps, 1)
 
 
 def _run(model, resolved, paths, x, target, params, output, gradients, call, runs, layer_output=None):

@@ -319,7 +319,7 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     layer_output: which tensor of a layer that returns a tuple, dict or dataclass (a Hugging Face Swin stage,
     ``BaseModelOutput``) is explained, by index or name; default the first of a spatial rank
     (``xcam.layer_outputs``). hvp: also H A, the Hessian of the summed scores w.r.t. each layer's output A times
-    A, by a double backward in the same graph (with the gradients; one class per sample only, else None).
+    A, by a double backward in the same graph (with the gradients; (N, K, C, *s) with ``classes``).
     """
     x = Batch(model, inputs)
     if layer is None:
@@ -349,8 +349,8 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
         score = chosen.score(selected, tensors(chosen.params(n), first_tensor(selected)), OPS)
         kept = [k.kept for k in keepers]
         hvps = [None] * len(keepers)
-        if hvp and not chosen.columns:
-            grads, hvps = _hessian_products(score, kept)
+        if hvp:
+            grads, hvps = _hessian_products(score, kept, chosen.columns)
         else:
             grads = _gradients(score, kept, chosen.columns) if gradients else [None] * len(keepers)
     scores = out_np if is_tensor(out_np) and out_np.ndim >= 1 else np.zeros((n, 0), np.float32)
@@ -361,7 +361,7 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
                            tuple(x.get().shape[2:]) if x.keys else None)
         acts = layout.to_canonical(native)
         g = None if g is None else layout.to_canonical(g, lead=g.ndim - native.ndim + 1)
-        hv = None if hv is None else layout.to_canonical(hv)
+        hv = None if hv is None else layout.to_canonical(hv, lead=hv.ndim - native.ndim + 1)
         head_w = check_head_weights(_last_linear_weight(model), acts.shape[1], scores.shape[1]) if head else None
         caps.append(Capture(activations=acts, gradients=g, scores=scores, targets=chosen.class_indices(n),
                             layer=keeper.name, head_weights=head_w, target=chosen, target_scores=to_numpy(score),
@@ -369,22 +369,31 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     return caps if isinstance(layer, (list, tuple)) else caps[0]
 
 
-def _hessian_products(score: torch.Tensor, kept: list) -> tuple:
+def _hessian_products(score: torch.Tensor, kept: list, columns: int) -> tuple:
     """(g, H A) per kept tensor A, as NumPy: g = d sum(score) / dA with a graph, then H A = d<g, A>/dA with A
-    held (``grad_outputs`` = A), one double backward per layer (no cross terms between layers)."""
+    held (``grad_outputs`` = A), one double backward per layer (no cross terms between layers); for K scores per
+    sample (``columns``) one of each per class, stacked (N, K, ...)."""
     if not score.requires_grad:
         zeros = [torch.zeros_like(k).float().cpu().numpy() for k in kept]
+        zeros = zeros if not columns else [np.repeat(z[:, None], columns, axis=1) for z in zeros]
         return zeros, [z.copy() for z in zeros]
-    firsts = torch.autograd.grad(score.sum(), kept, create_graph=True, allow_unused=True, materialize_grads=True)
-    hvps = []
-    for i, (g, a) in enumerate(zip(firsts, kept)):
-        if not g.requires_grad:   # g does not depend on A (a linear head): H A = 0
-            hvps.append(torch.zeros_like(a).float().cpu().numpy())
-            continue
-        (hv,) = torch.autograd.grad(g, a, grad_outputs=a.detach(), retain_graph=i < len(kept) - 1,
-                                    allow_unused=True, materialize_grads=True)
-        hvps.append(hv.float().cpu().numpy())
-    return [g.detach().float().cpu().numpy() for g in firsts], hvps
+    sums = [score.sum()] if not columns else [score[:, j].sum() for j in range(columns)]
+    grads, hvps = [[] for _ in kept], [[] for _ in kept]
+    for s in sums:
+        firsts = torch.autograd.grad(s, kept, create_graph=True, retain_graph=True, allow_unused=True,
+                                     materialize_grads=True)
+        for i, (g, a) in enumerate(zip(firsts, kept)):
+            grads[i].append(g.detach())
+            if not g.requires_grad:   # g does not depend on A (a linear head): H A = 0
+                hvps[i].append(torch.zeros_like(a))
+                continue
+            (hv,) = torch.autograd.grad(g, a, grad_outputs=a.detach(), retain_graph=True, allow_unused=True,
+                                        materialize_grads=True)
+            hvps[i].append(hv)
+
+    def stacked(parts):
+        return (parts[0] if not columns else torch.stack(parts, 1)).float().cpu().numpy()
+    return [stacked(g) for g in grads], [stacked(h) for h in hvps]
 
 
 def _gradients(score: torch.Tensor, kept: list, columns: int) -> list:

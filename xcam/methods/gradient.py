@@ -87,10 +87,8 @@ def shapleycam(x: MethodArgs) -> np.ndarray:
     r"""Second-order Taylor (Shapley) weights: w_k^c = 1/Z \sum_p (g - 1/2 H A)_k(p), with g = dy^c/dA and
     H A the Hessian-vector product of y^c w.r.t. the layer's output A times A (``Capture.hvp``: the capture's
     forward, its backward with a graph, then the framework's double backward);
-    L^c = ReLU(\sum_k w_k^c A_k). Same as pytorch-grad-cam 1.5.7's ShapleyCAM. One class per sample
-    (``classes=`` is not supported)."""
-    if x.targets.ndim == 2:
-        raise XcamError("shapleycam explains one class per sample; call it once per class instead of classes=")
+    L^c = ReLU(\sum_k w_k^c A_k). Same as pytorch-grad-cam 1.5.7's ShapleyCAM. With ``classes=``
+    one g and H A per class, from the same forward."""
     return (x.gradients - 0.5 * x.hvp).mean(axis=x.axes)
 
 
