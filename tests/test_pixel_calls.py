@@ -26,6 +26,7 @@ NEEDED = {
     "squaregrad": ([32, 32, 11], 3),
     "integratedgradients": ([32, 32, 32, 32, 22, 6], 5),
     "gradientshap": ([15], 1),
+    "fullgrad": ([3], 1),       # input and every bias gradient from one backward
 }
 MASKS = {  # method: (options, forward rows for explicit classes); occlusion and the others below it: the N
     # unperturbed inputs first (ablations), then all inputs' copies, batch_size rows a call whatever input
@@ -38,7 +39,7 @@ MASKS = {  # method: (options, forward rows for explicit classes); occlusion and
     "lime": ({"n_samples": 10, "batch_size": 4}, [4] * 7 + [2]),
     "kernelshap": ({"n_samples": 10, "batch_size": 4}, [4] * 7 + [2]),
 }
-AT_INPUTS = {"saliency", "gradientxinput", "deconvnet", "guidedbackprop"}
+AT_INPUTS = {"saliency", "gradientxinput", "deconvnet", "guidedbackprop", "fullgrad"}
 
 
 class TorchCounted:
@@ -73,14 +74,15 @@ class TorchCounted:
         torch.manual_seed(0)
         self.model = Net().eval()
         self.inputs = X
+        self.conv = "body.0"
 
     def attribute(self, *args, **kwargs):
         import xcam_torch
         return xcam_torch.attribute(self.model, self.inputs, *args, **kwargs)
 
-    def cam(self, *args, **kwargs):
+    def cam(self, *args, layer=None, **kwargs):
         import xcam_torch
-        return xcam_torch.cam(self.model, self.inputs, None, *args, **kwargs)
+        return xcam_torch.cam(self.model, self.inputs, layer, *args, **kwargs)
 
 
 class KerasCounted:
@@ -120,14 +122,15 @@ class KerasCounted:
         out = Count()(keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(h)))
         self.model = keras.Model(inp, out)
         self.inputs = np.ascontiguousarray(np.moveaxis(X, 1, -1))
+        self.conv = self.model.layers[1].name
 
     def attribute(self, *args, **kwargs):
         import xcam_tf
         return xcam_tf.attribute(self.model, self.inputs, *args, **kwargs)
 
-    def cam(self, *args, **kwargs):
+    def cam(self, *args, layer=None, **kwargs):
         import xcam_tf
-        return xcam_tf.cam(self.model, self.inputs, None, *args, **kwargs)
+        return xcam_tf.cam(self.model, self.inputs, layer, *args, **kwargs)
 
 
 @pytest.fixture(scope="module", params=[pytest.param("torch", marks=pytest.mark.torch),
@@ -161,6 +164,20 @@ def test_a_top1_class_costs_one_forward_only_where_the_points_are_not_the_inputs
     expected = (rows if method in AT_INPUTS else [N] + rows, backwards)
     counted.attribute(method)
     assert calls(counted, lambda: counted.attribute(method)) == expected
+
+
+@pytest.mark.parametrize("method", ["saliency", "fullgrad", "smoothgrad"])
+def test_a_layer_given_to_a_method_that_uses_none_costs_no_capture(counted, method):
+    """The layer is only checked to exist: the same calls and maps as without it; a wrong name still fails."""
+    from xcam.errors import XcamError
+
+    rows, backwards = NEEDED[method]
+    without = counted.cam(method, [0, 3, 1])
+    assert calls(counted, lambda: counted.cam(method, [0, 3, 1], layer=counted.conv)) == (rows, backwards)
+    np.testing.assert_array_equal(counted.cam(method, [0, 3, 1], layer=counted.conv), without)
+    with pytest.raises(XcamError, match="no_such_layer"):
+        counted.cam(method, [0, 3, 1], layer="no_such_layer")
+    assert calls(counted, lambda: counted.attribute(method, [0, 3, 1], layer=counted.conv)) == (rows, backwards)
 
 
 def test_several_classes_take_one_batched_gradient_per_class(counted):

@@ -211,6 +211,7 @@ def explain(adapter: Adapter, model, inputs, layer=None, method="gradcam", targe
     extra = _extra(reshape, call, layer_output)
     keys = image_keys(inputs)
     if _capture_free(m, inputs, layer, targets, classes):  # pixel methods that ask input gradients only
+        _check_layers(adapter, model, inputs, layer, output, extra)
         signed = _attributions(adapter, model, inputs, m, targets, classes, labels, output, extra, options,
                                batch_size)
         maps = {key: _pixel_maps(m, a, size, rank) for key, (a, rank) in signed.items()}
@@ -288,6 +289,7 @@ def attribute(adapter: Adapter, model, inputs, method, targets=None, *, options=
     extra = _extra(reshape, call, layer_output)
     kind, _ = entries(inputs)
     if _capture_free(m, inputs, layer, targets, classes):  # no layer capture, no default-layer search
+        _check_layers(adapter, model, inputs, layer, output, extra)
         signed = _attributions(adapter, model, inputs, m, targets, classes, None, output, extra, options,
                                batch_size)
         return _per_input({key: _framework_layout(adapter, a, rank) for key, (a, rank) in signed.items()}, kind)
@@ -315,11 +317,18 @@ def attribute(adapter: Adapter, model, inputs, method, targets=None, *, options=
 
 def _capture_free(m, inputs, layer, targets, classes) -> bool:
     """Whether a pixel method runs without a layer capture: it asks the probe for input gradients only
-    (``Method.needs_capture`` False), no layer was given, the target is a class (``Class``) and there is an
-    image-like input to explain."""
-    if m.kind != "pixel" or m.needs_capture or layer is not None or not image_keys(inputs):
+    (``Method.needs_capture`` False; such a method uses no layer, so a layer given is only checked to exist,
+    ``_check_layers``), the target is a class (``Class``) and there is an image-like input to explain."""
+    if m.kind != "pixel" or m.needs_capture or not image_keys(inputs):
         return False
     return isinstance(as_target(targets, classes), Class)
+
+
+def _check_layers(adapter: Adapter, model, inputs, layer, output, extra) -> None:
+    """A layer given to a method that does not use it (``_capture_free``) must still name a layer of the model:
+    the adapter's probe resolves it (a one-line error with the nearest names), no forward runs."""
+    for one in () if layer is None else layer if isinstance(layer, (list, tuple)) else [layer]:
+        adapter.probe(model, inputs, one, output=output, **extra)
 
 
 def _class_target(probe, m, targets, classes, labels):

@@ -484,13 +484,16 @@ def bias_gradients(self, inputs: np.ndarray, targets, samples=None) -> tuple:
                     restore(saved)
                 score = tf.reduce_sum(plain(target.score)(out, p, OPS))
             zero = tf.UnconnectedGradients.ZERO
-            return tape.gradient(score, [explained] + kept, unconnected_gradients=zero)
+            return tape.gradient(score, [explained] + kept, unconnected_gradients=zero), out
         return grads, order
 
     cache = (id(model), "bias_grad", signature_key(x), key, target.key(),
              tuple((k, v.shape[1:], v.dtype.kind) for k, v in sorted(params.items())), output_key(output))
     fn, order = _cached(cache, model, build)
-    g = [t.numpy() for t in _unstaged_call(fn, x, param_tensors(params))]
+    grads, out = _unstaged_call(fn, x, param_tensors(params))
+    if self.layer is None:  # no capture checked the target: range, logits (a final softmax skipped)
+        check_rows(target, to_numpy(out), len(self.inputs), samples, _has_softmax(self.final))
+    g = [t.numpy() for t in grads]
     layers = [{"layer": path, "gradient": np.moveaxis(grad, _channel_axis(layer, grad.ndim), 1), **_layer_arrays(layer)}
               for (path, layer), grad in zip(order, g[1:])]
     return np.moveaxis(g[0], -1, 1), layers

@@ -338,6 +338,8 @@ def bias_gradients(self, inputs: np.ndarray, targets, samples=None) -> tuple:
     with hooked(self.model, hooks, self.output, target.whole_output) as run, preserved(self.model):
         torch.set_grad_enabled(True)
         out = run(batch)
+        if self.module is None:  # no capture checked the target: range, logits (a final softmax skipped)
+            check_rows(target, to_numpy(out), len(self.inputs), samples, run.softmax_skipped)
         score = target.score(out, tensors(params, first_tensor(out)), OPS)
         grads = torch.autograd.grad(score.sum(), [x] + [o for _, o in kept], allow_unused=True,
                                     materialize_grads=True)

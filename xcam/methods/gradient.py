@@ -114,16 +114,20 @@ def finercam(x: MethodArgs) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------------- FullGrad
 
-def rescaled_channel_sum(values: np.ndarray, rank: int, eps: float = 1e-7) -> np.ndarray:
-    """\\sum_c rescale(|v_c|) for (B, C, *s) values: each (row, channel) map of |v| min-max rescaled,
-    (|v| - min) / (max - min + eps) over its positions (a constant map gives 0), then summed over channels:
-    (B, *s)."""
-    a = np.abs(values.astype(np.float32, copy=False))
+def rescaled_channel_sum(values: np.ndarray, rank: int, eps: float = 1e-7, scale=None) -> np.ndarray:
+    """\\sum_c rescale(|v_c|) for (B, C, *s) values v (times ``scale`` (C,) per channel when given, v_c = s_c
+    values_c): each (row, channel) map of |v| min-max rescaled, (|v| - min) / (max - min + eps) over its
+    positions (a constant map gives 0), then summed over channels: (B, *s). The scale is folded into the
+    rescale (|s_c values_c| - min = |s_c| (|values_c| - min_c)) and the channel sum is one weighted sum."""
+    a = np.abs(values, dtype=np.float32)
     flat = a.reshape(*a.shape[:2], -1)
     lo = flat.min(axis=-1, keepdims=True)
-    span = flat.max(axis=-1, keepdims=True) - lo + np.float32(eps)
-    scaled = np.divide(flat - lo, span, out=np.zeros_like(flat), where=span > 0)
-    return scaled.sum(axis=1).reshape(a.shape[0], *a.shape[2:])
+    hi = flat.max(axis=-1, keepdims=True)
+    s = np.float32(1) if scale is None else np.abs(np.asarray(scale, np.float32)).reshape(1, -1, 1)
+    span = (hi - lo) * s + np.float32(eps)
+    weight = np.divide(s, span, out=np.zeros_like(span), where=span > 0)[..., 0]   # (B, C)
+    flat -= lo
+    return np.einsum("bcp,bc->bp", flat, weight, optimize=False).reshape(a.shape[0], *a.shape[2:])
 
 
 def effective_bias(layer: dict) -> np.ndarray:
@@ -150,11 +154,11 @@ def fullgrad_rows(inputs: np.ndarray, input_gradient: np.ndarray, layers: list, 
     total = rescaled_channel_sum(input_gradient * inputs, rank, eps)
     for layer in layers:
         g = np.asarray(layer["gradient"], np.float32)
-        b = effective_bias(layer).reshape(1, -1, *[1] * rank)
-        if g.ndim != rank + 2 or b.shape[1] != g.shape[1]:
-            raise XcamError(f"layer {layer.get('layer', '?')!r}: gradient {g.shape} and bias {b.shape[1:2]} do not "
+        b = effective_bias(layer)
+        if g.ndim != rank + 2 or b.shape != g.shape[1:2]:
+            raise XcamError(f"layer {layer.get('layer', '?')!r}: gradient {g.shape} and bias {b.shape} do not "
                             f"form a {rank}-D map per channel")
-        part = rescaled_channel_sum(g * b, rank, eps)
+        part = rescaled_channel_sum(g, rank, eps, scale=b)
         total += part if tuple(part.shape[1:]) == size else resize(part, size)
     return total
 
@@ -173,7 +177,8 @@ def _fullgrad_target(x: MethodArgs, target) -> np.ndarray:
     return np.concatenate(parts)
 
 
-@register("fullgrad", title="FullGrad", kind="pixel", relu=False, needs_gradients=False, options={"eps": 1e-7},
+@register("fullgrad", title="FullGrad", kind="pixel", relu=False, needs_gradients=False, needs_capture=False,
+          at_inputs=True, options={"eps": 1e-7},
           paper="Srinivas & Fleuret, Full-Gradient Representation for Neural Network Visualization, NeurIPS 2019, "
                 "arXiv:1905.00780")
 def fullgrad(x: MethodArgs) -> np.ndarray:
@@ -188,9 +193,9 @@ def fullgrad(x: MethodArgs) -> np.ndarray:
     convolution or batch norm of the input's rank (a BatchNorm with affine=False adds -mean / sqrt(var + eps_bn)).
     The authors' code (idiap/fullgrad-saliency) rescales a layer's channels jointly, eps 1e-6, and upsamples with
     align_corners=True; xcam follows the paper's per-channel psi. The decomposition is complete for ReLU-like
-    non-linearities only (the paper's implicit biases are not added). No layer is used: ``layer`` only fixes the
-    capture that resolves the targets. ``attribute`` returns the map broadcast over the input channels (it is not
-    signed)."""
+    non-linearities only (the paper's implicit biases are not added). No layer is used (a layer given is only
+    checked to exist) and no capture runs: a top-1 class is resolved in the gradient's own forward.
+    ``attribute`` returns the map broadcast over the input channels (it is not signed)."""
     if not isinstance(x.options["eps"], (int, float)) or not x.options["eps"] >= 0:
         raise XcamError(f"option eps={x.options['eps']!r} is not valid; give a number >= 0 (default 1e-7)")
 
