@@ -186,18 +186,6 @@ def test_concepts_and_dff_on_the_ported_tiny_net_are_the_same_on_torch_and_keras
 
 # ---- LeGrad ---------------------------------------------------------------------------------------------------
 
-class ArrayProbe:
-    """A probe that hands LeGrad fixed arrays (the core's formula on its own)."""
-
-    inputs = np.zeros((1, 1, 2, 2), np.float32)
-
-    def __init__(self, arrays):
-        self.arrays = arrays
-
-    def attention_gradients(self, target, head=None, attention=None):
-        return self.arrays
-
-
 def test_legrad_formula_by_hand_on_one_head():
     # one head, d = 1, identity projections: V = X, ds/dO = ds/dy = G, so ds/dA[q, k] = G_q X_k.
     # X = (1, 2, -1), G = (1, -1, 2): rows q of ReLU(G_q X_k) are (1, 2, 0), (0, 0, 1), (2, 4, 0); their mean
@@ -206,14 +194,16 @@ def test_legrad_formula_by_hand_on_one_head():
     arrays = {"inputs": np.array([[[1.0], [2.0], [-1.0]]], np.float32), "value_kernel": one,
               "value_bias": np.zeros((1, 1), np.float32), "output_kernel": one,
               "output_gradients": np.array([[[1.0], [-1.0], [2.0]]], np.float32)}
-    cap = Capture(activations=np.zeros((1, 1, 1, 2), np.float32), gradients=None,
-                  scores=np.zeros((1, 3), np.float32), targets=np.array([0]))
-    raw = xcam.raw_maps(cap, "legrad", model_inputs=ArrayProbe.inputs, probe=ArrayProbe(arrays))
-    np.testing.assert_allclose(raw, [[[2.0, 1 / 3]]], rtol=1e-6)
+    def cap(arrays):
+        return Capture(activations=np.zeros((1, 1, 1, 2), np.float32), gradients=None,
+                       scores=np.zeros((1, 3), np.float32), targets=np.array([0]), attention=arrays)
+
+    np.testing.assert_allclose(xcam.raw_maps(cap(arrays), "legrad"), [[[2.0, 1 / 3]]], rtol=1e-6)
     # a bias on the values shifts every V_k: V = X + 1 = (2, 3, 0) -> rows (2, 3, 0), (0, 0, 0), (4, 6, 0)
     arrays["value_bias"] = np.ones((1, 1), np.float32)
-    raw = xcam.raw_maps(cap, "legrad", model_inputs=ArrayProbe.inputs, probe=ArrayProbe(arrays))
-    np.testing.assert_allclose(raw, [[[3.0, 0.0]]], atol=1e-6)
+    np.testing.assert_allclose(xcam.raw_maps(cap(arrays), "legrad"), [[[3.0, 0.0]]], atol=1e-6)
+    with pytest.raises(XcamError, match="needs the attention arrays"):
+        xcam.raw_maps(cap(None), "legrad")
 
 
 def tiny_torch_vit():
@@ -376,9 +366,10 @@ def keras_two_block_vit():
 @pytest.mark.tf
 @pytest.mark.parametrize("framework", ["torch", "tf"])
 def test_legrad_runs_one_forward_for_all_its_blocks(framework):
-    """The probes of one call share one forward (``Probe.group``): the arrays are those of one forward per
-    block, the model's first layer runs once for both blocks, and a second call with the same target is served
-    from the memo."""
+    """LeGrad's arrays come with the capture (``Capture.attention``): PyTorch from the capture's own forward
+    (the patch layer runs once for a whole ``cam`` call over two blocks), Keras from one eager forward for
+    both blocks; the arrays equal those of one capture per block, and the model is left as it was."""
+    asks = {"head": None, "attention": None}
     if framework == "torch":
         torch = pytest.importorskip("torch")
         import xcam_torch as adapter
@@ -386,36 +377,42 @@ def test_legrad_runs_one_forward_for_all_its_blocks(framework):
         blocks, runs = BLOCKS, []
         model.conv_proj.register_forward_hook(lambda m, a, o: runs.append(1))
         target = xcam.targets.Class([1, 3])
+        alone = [adapter.capture(model, x, b, target, gradients=False, attention=asks).attention for b in blocks]
+        assert len(runs) == 2
+        shared = [c.attention for c in adapter.capture(model, x, blocks, target, gradients=False, attention=asks)]
+        assert len(runs) == 3   # one forward for the two blocks
+        fused = adapter.cam(model, x, blocks, "legrad", targets=target)
+        assert len(runs) == 4   # the whole method: one forward, no probe
+        assert all(p.grad is None for p in model.parameters())
+        assert torch.is_grad_enabled()
     else:
         pytest.importorskip("torch")
         import xcam_tf as adapter
+        from xcam_tf._attention import block_arrays
+        from xcam_tf._capture import as_inputs
         model, x = keras_two_block_vit(), np.random.default_rng(0).normal(size=(2, 16, 16, 3)).astype(np.float32)
         blocks, runs = ["add_0", "add_1"], []
         patch = model.get_layer("patch")
         call = patch.call
         object.__setattr__(patch, "call", lambda *a, **k: runs.append(1) or call(*a, **k))
         target = xcam.targets.Class([1, 2])
-    alone = [adapter.probe(model, x, b).attention_gradients(target) for b in blocks]
-    assert len(runs) == 2
-    probes = [adapter.probe(model, x, b) for b in blocks]
-    for p in probes:
-        p.group = probes
-    shared = [p.attention_gradients(target) for p in probes]
-    assert len(runs) == 3   # one forward for the two blocks
-    assert probes[0].attention_gradients(target) is shared[0] and len(runs) == 3
+        layers = [model.get_layer(b) for b in blocks]
+        alone = [block_arrays(model, as_inputs(x, model), [b], target)[0] for b in layers]
+        assert len(runs) == 2
+        shared = block_arrays(model, as_inputs(x, model), layers, target)
+        assert len(runs) == 3   # one forward for the two blocks
+        object.__delattr__(patch, "call")
+        assert not any("call" in vars(layer) for layer in model.layers)
+        captured = adapter.capture(model, x, blocks, target, gradients=False, attention=asks)
+        for cap, one in zip(captured, alone):
+            np.testing.assert_allclose(cap.attention["output_gradients"], one["output_gradients"], atol=1e-6)
+        fused = adapter.cam(model, x, blocks, "legrad", targets=target)
     for one, both in zip(alone, shared):
         assert set(one) == set(both)
         for key in one:
             np.testing.assert_allclose(both[key], one[key], atol=1e-6, err_msg=key)
     assert np.abs(shared[0]["output_gradients"]).max() > 0
     assert not np.allclose(shared[0]["output_gradients"], shared[1]["output_gradients"])
-    if framework == "torch":
-        assert all(p.grad is None for p in model.parameters())
-        assert torch.is_grad_enabled()
-    else:
-        object.__delattr__(patch, "call")
-        assert not any("call" in vars(layer) for layer in model.layers)
-    fused = adapter.cam(model, x, blocks, "legrad", targets=target)
     assert fused.max() == 1 and np.ptp(fused[0]) > 0
 
 

@@ -41,6 +41,13 @@ class Capture:
     hvp:         (N, C, *s) float32 H A, the Hessian of the summed target scores w.r.t. the activations A applied
                  to A (the framework's double backward; asked with ``hvp=True``, ShapleyCAM), else None.
                  With several classes per sample it is (N, K, C, *s).
+    attention:   LeGrad's arrays for the layer (a transformer block), float32 NumPy (asked with
+                 ``attention={"head": ..., "attention": ...}``), else None: "inputs" (N, T, E_in) its
+                 self-attention's value input, "output_gradients" (N, T, E_out) d s / d the attention's output
+                 with s the block's own score (``xcam.methods.gradient.legrad_score``, ``head``: layer names or
+                 None), and the attention's projections "value_kernel" (E_in, heads, d), "value_bias"
+                 (heads, d), "output_kernel" (heads, d, E_out); ``attention``: a name, default the last
+                 multi-head attention before the block's output.
     """
 
     activations: np.ndarray
@@ -53,6 +60,7 @@ class Capture:
     target_scores: np.ndarray | None = None
     layout: Layout | None = None
     hvp: np.ndarray | None = None
+    attention: dict | None = None
 
     def __post_init__(self):
         a = self.activations
@@ -127,16 +135,6 @@ class Probe(Protocol):
         inputs (B, C_in, *S) whose row b belongs to input ``samples[b]`` (default: the batch itself): one
         forward and backward per call (Smooth Grad-CAM++ on noisy copies)."""
 
-    def attention_gradients(self, target, head=None, attention=None) -> dict:
-        """LeGrad's arrays for the probe's transformer block, float32 NumPy: "inputs" (N, T, E_in) its
-        self-attention's value input, "output_gradients" (N, T, E_out) d s / d the attention's output with s the
-        block's own score (``xcam.methods.gradient.legrad_score``, ``head``: layer names or None), and the
-        attention's projections "value_kernel" (E_in, heads, d), "value_bias" (heads, d), "output_kernel"
-        (heads, d, E_out); ``attention``: a name, default the last multi-head attention before the block's
-        output. When the probe's ``group`` (a list of probes of the same call, one per layer, set by the caller;
-        None by default) holds it, every member's arrays come from one forward and the others' calls return
-        them."""
-
 
 class ScoresFromOutputs:
     """``Probe.score`` and ``score_from_layer`` from ``predict`` / ``predict_from_layer`` and the target on NumPy
@@ -173,12 +171,14 @@ class Adapter(Protocol):
 
     def capture(self, model, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
                 head: bool = False, labels=None, output=None, reshape=None, call=None,
-                layer_output=None, hvp: bool = False) -> "Capture | list[Capture]":
+                layer_output=None, hvp: bool = False, attention: dict | None = None) -> "Capture | list[Capture]":
         """Activations, gradients of the target's score and the selected output, as a ``Capture`` (channels
         first); ``reshape`` overrides the detected layer layout (``xcam.layouts.as_layout``); ``call`` picks
         one call of a layer that runs several times in one forward (from 0; ``xcam.layers.check_call``);
         ``layer_output`` the tensor of a structured layer output (``xcam.layer_outputs.pick``); ``hvp`` adds
-        ``Capture.hvp`` ((N, K, C, *s) with ``classes``; the pipeline asks it only for methods with ``needs_hvp``)."""
+        ``Capture.hvp`` ((N, K, C, *s) with ``classes``; the pipeline asks it only for methods with ``needs_hvp``);
+        ``attention`` (LeGrad's options "head" and "attention") adds ``Capture.attention`` (methods with
+        ``needs_attention``; one class per sample)."""
 
     def probe(self, model, inputs, layer, output=None, reshape=None, key=None, call=None,
               layer_output=None) -> Probe:

@@ -22,6 +22,9 @@ def method_args(capture: Capture, method, *, model_inputs=None, probe=None, opti
         raise XcamError(f"method {m.name!r} needs gradients but the capture has none")
     if m.needs_hvp and capture.hvp is None:
         raise XcamError(f"method {m.name!r} needs the Hessian-vector product but the capture has none (hvp=True)")
+    if m.needs_attention and capture.attention is None and capture.targets.ndim == 1:
+        raise XcamError(f"method {m.name!r} needs the attention arrays of a transformer block but the capture has "
+                        "none (attention=the method's options)")
     if m.needs_head and capture.head_weights is None:
         raise XcamError(f"method {m.name!r} needs the weights of a final linear layer after global average pooling")
     if m.needs_probe and (probe is None or model_inputs is None):
@@ -34,12 +37,18 @@ def method_args(capture: Capture, method, *, model_inputs=None, probe=None, opti
     hvp = _finite(capture.hvp, "Hessian-vector products", capture.layer) if m.needs_hvp else None
     return MethodArgs(acts, grads, capture.targets, capture.head_weights, capture.scores, model_inputs, probe,
                       resolve_options(m, options), target=capture.explained, rank=capture.rank,
-                      batch_size=batch_size, hvp=hvp)
+                      batch_size=batch_size, hvp=hvp, attention=capture.attention if m.needs_attention else None)
 
 
-def _hvp(m) -> dict:
-    """The capture's ``hvp=True`` for methods that need the Hessian-vector product (other adapters need not take it)."""
-    return {"hvp": True} if m.needs_hvp else {}
+def capture_asks(m, options=None) -> dict:
+    """What a method asks the capture beyond activations and gradients (only those keywords, so other adapters
+    need not take them): ``hvp=True`` (Hessian-vector products), ``attention=`` its options "head" and
+    "attention" (LeGrad's arrays)."""
+    asks = {"hvp": True} if m.needs_hvp else {}
+    if m.needs_attention:
+        resolved = resolve_options(m, options)
+        asks["attention"] = {"head": resolved["head"], "attention": resolved["attention"]}
+    return asks
 
 
 def _finite(values: np.ndarray, what: str, layer: str) -> np.ndarray:
@@ -223,14 +232,12 @@ def explain(adapter: Adapter, model, inputs, layer=None, method="gradcam", targe
     if m.explains is not None:  # the method explains a score of its own built from the user's target
         targets, classes = m.explains(as_target(targets, classes), resolve_options(m, options)), None
     caps = adapter.capture(model, inputs, layers, targets, classes=classes, gradients=m.needs_gradients,
-                           head=m.needs_head, labels=labels, output=output, **_hvp(m), **extra)
+                           head=m.needs_head, labels=labels, output=output, **capture_asks(m, options), **extra)
     maps = {}
     for key in explained:
         which = {} if kind == SINGLE else {"key": key}
         probes = [adapter.probe(model, inputs, one, output=output, **extra, **which) for one in layers] \
             if m.needs_probe else None
-        for p in probes if m.needs_attention else ():
-            p.group = probes   # LeGrad: every block's arrays from one forward
         model_inputs = probes[0].inputs if probes else None
         out_size = size if size is not None else default_size(caps, m, sizes.get(key, ()), model_inputs)
         maps[key] = layer_maps(caps, m, out_size, model_inputs=model_inputs, probes=probes, options=options,
@@ -297,7 +304,7 @@ def attribute(adapter: Adapter, model, inputs, method, targets=None, *, options=
     keys = image_keys(inputs)
     explained = keys if kind != SINGLE and keys else keys[:1] or [None]
     cap = _one(adapter.capture(model, inputs, layer, targets, classes=classes, gradients=m.needs_gradients,
-                               head=m.needs_head, output=output, **_hvp(m), **extra))
+                               head=m.needs_head, output=output, **capture_asks(m, options), **extra))
     out = {}
     for key in explained:
         which = {} if kind == SINGLE else {"key": key}

@@ -1,8 +1,8 @@
-"""What LeGrad asks of a transformer block (``Probe.attention_gradients``), for Keras: the block's
-self-attention value input, the gradient of the block's own score at the attention's output, and the
-attention's value and output projections. One eager forward for every block of a call, stopped once the last
-has run, under a GradientTape that watches the attention outputs; the wraps are removed in ``finally``. The
-formula is in ``xcam.methods.gradient``."""
+"""What LeGrad asks of a transformer block, for Keras (``capture(..., attention=...)``, ``Capture.attention``):
+the block's self-attention value input, the gradient of the block's own score at the attention's output, and
+the attention's value and output projections. One eager forward for every block of a capture (after its
+compiled one has resolved the target), stopped once the last has run, under a GradientTape that watches the
+attention outputs; the wraps are removed in ``finally``. The formula is in ``xcam.methods.gradient``."""
 
 import keras
 import numpy as np
@@ -12,7 +12,7 @@ from xcam.errors import XcamError
 from xcam.methods.gradient import attention_before, legrad_score
 from xcam.targets import as_target
 
-from ._capture import OPS, param_tensors, resolve_layer, restore, walk
+from ._model import OPS, param_tensors, resolve_layer, restore, walk
 
 
 class _Stop(Exception):
@@ -53,26 +53,12 @@ def _weights(attn) -> dict:
             "output_kernel": np.asarray(out.kernel.numpy(), np.float32)}
 
 
-def attention_gradients(probe, target, head=None, attention=None) -> dict:
-    """For the probe's block: {"inputs": the attention's value input (N, T, E_in), "output_gradients":
-    d s / d attention output (N, T, E_out) with s = ``legrad_score`` of the block's output tokens,
-    "value_kernel", "value_bias", "output_kernel"} as float32 NumPy. ``attention``: a name or layer, default
-    the last MultiHeadAttention to finish before the block does. The blocks of the probe's ``group`` (the probes
-    of one call's layers) are computed together: one forward, stopped once every block has run, then one
-    gradient per block from the same tape; each probe keeps its own arrays for its call."""
-    memo = probe.attention_memo
-    if memo and memo[0] is target and memo[1:3] == (head, attention):
-        return memo[3]
-    members = probe.group if probe in (probe.group or ()) else [probe]
-    for member, arrays in zip(members, _blocks_gradients(probe, [p.layer for p in members], target, head,
-                                                         attention)):
-        member.attention_memo = (target, head, attention, arrays)
-    return probe.attention_memo[3]
-
-
-def _blocks_gradients(probe, blocks: list, target, head, attention) -> list:
-    """``attention_gradients``'s arrays for each of ``blocks`` (layers), from one forward."""
-    model = probe.model
+def block_arrays(model, inputs, blocks: list, target, head=None, attention=None) -> list:
+    """LeGrad's arrays for each of ``blocks`` (layers) on ``inputs`` (tensors, the model's layout) for the
+    resolved ``target``, from one forward: {"inputs": the attention's value input (N, T, E_in),
+    "output_gradients": d s / d attention output (N, T, E_out) with s = ``legrad_score`` of the block's output
+    tokens, "value_kernel", "value_bias", "output_kernel"} as float32 NumPy. ``attention``: a name or layer,
+    default the last MultiHeadAttention to finish before the block does."""
     target = as_target(target)
     attentions = [obj for _, obj in walk(model) if isinstance(obj, keras.layers.MultiHeadAttention)]
     chosen = None if attention is None else resolve_layer(model, attention)
@@ -106,8 +92,8 @@ def _blocks_gradients(probe, blocks: list, target, head, attention) -> list:
             return out
         return call_
 
-    batch = tf.nest.map_structure(tf.constant, probe.full)
-    n = len(tf.nest.flatten(probe.full)[0])
+    batch = inputs
+    n = int(tf.nest.flatten(inputs)[0].shape[0])
     run_head = _head(model, head)
     picked = []
     with tf.GradientTape(watch_accessed_variables=False, persistent=len(blocks) > 1) as tape:

@@ -19,46 +19,17 @@ from xcam.contract import BATCH_LAYOUTS, Capture, check_batch, warn_low_precisio
 from xcam.errors import XcamError
 from xcam.inputs import SINGLE, batch_size, entries, image_like, name, rebuild
 from xcam.layer_outputs import pick, put
-from xcam.layers import LayerRecord, LayerRecorder, call_error, check_call, default_layer_name, unknown_layer
+from xcam.layers import LayerRecord, LayerRecorder, call_error, check_call, default_layer_name
 from xcam.methods.activation import check_head_weights
 from xcam.targets import as_target, is_tensor, select_output
 
+from ._attention import block_arrays
 from ._layouts import layout_of
-from ._tensor_ops import TFOps
+from ._model import OPS, param_tensors, resolve_layer, restore, walk
 
 LAYOUT = "channels_last"
-OPS = TFOps()
-
 _STEPS: OrderedDict = OrderedDict()  # (id(model), layer, shape, rank, gradients) -> compiled step; LRU
 _MAX_STEPS = 16  # a step holds its model: keep only the few most recent
-
-
-def walk(model, prefix=""):
-    """(path, layer) for every layer, nested models included ("vgg16/block5_conv3")."""
-    for layer in getattr(model, "layers", []):
-        path = f"{prefix}{layer.name}"
-        yield path, layer
-        if isinstance(layer, keras.Model) or hasattr(layer, "layers"):
-            yield from walk(layer, path + "/")
-
-
-def resolve_layer(model, layer) -> tuple[str, keras.layers.Layer]:
-    """(path, layer) for a path ("vgg16/block5_conv3"), a unique plain name inside nested models, or a layer."""
-    paths = list(walk(model))
-    if isinstance(layer, keras.layers.Layer):
-        for path, obj in paths:
-            if obj is layer:
-                return path, obj
-        raise XcamError(f"the given layer {layer.name!r} is not part of the model")
-    for path, obj in paths:
-        if path == layer:
-            return path, obj
-    matches = [(p, o) for p, o in paths if p.rsplit("/", 1)[-1] == layer]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise XcamError(f"layer name {layer!r} is ambiguous: {', '.join(p for p, _ in matches)}")
-    raise unknown_layer(layer, [p for p, _ in paths])
 
 
 def final_layer(model):
@@ -133,16 +104,6 @@ def run_index(model, path: str, call: int) -> int:
     return next(i for i, node in enumerate(ran) if node is built[call])
 
 
-def restore(saved) -> None:
-    """Undo (object, attribute, old value) patches, newest first; a patched ``call`` is an instance attribute
-    shadowing the class's method, so it is deleted rather than set back."""
-    for obj, attr, value in reversed(saved):
-        if attr == "call":
-            object.__delattr__(obj, "call")
-        else:
-            object.__setattr__(obj, attr, value)
-
-
 def _is_softmax(fn) -> bool:
     return fn is not None and getattr(fn, "__name__", "") == "softmax"
 
@@ -188,18 +149,6 @@ def param_specs(params: dict) -> dict:
     """TensorSpecs (batch axis free) for a target's NumPy parameters: floats float32, integers int32."""
     return {k: tf.TensorSpec((None, *v.shape[1:]), tf.float32 if v.dtype.kind == "f" else tf.int32)
             for k, v in params.items()}
-
-
-def param_tensors(params: dict) -> dict:
-    """A target's NumPy parameters as tensors matching ``param_specs``."""
-    out = {}
-    for k, v in params.items():
-        if v.dtype.kind == "f":
-            out[k] = tf.constant(v, tf.float32)
-        else:
-            info = np.iinfo(np.int32)
-            out[k] = tf.constant(np.clip(v, info.min, info.max).astype(np.int32))
-    return out
 
 
 def plain(fn):
@@ -415,7 +364,8 @@ def _last_dense_weight(model):
 
 
 def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool = True, head: bool = False,
-            labels=None, output=None, reshape=None, call=None, layer_output=None, hvp: bool = False):
+            labels=None, output=None, reshape=None, call=None, layer_output=None, hvp: bool = False,
+            attention: dict | None = None):
     """Activations and gradients as (N, C, *s) NumPy arrays (channels first), and the selected output.
 
     layer: a name, path or layer, or a list of them (then a list of Captures from one forward/backward); None:
@@ -427,6 +377,9 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     one forward (a siamese encoder) is captured, from 0. layer_output: which tensor of a layer that returns a
     tuple, dict or dataclass is explained, by index or name; default the first of a spatial rank
     (``xcam.layer_outputs``). hvp: also H A per layer (``_hessian_product``; (N, K, C, *s) with ``classes``).
+    attention: {"head": ..., "attention": ...} (LeGrad's options): also each layer's LeGrad arrays
+    (``Capture.attention``, ``xcam_tf._attention.block_arrays``: one eager forward for all the layers, after
+    this one has resolved the target); one class per sample only (else None).
     """
     x = as_inputs(inputs, model)
     gradients = gradients or hvp
@@ -454,8 +407,11 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     target.check(out_np, labels, softmax_skipped=_has_softmax(final))
     chosen = target.resolve(out_np)
     scores = out_np if is_tensor(out_np) and out_np.ndim >= 1 else np.zeros((n, 0), np.float32)
+    arrays = [None] * len(resolved)
+    if attention is not None and not chosen.columns:
+        arrays = block_arrays(model, x, [obj for _, obj in resolved], chosen, **attention)
     caps = []
-    for (path, obj), act, grad in zip(resolved, acts, grads):
+    for (path, obj), act, grad, att in zip(resolved, acts, grads, arrays):
         if not 3 <= act.shape.rank <= 5:
             raise XcamError(f"layer {path!r} outputs shape {tuple(act.shape)}, not a spatial map (N, L, C), "
                             "(N, h, w, C), (N, d, h, w, C) or tokens (N, T, C)")
@@ -470,7 +426,8 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
             hv = _hessian_product(model, obj, x, act, call or 0, layer_output, output, chosen, chosen.params(n))
             hv = layout.to_canonical(hv, lead=hv.ndim - act.shape.rank + 1)
         caps.append(Capture(activations=a, gradients=g, scores=scores, targets=chosen.class_indices(n), layer=path,
-                            head_weights=head_w, target=chosen, target_scores=score.numpy(), layout=layout, hvp=hv))
+                            head_weights=head_w, target=chosen, target_scores=score.numpy(), layout=layout, hvp=hv,
+                            attention=att))
     return caps if isinstance(layer, (list, tuple)) else caps[0]
 
 

@@ -14,7 +14,6 @@ from xcam.layer_outputs import pick
 from xcam.layers import check_call
 from xcam.targets import Target, as_target, batch_params, check_rows
 
-from ._attention import attention_gradients
 from ._capture import (
     OPS,
     _cached,
@@ -129,7 +128,6 @@ class Probe:
         self.model, self.layer, self.output, self.reshape = model, layer, output, reshape
         self.layer_output = layer_output   # which tensor of a structured layer output (``xcam.layer_outputs``)
         self.call = call or 0   # which call of a shared layer is replaced
-        self.group, self.attention_memo = None, None   # ``Probe.group``: the probes of one call's layers
         self.full = tf.nest.map_structure(lambda t: np.asarray(t.numpy()), batch)   # framework layout
         self.kind = SINGLE if not isinstance(batch, (list, dict)) else POSITIONAL if isinstance(batch, list) \
             else KEYWORD
@@ -330,11 +328,6 @@ class Probe:
         layout = layout_of(self.model, self.layer, a.shape, rank, self.reshape,
                            None if first is None else tuple(first.shape[1:-1]))
         return layout.to_canonical(a), layout.to_canonical(g)
-
-    def attention_gradients(self, target, head=None, attention=None) -> dict:
-        """LeGrad's arrays for this block: its attention's value input, d block score / d attention output and
-        the attention's projections (``xcam_tf._attention.attention_gradients``)."""
-        return attention_gradients(self, target, head, attention)
 
 
 def probe(model, inputs, layer, output=None, reshape=None, key=None, call=None, layer_output=None) -> Probe:

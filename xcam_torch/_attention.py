@@ -1,31 +1,27 @@
-"""What LeGrad asks of a transformer block (``Probe.attention_gradients``): the block's self-attention value
-input, the gradient of the block's own score at the attention's output, and the attention's value and output
-projections. One forward for every block of a call, stopped once the last has run; one backward per block from
-its score to its attention's output.
-The formula (the score from the block's tokens, ds/dA by the chain rule) is in ``xcam.methods.gradient``."""
+"""What LeGrad asks of a transformer block, fetched in the capture's own forward (``capture(...,
+attention=...)``, ``Capture.attention``): the block's self-attention value input, the gradient of the block's
+own score at the attention's output, and the attention's value and output projections. The graph starts at the
+first attention's output (the layers before it run without autograd); one backward per block from its score to
+its attention's output. The formula (the score from the block's tokens, ds/dA by the chain rule) is in
+``xcam.methods.gradient``."""
 
 import torch
 from torch import nn
 
 from xcam.errors import XcamError
 from xcam.methods.gradient import attention_before, legrad_score
-from xcam.targets import as_target
 
-from ._capture import OPS, check_gradients_possible, first_tensor, hooked, preserved, resolve_module, tensors
-
-
-class _Stop(Exception):
-    """Raised once the block's output exists: the rest of the forward is not needed."""
+from ._model import OPS, first_tensor, resolve_module, tensors
 
 
-def _head(model: nn.Module, head) -> nn.Module:
+def _head(model: nn.Module, head, modules: list) -> nn.Module:
     """The modules applied to the mean token: ``head`` (names, in order) or the last LayerNorm then the last
-    Linear of the model."""
+    Linear of the model (``modules``: the model's, in order)."""
     if head is not None:
         names = [head] if isinstance(head, (str, nn.Module)) else list(head)
         return nn.Sequential(*[resolve_module(model, h)[1] for h in names])
-    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    norms = [m for m in modules if isinstance(m, nn.LayerNorm)]
+    linears = [m for m in modules if isinstance(m, nn.Linear)]
     if not linears:
         raise XcamError("legrad needs the model's classifier to score a block's tokens: the model has no "
                         "nn.Linear; give options={'head': [layer names]}")
@@ -47,77 +43,62 @@ def _weights(model: nn.Module, attn: nn.MultiheadAttention) -> dict:
             "output_kernel": _numpy(wo.T.reshape(heads, e // heads, wo.shape[0]))}
 
 
-def attention_gradients(probe, target, head=None, attention=None) -> dict:
-    """For the probe's block: {"inputs": the attention's value input (N, T, E_in), "output_gradients":
-    d s / d attention output (N, T, E_out) with s = ``legrad_score`` of the block's output tokens,
-    "value_kernel", "value_bias", "output_kernel"} as float32 NumPy. ``attention``: a name or module, default the
-    last nn.MultiheadAttention to finish before the block does. The blocks of the probe's ``group`` (the probes
-    of one call's layers) are computed together: one forward, stopped once every block has run, then one
-    backward per block; each probe keeps its own arrays for its call."""
-    memo = probe.attention_memo
-    if memo and memo[0] is target and memo[1:3] == (head, attention):
-        return memo[3]
-    members = probe.group if probe in (probe.group or ()) else [probe]
-    for member, arrays in zip(members, _blocks_gradients(probe, [p.module for p in members], target, head,
-                                                         attention)):
-        member.attention_memo = (target, head, attention, arrays)
-    return probe.attention_memo[3]
+class AttentionWatch:
+    """The capture's LeGrad part for ``blocks`` (modules, one per captured layer): ``handles()`` registers, for
+    the capture's forward only, hooks that keep every nn.MultiheadAttention's value input and output (starting
+    the graph there when none runs yet) and how many attentions ran before each block finished; ``arrays``
+    then gives each block's {"inputs", "output_gradients", "value_kernel", "value_bias", "output_kernel"}."""
 
+    def __init__(self, model: nn.Module, blocks: list, head=None, attention=None):
+        self.model, self.blocks = model, blocks
+        chosen = None if attention is None else resolve_module(model, attention)
+        if chosen is not None and not isinstance(chosen[1], nn.MultiheadAttention):
+            raise XcamError(f"attention {chosen[0]!r} is a {type(chosen[1]).__name__}, not an nn.MultiheadAttention")
+        self.chosen = None if chosen is None else chosen[1]
+        modules = list(model.modules())
+        self.attentions = [m for m in modules if isinstance(m, nn.MultiheadAttention)]
+        if not self.attentions:
+            raise XcamError("legrad needs a transformer: the model has no nn.MultiheadAttention")
+        self.head = _head(model, head, modules)
+        self.seen, self.ran = [], {}
 
-def _blocks_gradients(probe, blocks: list, target, head, attention) -> list:
-    """``attention_gradients``'s arrays for each of ``blocks`` (modules), from one forward."""
-    model = probe.model
-    resolved = as_target(target)
-    check_gradients_possible(model)
-    chosen = None if attention is None else resolve_module(model, attention)
-    if chosen is not None and not isinstance(chosen[1], nn.MultiheadAttention):
-        raise XcamError(f"attention {chosen[0]!r} is a {type(chosen[1]).__name__}, not an nn.MultiheadAttention")
-    attentions = [m for m in model.modules() if isinstance(m, nn.MultiheadAttention)]
-    if not attentions:
-        raise XcamError("legrad needs a transformer: the model has no nn.MultiheadAttention")
-    seen, finished = [], {}
+    def handles(self) -> list:
+        """The registered hooks' handles (the caller removes them)."""
+        self.seen.clear()
+        self.ran.clear()
+        handles = [m.register_forward_hook(self._keep_attention, with_kwargs=True) for m in self.attentions]
+        return handles + [b.register_forward_hook(self._finish) for b in {id(b): b for b in self.blocks}.values()]
 
-    def keep_attention(module, args, kwargs, out):
+    def _keep_attention(self, module, args, kwargs, out):
         value = args[2] if len(args) > 2 else kwargs.get("value", args[0])
         y = out[0] if isinstance(out, tuple) else out
-        if not module.batch_first:
-            value, y = value.transpose(0, 1), y.transpose(0, 1)
-        seen.append((module, value, y))
-
-    def finish(module, args, out):
-        finished.setdefault(module, (out, len(seen)))   # its tokens and the attentions run before it
-        if len(finished) == len(set(blocks)):
-            raise _Stop
-
-    handles = [m.register_forward_hook(keep_attention, with_kwargs=True) for m in attentions]
-    head_module = _head(model, head)
-    arrays = []
-    try:
-        with hooked(model, [(b, finish) for b in set(blocks)], probe.output) as run, preserved(model):
+        replaced = None
+        if not y.requires_grad:   # the graph starts here; restored by the capture's `preserved`
             torch.set_grad_enabled(True)
-            try:
-                run(probe.batch)
-            except _Stop:
-                pass
-            picked = []
-            for block in blocks:
-                tokens, ran = finished.get(block, (None, 0))
-                if not isinstance(tokens, torch.Tensor) or tokens.ndim != 3:
-                    shape = None if tokens is None else tuple(getattr(tokens, "shape", ()))
-                    raise XcamError(f"legrad needs a block whose output is tokens (N, T, E); this layer gave "
-                                    f"{shape}")
-                picked.append((tokens, *attention_before(seen[:ran], None if chosen is None else chosen[1])))
-            for i, (tokens, module, value, y) in enumerate(picked):
-                score = legrad_score(tokens, head_module, resolved,
-                                     tensors(resolved.params(len(tokens)), first_tensor(tokens)), OPS)
-                (grad,) = torch.autograd.grad(score.sum(), y, retain_graph=i < len(picked) - 1, allow_unused=True,
-                                              materialize_grads=True)
-                arrays.append({"inputs": _numpy(value), "output_gradients": _numpy(grad),
-                               **_weights(model, module)})
-    finally:
-        for h in handles:
-            h.remove()
-    return arrays
+            y = y.detach().requires_grad_(True)
+            replaced = (y, *out[1:]) if isinstance(out, tuple) else y
+        seen_value, seen_y = (value, y) if module.batch_first else (value.transpose(0, 1), y.transpose(0, 1))
+        self.seen.append((module, seen_value, seen_y, y))
+        return replaced
+
+    def _finish(self, module, args, out):
+        self.ran.setdefault(module, len(self.seen))   # the attentions that ran before the block's first output
+
+    def arrays(self, tokens: list, target, n: int, last: bool = True) -> list:
+        """Each block's arrays for its output ``tokens`` (N, T, E) (the capture's kept tensors, in its graph)
+        and the resolved ``target``; ``last``: no backward follows (the graph is freed after the last)."""
+        out = []
+        for i, (block, t) in enumerate(zip(self.blocks, tokens)):
+            if not isinstance(t, torch.Tensor) or t.ndim != 3:
+                raise XcamError(f"legrad needs a block whose output is tokens (N, T, E); this layer gave "
+                                f"{None if t is None else tuple(getattr(t, 'shape', ()))}")
+            module, value, y, leaf = attention_before(self.seen[:self.ran.get(block, 0)], self.chosen)
+            score = legrad_score(t, self.head, target, tensors(target.params(n), first_tensor(t)), OPS)
+            (grad,) = torch.autograd.grad(score.sum(), leaf, retain_graph=not last or i < len(tokens) - 1,
+                                          allow_unused=True, materialize_grads=True)
+            grad = grad if module.batch_first else grad.transpose(0, 1)
+            out.append({"inputs": _numpy(value), "output_gradients": _numpy(grad), **_weights(self.model, module)})
+        return out
 
 
 def _numpy(t: torch.Tensor):

@@ -17,31 +17,16 @@ from xcam.contract import Capture, check_batch, warn_low_precision
 from xcam.errors import XcamError
 from xcam.inputs import POSITIONAL, SINGLE, batch_size, entries, image_like, name
 from xcam.layer_outputs import pick, put
-from xcam.layers import LayerRecord, LayerRecorder, call_error, check_call, default_layer_name, unknown_layer
+from xcam.layers import LayerRecord, LayerRecorder, call_error, check_call, default_layer_name
 from xcam.methods.activation import check_head_weights
 from xcam.targets import as_target, is_tensor, select_output
 
+from ._attention import AttentionWatch
 from ._layouts import layout_of
-from ._tensor_ops import TorchOps
+from ._model import OPS, first_tensor, resolve_module, tensors
 
 LAYOUT = "channels_first"
 _SOFTMAX = (nn.Softmax, nn.LogSoftmax)
-OPS = TorchOps()
-
-
-def resolve_module(model: nn.Module, layer) -> tuple[str, nn.Module]:
-    """(name, module) for a dotted name ("features.10") or a module object of ``model``."""
-    if isinstance(layer, nn.Module):
-        for name, module in model.named_modules():
-            if module is layer:
-                return name, module
-        raise XcamError(f"the given {type(layer).__name__} module is not part of the model")
-    modules = dict(model.named_modules())
-    if isinstance(layer, str) and layer in modules and layer != "":
-        return layer, modules[layer]
-    raise unknown_layer(str(layer), [n for n in modules if n])
-
-
 @contextlib.contextmanager
 def preserved(model: nn.Module):
     """Run with the model in eval mode and grad mode off; restore every module's mode and grad mode after."""
@@ -178,23 +163,6 @@ def to_numpy(tree):
     return tree
 
 
-def first_tensor(tree):
-    """The first tensor inside an output (the device and dtype target parameters go to)."""
-    if isinstance(tree, torch.Tensor):
-        return tree
-    values = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, (list, tuple)) else ()
-    for v in values:
-        found = first_tensor(v)
-        if found is not None:
-            return found
-    return None
-
-
-def tensors(params: dict, like) -> dict:
-    """A target's NumPy parameters as tensors next to ``like``."""
-    return {k: OPS.constant(v, like) for k, v in params.items()}
-
-
 @contextlib.contextmanager
 def hooked(model: nn.Module, hooks, output=None, whole: bool = False):
     """Register (module, forward hook) pairs, plus hooks that see a final nn.Softmax; yield ``logits(x)``, the
@@ -305,7 +273,7 @@ def _last_linear_weight(model: nn.Module):
 
 def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, gradients: bool = True,
             head: bool = False, labels=None, output=None, reshape=None, call=None, layer_output=None,
-            hvp: bool = False):
+            hvp: bool = False, attention: dict | None = None):
     """Activations (N, C, *s), gradients of the target's score and the selected output, as NumPy.
 
     layer: a name or module, or a list of them (then a list of Captures, from one forward and one backward);
@@ -320,6 +288,9 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     ``BaseModelOutput``) is explained, by index or name; default the first of a spatial rank
     (``xcam.layer_outputs``). hvp: also H A, the Hessian of the summed scores w.r.t. each layer's output A times
     A, by a double backward in the same graph (with the gradients; (N, K, C, *s) with ``classes``).
+    attention: {"head": ..., "attention": ...} (LeGrad's options): also each layer's LeGrad arrays
+    (``Capture.attention``, ``xcam_torch._attention.AttentionWatch``) from the same forward, one backward per
+    layer from its own score; one class per sample only (else None).
     """
     x = Batch(model, inputs)
     if layer is None:
@@ -335,10 +306,19 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     gradients = gradients or hvp
     if gradients:
         check_gradients_possible(model)
-    keepers = [_Keeper(name, gradients, check_call(call), layer_output) for name, _ in resolved]
+    if attention is not None:
+        watch = AttentionWatch(model, [module for _, module in resolved], **attention)
+        check_gradients_possible(model)
+    keepers = [_Keeper(name, gradients or attention is not None, check_call(call), layer_output)
+               for name, _ in resolved]
     hooks = [(module, k) for (_, module), k in zip(resolved, keepers)]
+    watching = watch.handles() if attention is not None else []
     with hooked(model, hooks, output, target.whole_output) as run, preserved(model):
-        selected = run(x)
+        try:
+            selected = run(x)
+        finally:
+            for handle in watching:
+                handle.remove()
         for keeper in keepers:
             if keeper.calls == 0:
                 raise XcamError(f"layer {keeper.name!r} did not run in the forward pass")
@@ -348,6 +328,9 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
         chosen = target.resolve(out_np)
         score = chosen.score(selected, tensors(chosen.params(n), first_tensor(selected)), OPS)
         kept = [k.kept for k in keepers]
+        arrays = [None] * len(keepers)
+        if attention is not None and not chosen.columns:
+            arrays = watch.arrays(kept, chosen, n, last=not gradients)
         hvps = [None] * len(keepers)
         if hvp:
             grads, hvps = _hessian_products(score, kept, chosen.columns)
@@ -355,7 +338,7 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
             grads = _gradients(score, kept, chosen.columns) if gradients else [None] * len(keepers)
     scores = out_np if is_tensor(out_np) and out_np.ndim >= 1 else np.zeros((n, 0), np.float32)
     caps = []
-    for (_, module), keeper, g, hv in zip(resolved, keepers, grads, hvps):
+    for (_, module), keeper, g, hv, att in zip(resolved, keepers, grads, hvps, arrays):
         native = keeper.kept.detach().float().cpu().numpy()
         layout = layout_of(model, module, native.shape, x.rank, reshape,
                            tuple(x.get().shape[2:]) if x.keys else None)
@@ -365,7 +348,7 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
         head_w = check_head_weights(_last_linear_weight(model), acts.shape[1], scores.shape[1]) if head else None
         caps.append(Capture(activations=acts, gradients=g, scores=scores, targets=chosen.class_indices(n),
                             layer=keeper.name, head_weights=head_w, target=chosen, target_scores=to_numpy(score),
-                            layout=layout, hvp=hv))
+                            layout=layout, hvp=hv, attention=att))
     return caps if isinstance(layer, (list, tuple)) else caps[0]
 
 

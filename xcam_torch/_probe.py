@@ -13,7 +13,6 @@ from xcam.inputs import SINGLE, name
 from xcam.layer_outputs import pick, put
 from xcam.targets import as_target, batch_params, check_rows
 
-from ._attention import attention_gradients
 from ._capture import (
     OPS,
     Batch,
@@ -95,7 +94,6 @@ class Probe:
         self.model, self.module, self.batch, self.output, self.reshape = model, module, batch, output, reshape
         self.layer_output = layer_output   # which tensor of a structured layer output (``xcam.layer_outputs``)
         self.call = call or 0   # which call of a shared layer is replaced
-        self.group, self.attention_memo = None, None   # ``Probe.group``: the probes of one call's layers
         if batch.kind != SINGLE and key is not None and key not in batch.keys:
             raise XcamError(f"{name(key)} is not an image-like input; image-like inputs: "
                             f"{', '.join(name(k) for k in batch.keys) or 'none'}")
@@ -241,11 +239,6 @@ class Probe:
         layout = layout_of(self.model, self.module, a.shape, rank, self.reshape,
                            tuple(self.batch.get().shape[2:]) if self.batch.keys else None)
         return layout.to_canonical(a), layout.to_canonical(g)
-
-    def attention_gradients(self, target, head=None, attention=None) -> dict:
-        """LeGrad's arrays for this block: its attention's value input, d block score / d attention output and
-        the attention's projections (``xcam_torch._attention.attention_gradients``)."""
-        return attention_gradients(self, target, head, attention)
 
 
 def probe(model: nn.Module, inputs, layer, output=None, reshape=None, key=None, call=None,

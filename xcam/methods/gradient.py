@@ -396,7 +396,7 @@ def legrad(x: MethodArgs) -> np.ndarray:
     post-softmax probabilities A^l (N, heads, T, T): s^l = the target's score of head(mean_t z^l)
     (``legrad_score``), E^l = mean_{heads, queries} ReLU(ds^l / dA^l), prefix keys dropped, on the layer's patch
     grid; several layers (a list): the mean of their E^l (then resize, min-max), as torchcam 0.5.0's LeGrad.
-    ds/dA is computed here by the chain rule from what the adapter fetches (``Probe.attention_gradients``):
+    ds/dA is computed here by the chain rule from what the capture fetches (``Capture.attention``):
     with V_h = X W^V_h + b^V_h (X the attention's value input) and O_h = A_h V_h merged by y = \sum_h O_h W^O_h + b,
     ds/dA_h = (ds/dy W^O_h^T) V_h^T. Options head: None, the model's last layer norm then its last linear /
     dense layer (torchvision's ViT: ``encoder.ln``, ``heads``; torchcam's default), or a list of layer names
@@ -405,10 +405,14 @@ def legrad(x: MethodArgs) -> np.ndarray:
     block's output must be tokens (N, T, E) and the attention self-attention without added key/value tokens."""
     if x.targets.ndim == 2:
         raise XcamError("legrad explains one class per sample; call it once per class instead of classes=")
-    got = x.probe.attention_gradients(x.target, head=x.options["head"], attention=x.options["attention"])
-    values = np.einsum("nte,ehd->nthd", got["inputs"], got["value_kernel"]) + got["value_bias"]
-    upstream = np.einsum("nqe,hde->nqhd", got["output_gradients"], got["output_kernel"])
-    relevance = np.maximum(np.einsum("nqhd,nkhd->nhqk", upstream, values), 0).mean(axis=(1, 2))   # (N, T)
+    got = x.attention
+    kernel_v, kernel_o = got["value_kernel"], got["output_kernel"]   # (E_in, h, d), (h, d, E_out)
+    heads, d = kernel_v.shape[1:]
+    n, t = got["inputs"].shape[:2]
+    values = (got["inputs"] @ kernel_v.reshape(len(kernel_v), heads * d)).reshape(n, t, heads, d) + got["value_bias"]
+    upstream = (got["output_gradients"] @ kernel_o.reshape(heads * d, -1).T).reshape(n, t, heads, d)
+    ds_da = upstream.transpose(0, 2, 1, 3) @ values.transpose(0, 2, 3, 1)   # (N, h, queries, keys), matmul: BLAS
+    relevance = np.maximum(ds_da, 0).mean(axis=(1, 2))   # (N, T)
     grid = x.activations.shape[-x.rank:]
     prefix = relevance.shape[1] - int(np.prod(grid))
     if prefix < 0:

@@ -43,6 +43,7 @@ class MethodArgs:
     rank: int = 2                           # spatial rank of activations and gradients: 1, 2 or 3
     batch_size: int | None = None           # rows per probe call (None: DEFAULT_BATCH); the core batches
     hvp: np.ndarray | None = None           # (N, C, *s) H A from the capture (methods with ``needs_hvp``)
+    attention: dict | None = None           # the capture's LeGrad arrays (``Capture.attention``, needs_attention)
 
     @property
     def axes(self) -> tuple:
@@ -74,7 +75,8 @@ class Method:
     weighted: Callable | None = None    # "map" methods: (..., C, *s) weighted activations, for eigen_smooth
     explains: Callable | None = None    # (user's Target, options) -> the Target actually explained (finercam)
     fuse: Callable | None = None        # (raw maps per layer, size, options) -> maps: own fusion (refinecam, legrad)
-    needs_attention: bool = False       # transformer blocks: the probe's ``attention_gradients`` (legrad)
+    needs_attention: bool = False       # transformer blocks: the capture's attention arrays (``Capture.attention``,
+    #                                     legrad; the capture is asked with the method's head / attention options)
     needs_capture: bool = True          # pixel methods: False when the probe's input gradients are all it asks
     #                                     (no layer capture, no default-layer search; the probe checks the target)
     at_inputs: bool = False             # input gradients at the inputs themselves (one row per input): a top-1
@@ -93,7 +95,7 @@ class Method:
     @property
     def needs_probe(self) -> bool:
         """Whether the adapter must hand over a probe (extra forwards, or gradients at the input)."""
-        return self.needs_forwards or self.kind == "pixel" or self.needs_attention
+        return self.needs_forwards or self.kind == "pixel"
 
 
 REDUCTIONS = ("absmax", "sum", "abssum")

@@ -25,7 +25,7 @@ from xcam.app.outputs import files, results
 from xcam.errors import XcamError
 from xcam.methods import get_method
 from xcam.montage import clip_frames, clip_strip, signal_plot, volume_montage
-from xcam.pipeline import compute_cam
+from xcam.pipeline import capture_asks, compute_cam
 from xcam.targets import Class, parse_target
 from xcam.viz import feature_grid_gray, overlay
 
@@ -132,7 +132,9 @@ class Worker:
         self.methods = [get_method(m) for m in plan.methods]
         self.needs_grad = any(m.needs_gradients for m in self.methods)
         self.needs_head = any(m.needs_head for m in self.methods)
-        self.needs_hvp = any(m.needs_hvp for m in self.methods)
+        self.asks = {}   # what the methods ask the capture beyond activations and gradients
+        for m in self.methods:
+            self.asks.update(capture_asks(m))
         self.needs_probe = any(m.needs_probe for m in self.methods)
         self.pool = ThreadPoolExecutor(picture_threads, thread_name_prefix="xcam-pictures") \
             if picture_threads > 0 else None
@@ -177,7 +179,7 @@ class Worker:
         layer, labels, classes = plan.layer, plan.labels, plan.classes
         target = parse_target(plan.target) if plan.target else None
         cap = fw.capture(self.model, batch, layer, targets=target, classes=classes, gradients=self.needs_grad,
-                         head=self.needs_head, labels=labels, **({"hvp": True} if self.needs_hvp else {}),
+                         head=self.needs_head, labels=labels, **self.asks,
                          **plan.capture_options)
         output = {k: v for k, v in plan.capture_options.items() if k in PROBE_OPTIONS}
         probe = fw.probe(self.model, batch, layer, **output) if self.needs_probe else None

@@ -28,7 +28,7 @@ from xcam.errors import XcamError
 from xcam.layers import check_layer, default_layer
 from xcam.methods import get_method, method_names, resolve_options
 from xcam.notebook import show
-from xcam.pipeline import compute_cam
+from xcam.pipeline import capture_asks, compute_cam
 from xcam.targets import Class
 from xcam.viz import COLORMAPS, feature_grid
 
@@ -155,16 +155,16 @@ class Viewer:
 
     def _one_class(self, key: str, layer: str, method, c: int):
         """A one-class capture for ``c``: sliced from the top-k capture, or captured once on demand (a class
-        outside the top k; a method that explains a target of its own, such as finercam, or needs the Hessian-vector
-        product, shapleycam)."""
-        if method.explains is not None or method.needs_hvp:
+        outside the top k; a method that explains a target of its own, such as finercam, or asks the capture for
+        more, as shapleycam's Hessian-vector product and legrad's attention arrays)."""
+        if method.explains is not None or capture_asks(method):
             extra = (key, layer, (method.name, c))
             if extra not in self._extra:
                 target = Class([c]) if method.explains is None else \
                     method.explains(Class([c]), resolve_options(method, None))
-                hvp = {"hvp": True} if method.needs_hvp else {}
                 self._extra[extra] = self.framework.capture(self.model, self.picture(key).x, layer, targets=target,
-                                                            gradients=True, **hvp, **self.capture_options)
+                                                            gradients=True, **capture_asks(method),
+                                                            **self.capture_options)
                 self.captures_made += 1
             cap = self._extra[extra]
         else:
