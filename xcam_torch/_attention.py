@@ -63,9 +63,7 @@ class AttentionWatch:
         self.seen, self.ran = [], {}
 
     def handles(self) -> list:
-        """The registered hooks' handles (the caller removes them)."""
-        self.seen.clear()
-        self.ran.clear()
+        """The registered hooks' handles (the caller removes them); one watch serves one forward."""
         handles = [m.register_forward_hook(self._keep_attention, with_kwargs=True) for m in self.attentions]
         return handles + [b.register_forward_hook(self._finish) for b in {id(b): b for b in self.blocks}.values()]
 

@@ -304,15 +304,13 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
     n = x.n
     target.params(n)  # a per-sample argument of the wrong length fails before the forward
     gradients = gradients or hvp
-    if gradients:
+    watch = None if attention is None else AttentionWatch(model, [module for _, module in resolved], **attention)
+    tracked = gradients or watch is not None   # a graph is built: layer gradients, or LeGrad's backwards
+    if tracked:
         check_gradients_possible(model)
-    if attention is not None:
-        watch = AttentionWatch(model, [module for _, module in resolved], **attention)
-        check_gradients_possible(model)
-    keepers = [_Keeper(name, gradients or attention is not None, check_call(call), layer_output)
-               for name, _ in resolved]
+    keepers = [_Keeper(name, tracked, check_call(call), layer_output) for name, _ in resolved]
     hooks = [(module, k) for (_, module), k in zip(resolved, keepers)]
-    watching = watch.handles() if attention is not None else []
+    watching = watch.handles() if watch is not None else []
     with hooked(model, hooks, output, target.whole_output) as run, preserved(model):
         try:
             selected = run(x)
@@ -329,7 +327,7 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
         score = chosen.score(selected, tensors(chosen.params(n), first_tensor(selected)), OPS)
         kept = [k.kept for k in keepers]
         arrays = [None] * len(keepers)
-        if attention is not None and not chosen.columns:
+        if watch is not None and not chosen.columns:
             arrays = watch.arrays(kept, chosen, n, last=not gradients)
         hvps = [None] * len(keepers)
         if hvp:
