@@ -1,5 +1,6 @@
 """Output directories are replaced in one rename, or not at all."""
 
+import numpy as np
 import pytest
 
 from xcam import XcamError
@@ -23,3 +24,19 @@ def test_staged_dir_replaces_on_success_and_leaves_nothing_on_failure(tmp_path):
     with staged_dir(out, overwrite=True) as stage:
         write_text(stage / "b.txt", "third")
     assert sorted(p.name for p in out.iterdir()) == ["b.txt"]
+
+
+def test_npy_maps_read_back_from_many_threads_at_once(tmp_path):
+    """The report reads maps in a thread pool: every thread gets its own file's values (NumPy parses .npy
+    headers with ``ast``, which CPython 3.11 does not guard across threads; ``files.read_npy`` does)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xcam.app.outputs import files
+
+    arrays = [np.full((16, 16), i, np.float32) + np.eye(16, dtype=np.float32) for i in range(64)]
+    for i, a in enumerate(arrays):
+        files.write_npy(tmp_path / f"{i}.npy", a)
+    with ThreadPoolExecutor(8) as pool:
+        back = list(pool.map(lambda i: files.read_npy(tmp_path / f"{i}.npy"), range(64)))
+    for a, b in zip(arrays, back):
+        np.testing.assert_array_equal(b, a)

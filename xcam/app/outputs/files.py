@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import cv2
@@ -92,6 +93,16 @@ def write_npy(path, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, array)
     write_bytes(path, buf.getvalue())
+
+
+_NPY_READ = threading.Lock()
+
+
+def read_npy(path) -> np.ndarray:
+    """A .npy file, safe from several threads: NumPy parses its header with ``ast.literal_eval``, and CPython
+    3.11's parser is not thread-safe ("AST constructor recursion depth mismatch", CPython gh-106905)."""
+    with _NPY_READ:
+        return np.load(path, allow_pickle=False)
 
 
 def write_json(path, obj) -> None:

@@ -132,7 +132,7 @@ def _pictures(out: Path, entry: dict, summary: dict, root: str, alpha: float, co
             if record.get("overlay"):
                 pics[(m, col)] = _read_png(out / record["overlay"])
             else:
-                pics[(m, col)] = overlay(original, np.load(out / record["map"]).astype(np.float32), alpha=alpha,
+                pics[(m, col)] = overlay(original, files.read_npy(out / record["map"]).astype(np.float32), alpha=alpha,
                                          colormap=colormap)
     return pics
 
