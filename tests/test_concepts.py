@@ -48,6 +48,64 @@ def test_nmf_matches_scikit_learn_random_init_coordinate_descent():
     np.testing.assert_allclose(h, model.components_, atol=1e-9)
 
 
+def test_nmf_of_a_stack_is_each_alone_each_stopping_at_its_own_sweep():
+    rng = np.random.RandomState(3)
+    xs = [np.abs(rng.randn(16, 9)) ** 2 for _ in range(3)]
+    xs.insert(1, np.outer(np.abs(rng.randn(16)), np.abs(rng.randn(9))))   # rank 1: stops after a few sweeps
+    w, h, sweeps = nmf(np.stack(xs), 3, tol=1e-2)
+    alone = [nmf(x, 3, tol=1e-2) for x in xs]
+    assert sweeps.tolist() == [s for _, _, s in alone] and len(set(sweeps.tolist())) > 1
+    for i, (wi, hi, _) in enumerate(alone):
+        np.testing.assert_array_equal(w[i], wi)
+        np.testing.assert_array_equal(h[i], hi)
+    assert nmf(xs[0], 3, max_iter=0)[2] == 0
+
+
+def entrywise_pass(a, b, x):
+    """scikit-learn's coordinate pass written entry by entry (rows t in order, each entry i): a (k, n), b (k, m),
+    X (n, m); returns the new a and the summed |projected gradient|."""
+    a = a.copy()
+    bbt, bxt = b @ b.T, b @ x.T
+    violation = 0.0
+    for t in range(len(a)):
+        for i in range(a.shape[1]):
+            g = bbt[t] @ a[:, i] - bxt[t, i]
+            violation += abs(min(g, 0.0) if a[t, i] == 0 else g)
+            if bbt[t, t] != 0:
+                a[t, i] = max(0.0, a[t, i] - g / bbt[t, t])
+    return a, violation
+
+
+def test_a_coordinate_pass_is_the_entrywise_descent_also_with_a_zero_row():
+    from xcam.factorize import _Rows
+
+    rng = np.random.RandomState(1)
+    a0, x = np.abs(rng.randn(3, 4)), np.abs(rng.randn(4, 5))
+    a0[1, 2] = 0.0                                   # an entry at the bound: its gradient is projected
+    for b in (np.abs(rng.randn(3, 5)), np.abs(rng.randn(3, 5)) * np.array([[1.0], [0.0], [1.0]])):
+        want, violation = entrywise_pass(a0, b, x)
+        a = a0.copy()
+        got = _Rows(a)(b, x)
+        np.testing.assert_allclose(a, want, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(float(got), violation, rtol=1e-12)
+        stacked = np.stack([a0, a0 * 2])             # the same pass on a stack of two problems
+        got2 = _Rows(stacked)(np.stack([b, b]), np.stack([x, x]))
+        np.testing.assert_allclose(stacked[0], want, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(stacked[1], entrywise_pass(a0 * 2, b, x)[0], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(got2, [violation, entrywise_pass(a0 * 2, b, x)[1]], rtol=1e-12)
+
+
+def test_factorize_each_is_factorize_of_each_sample_alone():
+    acts = np.abs(np.random.RandomState(2).randn(3, 6, 2, 3)).astype(np.float32)
+    vectors, maps, sweeps = factorize(acts, 2, each=True)
+    assert vectors.shape == (3, 6, 2) and maps.shape == (3, 2, 2, 3)
+    for n in range(3):
+        v, m, s = factorize(acts[n:n + 1], 2)
+        np.testing.assert_array_equal(vectors[n], v)
+        np.testing.assert_array_equal(maps[n], m[0])
+        assert sweeps[n] == s
+
+
 def test_nmf_and_factorize_refuse_bad_input_in_one_line():
     with pytest.raises(XcamError, match="no negative entry"):
         nmf(np.array([[1.0, -1.0]]), 1)

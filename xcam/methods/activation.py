@@ -112,9 +112,9 @@ def dff(x: MethodArgs) -> np.ndarray:
     descent); concept j's vector v_j = W_j + min scores S_jc = w_c . v_j through the head's row c (the bias does
     not change which j is highest); L^c = H_{j*} with j* = argmax_j S_jc. Options k (default 5, as
     pytorch-grad-cam's ``dff``), seed, max_iter, tol. Needs a class target and the head after global average
-    pooling, as ``cam``. Each sample is factorized alone, so a map does not depend on the rest of the batch
-    (``xcam_torch.concepts`` factorizes the batch jointly, as pytorch-grad-cam does); the per-concept maps and
-    scores: ``xcam_torch.concepts`` / ``xcam_tf.concepts``."""
+    pooling, as ``cam``. Each sample is factorized alone (the samples' problems swept together), so a map does
+    not depend on the rest of the batch (``xcam_torch.concepts`` factorizes the batch jointly, as
+    pytorch-grad-cam does); the per-concept maps and scores: ``xcam_torch.concepts`` / ``xcam_tf.concepts``."""
     if (np.asarray(x.targets) < 0).any():
         raise XcamError("method 'dff' explains a class (the concept the head scores highest for class c); use "
                         "gradcam for this target")
@@ -122,10 +122,7 @@ def dff(x: MethodArgs) -> np.ndarray:
     acts = x.activations[:, 0] if several else x.activations
     targets = x.targets if several else x.targets[:, None]
     opts = {"max_iter": int(x.options["max_iter"]), "tol": float(x.options["tol"]), "seed": x.options["seed"]}
-    out = []
-    for n in range(len(acts)):
-        vectors, maps, _ = factorize(acts[n:n + 1], x.options["k"], **opts)
-        best = (x.head_weights[targets[n]] @ vectors).argmax(axis=1)          # (K,) concept per class
-        out.append(maps[0][best])
-    maps = np.stack(out)
+    vectors, concept_maps, _ = factorize(acts, x.options["k"], each=True, **opts)   # (N, C, k), (N, k, *s)
+    best = (x.head_weights[targets] @ vectors).argmax(axis=2)       # (N, K): each sample's concept per class
+    maps = np.take_along_axis(concept_maps, best.reshape(*best.shape, *([1] * (concept_maps.ndim - 2))), axis=1)
     return maps if several else maps[:, 0]
