@@ -22,6 +22,20 @@ def test_image_modes_become_rgb(tmp_path):
 
 
 
+@pytest.mark.parametrize("spec, mean, std", [("imagenet", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+                                             ("none", (0, 0, 0), (1, 1, 1)), ("0.5,0.25", (0.5,) * 3, (0.25,) * 3)])
+def test_preprocess_is_the_normalization_formula_on_every_pixel_value(spec, mean, std):
+    # every uint8 value in every channel, at the model's size (no resize): the looked-up table gives exactly the
+    # float32 (x / 255 - mean) / std, channel by channel
+    img = np.stack([np.arange(256, dtype=np.uint8).reshape(16, 16), np.arange(256)[::-1].reshape(16, 16),
+                    (np.arange(256) * 7 % 256).reshape(16, 16)], axis=2).astype(np.uint8)
+    x = preprocess([img], (16, 16), spec)
+    want = (img.astype(np.float32) / 255.0 - np.array(mean, np.float32)) / np.array(std, np.float32)
+    assert x.shape == (1, 16, 16, 3) and x.dtype == np.float32 and x.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(x[0], want.astype(np.float32))
+    assert abs(x[0, 15, 15, 0] - (1 - mean[0]) / std[0]) < 1e-6   # pixel 255 of channel 0, by hand
+
+
 def test_16_bit_png_is_scaled_not_truncated(tmp_path):
     # 257 k + r (0 <= r < 257) -> k: the 16-bit value scaled by 255/65535 (floor). The low byte (astype(uint8))
     # would give (k + r) % 256 and the high byte (>> 8) k + 1 once k + r >= 256: the ramps tell all three apart

@@ -64,7 +64,6 @@ def parse_normalization(spec: str):
                     "(e.g. 0.5,0.5 or 0.485,0.456,0.406,0.229,0.224,0.225)")
 
 
-_CHANNEL_ROWS = np.array([0, 256, 512], np.uint16)  # pixel value v of channel c -> row c * 256 + v of a table
 _TABLES: dict = {}
 
 
@@ -79,12 +78,13 @@ def _scaled(x: np.ndarray, norm) -> np.ndarray:
 
 
 def _table(norm) -> np.ndarray:
-    """``_scaled`` of every uint8 value in each of the 3 channels, flat (3 * 256,): row c * 256 + v is channel
-    c's value v (the same float32 operations, so the same values as computing them on an image)."""
+    """``_scaled`` of every uint8 value in each of the 3 channels, as OpenCV's 3-channel lookup table (1, 256, 3):
+    entry v, channel c is channel c's value v (the same float32 operations, so the same values as computing
+    them on an image)."""
     key = repr(norm)
     if key not in _TABLES:
         values = np.repeat(np.arange(256, dtype=np.float32)[:, None], 3, axis=1)
-        _TABLES[key] = np.ascontiguousarray(_scaled(values, norm).astype(np.float32).T).ravel()
+        _TABLES[key] = np.ascontiguousarray(_scaled(values, norm).astype(np.float32)[None])
     return _TABLES[key]
 
 
@@ -103,7 +103,7 @@ def preprocess(images, size: tuple[int, int], normalize="imagenet", channels: in
         if norm == "caffe":
             x = resized.astype(np.float32)[:, :, ::-1] - np.array(CAFFE_BGR_MEAN, dtype=np.float32)
         elif resized.dtype == np.uint8 and resized.ndim == 3 and resized.shape[2] == 3:
-            x = np.take(_table(norm), resized + _CHANNEL_ROWS)  # the same float32 values, looked up
+            x = cv2.LUT(resized, _table(norm))  # the same float32 values, looked up
         else:
             x = _scaled(resized.astype(np.float32), norm)
         if channels == 1:
