@@ -127,11 +127,34 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
 
 
+_GEMM_ONE_THREAD = 65536 * 4   # OpenBLAS runs a product m n k below this in the calling thread (SMP_THRESHOLD_MIN
+_GEMV_ONE_THREAD = 2304 * 4    # x GEMM_MULTITHREAD_THRESHOLD), a matrix-vector product m n below this one
+
+
 def matmul_inline(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b (matrices, stacks of matrices, or a matrix times a vector) computed by NumPy's own einsum loop in the
-    calling thread, not by BLAS. For the small products made between model calls: OpenBLAS's threads keep
-    spinning after a call and take the cores the framework's next forward needs (LIME on a ResNet-18, 2 cores:
-    1.81 of its floor with 2 BLAS threads, 0.99 with one, benchmarks/attributions_perturbation.py)."""
+    """a @ b (matrices, stacks of matrices, or a matrix times a vector) in BLAS calls small enough that OpenBLAS
+    makes each in the calling thread: a's rows go in chunks (one np.matmul over the stack of chunks), b's columns
+    too when one row of them is already over the threshold. For the products made between model calls:
+    OpenBLAS's threads keep spinning after a threaded call and take the cores the framework's next forward needs
+    (LIME on a ResNet-18, 2 cores: 1.81 of its floor with 2 BLAS threads, 0.99 with one,
+    benchmarks/attributions_perturbation.py; a 100 x 128 x 128 product made the next small forward 12x slower).
+    The chunks change only the order of float sums (float32: about 1e-7 relative)."""
+    a, b = np.asarray(a), np.asarray(b)
     if b.ndim == 1:
-        return np.einsum("...ij,j->...i", a, b, optimize=False)
-    return np.einsum("...ij,...jk->...ik", a, b, optimize=False)
+        return matmul_inline(a, b[:, None])[..., 0]
+    k, n = b.shape[-2:]
+    limit = _GEMV_ONE_THREAD if n == 1 or a.shape[-2] == 1 else _GEMM_ONE_THREAD
+    if 2 * k >= limit:   # one row times one column is already over: NumPy's own loop
+        return np.einsum("...ij,...jk->...ik", a, b, optimize=False)
+    if 2 * k * n >= limit:   # two rows are over: b's columns in blocks
+        width = max(1, (limit - 1) // (2 * k))
+        return np.concatenate([matmul_inline(a, b[..., j:j + width]) for j in range(0, n, width)], axis=-1)
+    rows = (limit - 1) // (k * n)
+    m = a.shape[-2]
+    if m <= rows:
+        return np.matmul(a, b)
+    pad = (-m) % rows
+    if pad:
+        a = np.concatenate([a, np.zeros((*a.shape[:-2], pad, k), a.dtype)], axis=-2)
+    out = np.matmul(a.reshape(*a.shape[:-2], -1, rows, k), b[..., None, :, :])
+    return out.reshape(*out.shape[:-3], m + pad, n)[..., :m, :]

@@ -22,7 +22,7 @@ from xcam.methods.activation import check_head_weights
 from xcam.targets import as_target, is_tensor, select_output
 
 from ._attention import AttentionWatch
-from ._layouts import layout_of
+from ._layouts import layout_of, model_facts
 from ._model import OPS, first_tensor, resolve_module, tensors
 
 LAYOUT = "channels_first"
@@ -214,8 +214,11 @@ def layer_records(model: nn.Module, input_shape: tuple) -> list[LayerRecord]:
             out = _default_part(out)
             is_tensor = isinstance(out, torch.Tensor)
             recorder.saw(name, tuple(out.shape) if is_tensor else None, out if is_tensor else None,
-                         lambda shape: layout_of(model, module, shape, rank, spatial=tuple(input_shape[1:])))
+                         lambda shape: layout_of(model, module, shape, rank, spatial=tuple(input_shape[1:]),
+                                                 facts=facts))
         return record
+
+    facts = model_facts(model)
 
     named = [(n, m) for n, m in model.named_modules() if n]
     dry_run(model, input_shape, [(m, hook(n)) for n, m in named])
@@ -335,11 +338,11 @@ def capture(model: nn.Module, inputs, layer, targets=None, *, classes=None, grad
         else:
             grads = _gradients(score, kept, chosen.columns) if gradients else [None] * len(keepers)
     scores = out_np if is_tensor(out_np) and out_np.ndim >= 1 else np.zeros((n, 0), np.float32)
-    caps = []
+    caps, facts = [], model_facts(model)
     for (_, module), keeper, g, hv, att in zip(resolved, keepers, grads, hvps, arrays):
         native = keeper.kept.detach().float().cpu().numpy()
         layout = layout_of(model, module, native.shape, x.rank, reshape,
-                           tuple(x.get().shape[2:]) if x.keys else None)
+                           tuple(x.get().shape[2:]) if x.keys else None, facts)
         acts = layout.to_canonical(native)
         g = None if g is None else layout.to_canonical(g, lead=g.ndim - native.ndim + 1)
         hv = None if hv is None else layout.to_canonical(hv, lead=hv.ndim - native.ndim + 1)

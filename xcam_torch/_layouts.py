@@ -34,16 +34,27 @@ def own_features(module: nn.Module, shape: tuple | None = None):
     return declared[-1] if not fits or fits[-1] == declared[-1] else fits[-1]
 
 
-def model_sizes(model: nn.Module) -> set:
-    """Every feature size the model's modules declare (channels, widths)."""
-    return {f[1] for f in map(_features, model.modules()) if f is not None}
-
-
-def prefix_tokens(model: nn.Module) -> int:
-    """Class / distillation / register tokens the model prepends, counted (``xcam.layouts.count_prefix``)."""
+def model_facts(model: nn.Module) -> tuple:
+    """(feature sizes, patch embedding, prefix tokens): what layout detection reads off the whole model, in one
+    walk of its modules (a capture or a layer listing computes it once for all its layers). Feature sizes: every
+    size the modules declare (channels, widths). Patch embedding: (kernel, stride, padding) of the first 2-D
+    convolution (registration order) whose stride equals its kernel and exceeds 1 (a ViT's 16x16/16
+    projection), or None. Prefix tokens: class / distillation / register tokens the model prepends, counted
+    (``xcam.layouts.count_prefix`` of the parameters, each once, by path)."""
+    sizes, patch, shapes, seen = set(), None, {}, set()
+    for name, m in model.named_modules():
+        declared = _features(m)
+        if declared is not None:
+            sizes.add(declared[1])
+        if patch is None and isinstance(m, nn.Conv2d) and tuple(m.stride) == tuple(m.kernel_size) \
+                and max(m.stride) > 1 and isinstance(m.padding, tuple):
+            patch = tuple(m.kernel_size), tuple(m.stride), tuple(m.padding)
+        for pname, p in m._parameters.items():
+            if p is not None and id(p) not in seen:
+                seen.add(id(p))
+                shapes[f"{name}.{pname}" if name else pname] = tuple(p.shape)
     declared = getattr(model, "num_prefix_tokens", None)
-    return count_prefix({n: tuple(p.shape) for n, p in model.named_parameters()},
-                        declared if isinstance(declared, int) else None)
+    return sizes, patch, count_prefix(shapes, declared if isinstance(declared, int) else None)
 
 
 def torch_reshape(fn):
@@ -55,31 +66,16 @@ def torch_reshape(fn):
     return run
 
 
-def patch_embedding(model: nn.Module):
-    """(kernel, stride, padding) of the model's patch embedding: its first 2-D convolution (registration order)
-    whose stride equals its kernel and exceeds 1 (a ViT's 16x16/16 projection), or None."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d) and tuple(m.stride) == tuple(m.kernel_size) and max(m.stride) > 1 \
-                and isinstance(m.padding, tuple):
-            return tuple(m.kernel_size), tuple(m.stride), tuple(m.padding)
-    return None
-
-
-def input_patches(model: nn.Module, spatial) -> tuple | None:
-    """The grid the model's patch embedding lays over an input of ``spatial`` (h, w) size, or None."""
-    found = patch_embedding(model) if spatial is not None and len(spatial) == 2 else None
-    return None if found is None else patch_grid(tuple(spatial), *found)
-
-
 def layout_of(model: nn.Module, module: nn.Module, shape: tuple, input_rank: int, reshape=None,
-              spatial=None) -> Layout:
+              spatial=None, facts: tuple | None = None) -> Layout:
     """The layout of ``module``'s output of ``shape`` (N, ...): the user's ``reshape`` if given, else detected;
-    ``spatial``: the input's (h, w), whose grid under the patch embedding lays out non-square token counts."""
-    prefix = prefix_tokens(model)
-    grid = input_patches(model, spatial)
+    ``spatial``: the input's (h, w), whose grid under the patch embedding lays out non-square token counts.
+    ``facts``: ``model_facts(model)`` when the caller has it (else walked here)."""
+    sizes, patch, prefix = model_facts(model) if facts is None else facts
+    grid = None if patch is None or spatial is None or len(spatial) != 2 else patch_grid(tuple(spatial), *patch)
     if reshape is not None:
         if callable(reshape) and not isinstance(reshape, Layout):
             reshape = torch_reshape(reshape)
         return as_layout(reshape, shape, input_rank, prefix, grid)
     return detect(tuple(shape), default="channels_first", input_rank=input_rank, own=own_features(module, tuple(shape)),
-                  sizes=model_sizes(model), prefix=prefix, patches_grid=grid)
+                  sizes=sizes, prefix=prefix, patches_grid=grid)

@@ -26,7 +26,7 @@ from ._capture import (
     tensors,
     to_numpy,
 )
-from ._layouts import layout_of
+from ._layouts import layout_of, model_facts
 
 _RELUS = (nn.ReLU, nn.ReLU6)
 
@@ -100,6 +100,14 @@ class Probe:
         self.key = key if key is not None or batch.kind == SINGLE else (batch.keys or [None])[0]
         self.inputs = None if self.key is None and batch.kind != SINGLE else \
             batch.get(self.key).detach().float().cpu().numpy()
+        self._facts = None
+
+    @property
+    def facts(self) -> tuple:
+        """``model_facts`` of the model, walked once per probe (the layout of every call reads it)."""
+        if self._facts is None:
+            self._facts = model_facts(self.model)
+        return self._facts
 
     def _inputs(self, inputs: np.ndarray, samples=None) -> Batch:
         """All the model's inputs with the explained one replaced by ``inputs`` (its rows ``samples``)."""
@@ -140,7 +148,7 @@ class Probe:
             if "value" not in box:
                 native = tensor.detach().float().cpu().numpy()
                 layout = layout_of(self.model, module, native.shape, rank, self.reshape,
-                                   tuple(self.batch.get().shape[2:]) if self.batch.keys else None)
+                                   tuple(self.batch.get().shape[2:]) if self.batch.keys else None, self.facts)
                 box["value"] = torch.from_numpy(layout.from_canonical(activations, native[:1])).to(
                     device=tensor.device, dtype=tensor.dtype)
             return put(out, part, box["value"])
@@ -237,7 +245,7 @@ class Probe:
                 (g,) = torch.autograd.grad(score.sum(), box["out"], allow_unused=True, materialize_grads=True)
         a, g = box["out"].detach().float().cpu().numpy(), g.float().cpu().numpy()
         layout = layout_of(self.model, self.module, a.shape, rank, self.reshape,
-                           tuple(self.batch.get().shape[2:]) if self.batch.keys else None)
+                           tuple(self.batch.get().shape[2:]) if self.batch.keys else None, self.facts)
         return layout.to_canonical(a), layout.to_canonical(g)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import XcamError
 from ..maps import combine, finish, principal_map
-from ..ops import resize
+from ..ops import matmul_inline, resize
 from ..targets import Class, Finer
 from .registry import DEFAULT_BATCH, MethodArgs, choice, get_method, method_names, register, resolve_options
 
@@ -409,9 +409,10 @@ def legrad(x: MethodArgs) -> np.ndarray:
     kernel_v, kernel_o = got["value_kernel"], got["output_kernel"]   # (E_in, h, d), (h, d, E_out)
     heads, d = kernel_v.shape[1:]
     n, t = got["inputs"].shape[:2]
-    values = (got["inputs"] @ kernel_v.reshape(len(kernel_v), heads * d)).reshape(n, t, heads, d) + got["value_bias"]
-    upstream = (got["output_gradients"] @ kernel_o.reshape(heads * d, -1).T).reshape(n, t, heads, d)
-    ds_da = upstream.transpose(0, 2, 1, 3) @ values.transpose(0, 2, 3, 1)   # (N, h, queries, keys), matmul: BLAS
+    values = matmul_inline(got["inputs"], kernel_v.reshape(len(kernel_v), heads * d)).reshape(n, t, heads, d) \
+        + got["value_bias"]
+    upstream = matmul_inline(got["output_gradients"], kernel_o.reshape(heads * d, -1).T).reshape(n, t, heads, d)
+    ds_da = matmul_inline(upstream.transpose(0, 2, 1, 3), values.transpose(0, 2, 3, 1))   # (N, h, queries, keys)
     relevance = np.maximum(ds_da, 0).mean(axis=(1, 2))   # (N, T)
     grid = x.activations.shape[-x.rank:]
     prefix = relevance.shape[1] - int(np.prod(grid))
