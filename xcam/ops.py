@@ -127,29 +127,35 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
 
 
-_GEMM_ONE_THREAD = 65536 * 4   # OpenBLAS runs a product m n k below this in the calling thread (SMP_THRESHOLD_MIN
-_GEMV_ONE_THREAD = 2304 * 4    # x GEMM_MULTITHREAD_THRESHOLD), a matrix-vector product m n below this one
+_ONE_THREAD = 65536 * 4   # OpenBLAS makes a gemm of m n k below this in the calling thread (SMP_THRESHOLD_MIN x
+                          # GEMM_MULTITHREAD_THRESHOLD); NumPy hands a single row or column to gemv instead
 
 
 def matmul_inline(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a @ b (matrices, stacks of matrices, or a matrix times a vector) in BLAS calls small enough that OpenBLAS
-    makes each in the calling thread: a's rows go in chunks (one np.matmul over the stack of chunks), b's columns
-    too when one row of them is already over the threshold. For the products made between model calls:
+    """a @ b (matrices, stacks of matrices, a vector on either side) in BLAS calls small enough that OpenBLAS
+    makes each in the calling thread: matrix products of at least 2 x 2 (a single row or column gets a zero
+    partner) with m n k under OpenBLAS's threshold, a's rows in chunks (one np.matmul over the stack of chunks)
+    and b's columns in blocks when two rows are already over it. For the products made between model calls:
     OpenBLAS's threads keep spinning after a threaded call and take the cores the framework's next forward needs
     (LIME on a ResNet-18, 2 cores: 1.81 of its floor with 2 BLAS threads, 0.99 with one,
     benchmarks/attributions_perturbation.py; a 100 x 128 x 128 product made the next small forward 12x slower).
     The chunks change only the order of float sums (float32: about 1e-7 relative)."""
     a, b = np.asarray(a), np.asarray(b)
+    if a.ndim == 1:
+        return matmul_inline(a[None], b)[..., 0, :] if b.ndim > 1 else matmul_inline(a[None], b)[0]
     if b.ndim == 1:
         return matmul_inline(a, b[:, None])[..., 0]
+    if a.shape[-2] == 1:   # one row: a zero second row, so that NumPy calls gemm (gemv has a far lower threshold)
+        return matmul_inline(np.concatenate([a, np.zeros_like(a)], axis=-2), b)[..., :1, :]
+    if b.shape[-1] == 1:
+        return matmul_inline(a, np.concatenate([b, np.zeros_like(b)], axis=-1))[..., :1]
     k, n = b.shape[-2:]
-    limit = _GEMV_ONE_THREAD if n == 1 or a.shape[-2] == 1 else _GEMM_ONE_THREAD
-    if 2 * k >= limit:   # one row times one column is already over: NumPy's own loop
+    if 4 * k >= _ONE_THREAD:   # a 2 x 2 block is already over: NumPy's own loop
         return np.einsum("...ij,...jk->...ik", a, b, optimize=False)
-    if 2 * k * n >= limit:   # two rows are over: b's columns in blocks
-        width = max(1, (limit - 1) // (2 * k))
+    if 2 * k * n >= _ONE_THREAD:   # two rows are over: b's columns in blocks
+        width = (_ONE_THREAD - 1) // (2 * k)
         return np.concatenate([matmul_inline(a, b[..., j:j + width]) for j in range(0, n, width)], axis=-1)
-    rows = (limit - 1) // (k * n)
+    rows = (_ONE_THREAD - 1) // (k * n)
     m = a.shape[-2]
     if m <= rows:
         return np.matmul(a, b)
