@@ -120,6 +120,16 @@ def test_trilinear_resize_matches_the_pointwise_definition(size):
     np.testing.assert_allclose(xcam.resize(vol[None], size)[0], naive_trilinear(vol, size), atol=1e-5)
 
 
+@pytest.mark.parametrize("planes, size", [(9, (5, 7)), (3, (40, 17)), (200, (14, 14)), (2, (3, 2))])
+def test_bilinear_resize_of_many_planes_matches_the_pointwise_definition(planes, size):
+    # each plane alone: the trilinear definition with one depth slice is the bilinear one
+    maps = np.random.default_rng(1).normal(size=(planes, 3, 4)).astype(np.float32)
+    out = xcam.resize(maps, size)
+    assert out.shape == (planes, *size) and out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
+    for i in (0, planes // 2, planes - 1):
+        np.testing.assert_allclose(out[i], naive_trilinear(maps[i][None], (1, *size))[0], atol=1e-6)
+
+
 def test_upsampled_3d_map_is_normalized_over_the_volume():
     out = compute_cam(cap(A3, G3), "gradcam", size=(4, 2, 4))
     assert out.shape == (1, 4, 2, 4) and out.min() == 0 and out.max() == 1
