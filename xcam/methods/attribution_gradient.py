@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from ..errors import XcamError
+from ..ops import matmul_inline
 from .pixel import input_gradients, noisy_copies, sample_gradients
 from .registry import DEFAULT_BATCH, MethodArgs, choice, register
 
@@ -177,7 +178,7 @@ def integrated_gradients(x: MethodArgs) -> np.ndarray:
     shape = (-1,) + (1,) * inputs.ndim
     points = base[None] + alphas.astype(np.float32).reshape(shape) * diff[None]
     g = sample_gradients(x, points)                                          # (P, N, [K], C, *S)
-    total = (weights.astype(np.float32) @ g.reshape(len(g), -1)).reshape(g.shape[1:])
+    total = matmul_inline(weights.astype(np.float32), g.reshape(len(g), -1)).reshape(g.shape[1:])   # not threaded
     attribution = _times(total, diff)
     check_completeness(x, attribution, base)
     return attribution
