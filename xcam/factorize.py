@@ -37,27 +37,19 @@ class _Rows:
         the entries just before their update (one per problem)."""
         q, shift = self.q, self.shift
         d = np.einsum("...km,...km->...k", b, b)[..., None]          # (b b^T)_tt
-        if 0.0 in d.ravel().tolist():                                # a zero row of b: its row of a is kept
-            return self._with_zero_rows(b, x, d)
-        scaled = b / d
+        some_zero = 0.0 in d.ravel().tolist()                        # a zero row of b: its row of a is kept
+        col = np.where(d == 0, 1, d) if some_zero else d
+        scaled = b / col
         np.matmul(scaled, b.swapaxes(-1, -2), out=q)
         np.negative(q, out=q)
         q.reshape(*q.shape[:-2], -1)[..., ::self.k + 1] = 0
         np.matmul(scaled, x.swapaxes(-1, -2), out=shift)
-        return self._pass(d)
-
-    def _with_zero_rows(self, b, x, d):
-        q, shift = self.q, self.shift
-        zero = (d == 0)[..., 0]
-        col = np.where(d == 0, 1, d)
-        np.matmul(b / col, b.swapaxes(-1, -2), out=q)
-        np.negative(q, out=q)
-        q.reshape(*q.shape[:-2], -1)[..., ::self.k + 1] = 0
-        np.matmul(b / col, x.swapaxes(-1, -2), out=shift)
-        q[zero] = 0
-        shift[zero] = 0
-        *problem, t = np.nonzero(zero)
-        q[(*problem, t, t)] = 1
+        if some_zero:   # Q_t = e_t and no shift: the row is copied through
+            zero = (d == 0)[..., 0]
+            q[zero] = 0
+            shift[zero] = 0
+            *problem, t = np.nonzero(zero)
+            q[(*problem, t, t)] = 1
         return self._pass(col)
 
     def _pass(self, d) -> np.ndarray:

@@ -141,7 +141,8 @@ def matmul_inline(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     The chunks change only the order of float sums (float32: about 1e-7 relative)."""
     a, b = np.asarray(a), np.asarray(b)
     if a.ndim == 1:
-        return matmul_inline(a[None], b)[..., 0, :] if b.ndim > 1 else matmul_inline(a[None], b)[0]
+        out = matmul_inline(a[None], b)
+        return out[..., 0, :] if b.ndim > 1 else out[0]
     if b.ndim == 1:
         return matmul_inline(a, b[:, None])[..., 0]
     if a.shape[-2] == 1:   # one row: a zero second row, so that NumPy calls gemm (gemv has a far lower threshold)

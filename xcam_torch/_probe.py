@@ -2,6 +2,7 @@
 It runs the model; the masks, ablations, noise and weights are made in xcam/."""
 
 import contextlib
+import functools
 
 import numpy as np
 import torch
@@ -100,14 +101,11 @@ class Probe:
         self.key = key if key is not None or batch.kind == SINGLE else (batch.keys or [None])[0]
         self.inputs = None if self.key is None and batch.kind != SINGLE else \
             batch.get(self.key).detach().float().cpu().numpy()
-        self._facts = None
 
-    @property
+    @functools.cached_property
     def facts(self) -> tuple:
         """``model_facts`` of the model, walked once per probe (the layout of every call reads it)."""
-        if self._facts is None:
-            self._facts = model_facts(self.model)
-        return self._facts
+        return model_facts(self.model)
 
     def _inputs(self, inputs: np.ndarray, samples=None) -> Batch:
         """All the model's inputs with the explained one replaced by ``inputs`` (its rows ``samples``)."""
