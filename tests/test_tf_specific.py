@@ -90,3 +90,33 @@ def test_rows_reach_tensorflow_channels_last_without_a_strided_copy():
     assert np.shares_memory(_last(rows), rows)                                  # the core's rows: no copy
     np.testing.assert_array_equal(_last(rows), np.moveaxis(rows, 1, -1))
     np.testing.assert_array_equal(_last(plain.astype(np.float64)), np.moveaxis(plain, 1, -1))
+
+
+def test_aligned_rows_reach_tensorflow_without_a_copy():
+    from xcam.methods.occlusion import masked_rows
+    from xcam.ops import ALIGNMENT, aligned_empty
+    from xcam_tf._host import host_tensor
+    from xcam_tf._probe import _last
+    for shape, dtype in (((3, 5, 7, 2), np.float32), ((11,), np.float64), ((0, 4), np.float32), (9, np.uint8)):
+        a = aligned_empty(shape, dtype)
+        assert (a.ctypes.data % ALIGNMENT == 0 or not a.size) and a.flags.c_contiguous and a.dtype == dtype
+        assert a.shape == (shape if isinstance(shape, tuple) else (shape,))
+    rng = np.random.default_rng(4)
+    rows = masked_rows(rng.standard_normal((3, 5, 6)).astype(np.float32), rng.random((2, 5, 6)).astype(np.float32))
+    last = _last(rows)
+    shared = host_tensor(last)
+    last[0, 0, 0, 0] = 7.0                                   # the tensor is the rows' memory, not a copy of it
+    assert float(shared[0, 0, 0, 0]) == 7.0
+    odd = np.empty(last.size + 1, np.float32)[1:].reshape(last.shape)    # 4 bytes past a boundary: copied
+    odd[...] = last
+    copied = host_tensor(odd)
+    odd[0, 0, 0, 0] = -1.0
+    assert float(copied[0, 0, 0, 0]) == 7.0
+    np.testing.assert_array_equal(copied.numpy(), shared.numpy())
+    plain = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)        # channels-first: copied once, aligned
+    assert _last(plain).ctypes.data % ALIGNMENT == 0
+    model = tiny(None)
+    probe = xcam_tf.probe(model, X, "conv2")
+    from xcam.targets import as_target
+    scores = probe.score(np.moveaxis(X, -1, 1), as_target(1), np.arange(len(X)))   # X's own (unaligned) memory
+    np.testing.assert_allclose(scores, np.asarray(model(X))[:, 1], rtol=1e-6, atol=1e-6)

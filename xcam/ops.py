@@ -13,6 +13,20 @@ from .errors import XcamError
 RANK_NAMES = {1: "1-D (L)", 2: "2-D (h, w)", 3: "3-D (d, h, w)"}
 
 
+ALIGNMENT = 64  # bytes: what TensorFlow asks of host memory it takes without a copy (Eigen's AVX-512 alignment)
+
+
+def aligned_empty(shape, dtype=np.float32) -> np.ndarray:
+    """An uninitialized C-contiguous array whose data starts on a ``ALIGNMENT``-byte boundary (NumPy's own
+    start 16 bytes past one), so an adapter can hand it to its framework without copying it."""
+    shape = (int(shape),) if np.ndim(shape) == 0 else tuple(int(n) for n in shape)
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(size + ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start:start + size].view(dtype).reshape(shape)
+
+
 def relu(x: np.ndarray) -> np.ndarray:
     """max(x, 0) as float32."""
     return np.maximum(x, 0, dtype=np.float32)
