@@ -48,3 +48,17 @@ def test_every_blas_call_stays_under_the_threading_thresholds(monkeypatch):
         assert calls
         for m, k, n in calls:
             assert m > 1 and n > 1 and m * k * n < 65536 * 4, (sa, sb, m, k, n)
+
+
+@pytest.mark.parametrize("shape", [(10240, 16), (4, 64, 49), (3, 5, 65), (2, 3), (7, 1), (1, 40), (0, 9)])
+def test_min_max_last_is_numpy_min_and_max_on_both_paths(shape):
+    from xcam.ops import min_max_last
+    values = np.random.default_rng(len(shape)).standard_normal(shape).astype(np.float32)
+    if values.size:
+        values.reshape(-1, shape[-1])[0, -1] = -50.0                # an extreme in the last column of a row
+        values.reshape(-1, shape[-1])[-1, 0] = 60.0                 # and in the first column of another
+    lo, hi = min_max_last(values)
+    assert lo.shape == hi.shape == shape[:-1] + (1,)
+    np.testing.assert_array_equal(lo, values.min(axis=-1, keepdims=True))
+    np.testing.assert_array_equal(hi, values.max(axis=-1, keepdims=True))
+    assert values.size == 0 or (lo.min() == -50.0 and hi.max() == 60.0)

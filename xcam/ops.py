@@ -52,6 +52,23 @@ def normalize_minmax(maps: np.ndarray) -> np.ndarray:
     return out.reshape(maps.shape)
 
 
+SHORT_AXIS = 64   # last axes up to this length are reduced down a transposed copy (``min_max_last``)
+
+
+def min_max_last(values: np.ndarray) -> tuple:
+    """The min and max of ``values`` (..., P) along the last axis, kept as (..., 1). NumPy's reduction along the
+    last axis costs about 80 ns a row on this CPU whatever P is (10,240 rows of 16: 0.85 ms for the min alone);
+    a short axis (P <= SHORT_AXIS) is reduced down the columns of one transposed copy instead (0.05 ms)."""
+    flat = values.reshape(-1, values.shape[-1])
+    if 1 < flat.shape[1] <= SHORT_AXIS and len(flat) > flat.shape[1]:
+        columns = np.ascontiguousarray(flat.T)
+        lo, hi = columns.min(axis=0), columns.max(axis=0)
+    else:
+        lo, hi = flat.min(axis=1), flat.max(axis=1)
+    shape = values.shape[:-1] + (1,)
+    return lo.reshape(shape), hi.reshape(shape)
+
+
 def check_size(size, rank: int, what: str = "size") -> tuple:
     """``size`` as a tuple of ``rank`` positive ints, else a one-line error naming the rank."""
     try:

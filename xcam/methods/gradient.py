@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import XcamError
 from ..maps import combine, finish, principal_map
-from ..ops import matmul_inline, resize
+from ..ops import matmul_inline, min_max_last, resize
 from ..targets import Class, Finer
 from .registry import DEFAULT_BATCH, MethodArgs, choice, get_method, method_names, register, resolve_options
 
@@ -121,8 +121,7 @@ def rescaled_channel_sum(values: np.ndarray, rank: int, eps: float = 1e-7, scale
     rescale (|s_c values_c| - min = |s_c| (|values_c| - min_c)) and the channel sum is one weighted sum."""
     a = np.abs(values, dtype=np.float32)
     flat = a.reshape(*a.shape[:2], -1)
-    lo = flat.min(axis=-1, keepdims=True)
-    hi = flat.max(axis=-1, keepdims=True)
+    lo, hi = min_max_last(flat)
     s = np.float32(1) if scale is None else np.abs(np.asarray(scale, np.float32)).reshape(1, -1, 1)
     span = (hi - lo) * s + np.float32(eps)
     weight = np.divide(s, span, out=np.zeros_like(span), where=span > 0)[..., 0]   # (B, C)
