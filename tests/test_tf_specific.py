@@ -120,3 +120,19 @@ def test_aligned_rows_reach_tensorflow_without_a_copy():
     from xcam.targets import as_target
     scores = probe.score(np.moveaxis(X, -1, 1), as_target(1), np.arange(len(X)))   # X's own (unaligned) memory
     np.testing.assert_allclose(scores, np.asarray(model(X))[:, 1], rtol=1e-6, atol=1e-6)
+
+
+def test_the_model_wide_layout_facts_are_read_once_per_listing_capture_and_probe(monkeypatch):
+    from xcam_tf import _layouts
+    reads = []
+    real = _layouts.prefix_tokens
+    monkeypatch.setattr(_layouts, "prefix_tokens", lambda model: reads.append(1) or real(model))
+    model = tiny(None)
+    records = xcam_tf.layer_records(model, (8, 8, 3))
+    assert len(reads) == 1 and {"conv1", "conv2"} <= {r.name for r in records}
+    reads.clear()
+    caps = xcam_tf.capture(model, X, ["conv1", "conv2"], 1)
+    assert len(reads) == 1 and [c.activations.shape[1] for c in caps] == [4, 3]   # one read for both layers
+    reads.clear()
+    xcam_tf.cam(model, X, "conv2", "ablationcam", targets=1)   # the capture's read, the probe's for both samples
+    assert len(reads) == 2

@@ -25,7 +25,7 @@ from xcam.targets import as_target, is_tensor, select_output
 
 from ._attention import block_arrays
 from ._host import host_tensor
-from ._layouts import layout_of
+from ._layouts import layout_of, model_facts
 from ._model import OPS, param_tensors, resolve_layer, restore, walk
 
 LAYOUT = "channels_last"
@@ -330,6 +330,12 @@ def layer_records(model, input_shape: tuple) -> list[LayerRecord]:
     recorder = LayerRecorder()
     paths = list(walk(model))
     rank = len(input_shape) - 1
+    facts = []   # model_facts, read at the first layout asked for and kept for every other layer
+
+    def layout(layer, shape):
+        if not facts:
+            facts.append(model_facts(model))
+        return layout_of(model, layer, shape, rank, spatial=tuple(input_shape[:-1]), facts=facts[0])
 
     def wrap(path, layer):
         original = layer.call
@@ -342,8 +348,7 @@ def layer_records(model, input_shape: tuple) -> list[LayerRecord]:
                 except XcamError:
                     pass
             if tf.is_tensor(out):
-                recorder.saw(path, tuple(out.shape), out,
-                             lambda shape: layout_of(model, layer, shape, rank, spatial=tuple(input_shape[:-1])))
+                recorder.saw(path, tuple(out.shape), out, lambda shape: layout(layer, shape))
             else:
                 recorder.saw(path, None)
             return out
@@ -412,14 +417,14 @@ def capture(model, inputs, layer, targets=None, *, classes=None, gradients: bool
     arrays = [None] * len(resolved)
     if attention is not None and not chosen.columns:
         arrays = block_arrays(model, x, [obj for _, obj in resolved], chosen, **attention)
-    caps = []
+    caps, facts = [], model_facts(model)
     for (path, obj), act, grad, att in zip(resolved, acts, grads, arrays):
         if not 3 <= act.shape.rank <= 5:
             raise XcamError(f"layer {path!r} outputs shape {tuple(act.shape)}, not a spatial map (N, L, C), "
                             "(N, h, w, C), (N, d, h, w, C) or tokens (N, T, C)")
         first = primary(x)
         layout = layout_of(model, obj, tuple(act.shape), 2 if first is None else first.shape.rank - 2, reshape,
-                           None if first is None else tuple(first.shape[1:-1]))
+                           None if first is None else tuple(first.shape[1:-1]), facts)
         a = layout.to_canonical(act.numpy())
         g = layout.to_canonical(grad.numpy(), lead=grad.shape.rank - act.shape.rank + 1) if gradients else None
         head_w = check_head_weights(_last_dense_weight(model), a.shape[1], scores.shape[1]) if head else None

@@ -33,13 +33,22 @@ def patch_embedding(model):
     return None
 
 
-def layout_of(model, layer, shape: tuple, input_rank: int, reshape=None, spatial=None) -> Layout:
+def model_facts(model) -> tuple:
+    """(patch embedding, prefix tokens): what layout detection reads off the whole model, read once by a
+    capture, a probe or a layer listing for all its layers (the prefix walks every weight: 0.85 ms on the demo's
+    EfficientNet-Lite0, 140 times in a listing of its layers)."""
+    return patch_embedding(model), prefix_tokens(model)
+
+
+def layout_of(model, layer, shape: tuple, input_rank: int, reshape=None, spatial=None,
+              facts: tuple | None = None) -> Layout:
     """The layout of ``layer``'s output of ``shape`` (N, ...): the user's ``reshape`` (a callable on NumPy
     arrays, a Layout or a layout name) if given, else detected; ``spatial``: the input's (h, w), whose grid
-    under the patch embedding lays out non-square token counts."""
-    prefix = prefix_tokens(model)
-    found = patch_embedding(model) if spatial is not None and len(spatial) == 2 else None
-    grid = None if found is None else patch_grid(tuple(int(s) for s in spatial), *found)
+    under the patch embedding lays out non-square token counts. ``facts``: ``model_facts(model)`` when the
+    caller has it (else read here)."""
+    patch, prefix = model_facts(model) if facts is None else facts
+    grid = None if patch is None or spatial is None or len(spatial) != 2 else \
+        patch_grid(tuple(int(s) for s in spatial), *patch)
     if reshape is not None:
         return as_layout(reshape, tuple(shape), input_rank, prefix, grid)
     return detect(tuple(shape), default="channels_last", input_rank=input_rank, own=own_features(layer),

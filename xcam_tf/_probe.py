@@ -2,6 +2,7 @@
 It runs the model (compiled, cached per shape); masks, ablations, noise and weights are made in xcam/."""
 
 import contextlib
+import functools
 
 import keras
 import numpy as np
@@ -38,7 +39,7 @@ from ._capture import (
     wrapped,
 )
 from ._host import host_tensor
-from ._layouts import layout_of
+from ._layouts import layout_of, model_facts
 
 
 @tf.custom_gradient
@@ -173,6 +174,11 @@ class Probe:
         return tf.nest.map_structure(lambda v: tf.constant(np.repeat(v[sample:sample + 1], count, axis=0)),
                                      self.full)
 
+    @functools.cached_property
+    def facts(self) -> tuple:
+        """``model_facts`` of the model, read once for every layout this probe works out."""
+        return model_facts(self.model)
+
     def native_output(self, sample: int) -> np.ndarray:
         """The layer's own output (1, ...) for input ``sample``, in its own layout (one eager forward for the
         batch, stopped at the layer)."""
@@ -224,7 +230,7 @@ class Probe:
         first = next((v for v in tf.nest.flatten(self.full) if image_like(v.shape) and v.dtype.kind == "f"), None)
         rank = 2 if first is None else first.ndim - 2
         layout = layout_of(self.model, self.layer, original.shape, rank, self.reshape,
-                           None if first is None else tuple(first.shape[1:-1]))
+                           None if first is None else tuple(first.shape[1:-1]), self.facts)
         acts = tf.constant(layout.from_canonical(activations, original), tf.float32)
         one = self._rows(sample)
         model, layer, output, call, part = self.model, self.layer, self.output, self.call, self.layer_output
@@ -331,7 +337,7 @@ class Probe:
         first = next((v for v in tf.nest.flatten(self.full) if image_like(v.shape) and v.dtype.kind == "f"), None)
         rank = 2 if first is None else first.ndim - 2
         layout = layout_of(self.model, self.layer, a.shape, rank, self.reshape,
-                           None if first is None else tuple(first.shape[1:-1]))
+                           None if first is None else tuple(first.shape[1:-1]), self.facts)
         return layout.to_canonical(a), layout.to_canonical(g)
 
 
