@@ -113,6 +113,12 @@ def test_aligned_rows_reach_tensorflow_without_a_copy():
     odd[0, 0, 0, 0] = -1.0
     assert float(copied[0, 0, 0, 0]) == 7.0
     np.testing.assert_array_equal(copied.numpy(), shared.numpy())
+    from xcam_tf._capture import as_batch
+    users = aligned_empty((2, 8, 8, 3))
+    users[...] = X
+    batch = as_batch(users)                                  # a caller's array is copied, even when aligned
+    users[...] = 0.0
+    np.testing.assert_array_equal(batch.numpy(), X)
     plain = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)        # channels-first: copied once, aligned
     assert _last(plain).ctypes.data % ALIGNMENT == 0
     model = tiny(None)

@@ -24,7 +24,6 @@ from xcam.methods.activation import check_head_weights
 from xcam.targets import as_target, is_tensor, select_output
 
 from ._attention import block_arrays
-from ._host import host_tensor
 from ._layouts import layout_of, model_facts
 from ._model import OPS, param_tensors, resolve_layer, restore, walk
 
@@ -282,8 +281,7 @@ def primary(x):
 
 def as_batch(inputs, model=None) -> tf.Tensor:
     """The inputs as a float32 tensor (N, *S, C), of the model's declared rank when ``model`` is given."""
-    x = host_tensor(inputs) if isinstance(inputs, np.ndarray) and inputs.dtype == np.float32 else \
-        tf.convert_to_tensor(inputs, dtype=tf.float32)
+    x = tf.convert_to_tensor(inputs, dtype=tf.float32)   # a copy: the caller's array may change after the call
     check_batch(tuple(x.shape), LAYOUT, None if model is None else input_rank(model))
     if model is not None:
         check_input_shape(model, tuple(x.shape))

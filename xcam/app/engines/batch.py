@@ -25,7 +25,6 @@ from xcam.app.outputs import files, results
 from xcam.errors import XcamError
 from xcam.methods import get_method
 from xcam.montage import clip_frames, clip_strip, signal_plot, volume_montage
-from xcam.ops import aligned_empty
 from xcam.pipeline import capture_asks, compute_cam
 from xcam.targets import Class, parse_target
 from xcam.viz import feature_grid_gray, overlay
@@ -176,8 +175,7 @@ class Worker:
 
     def _explain(self, stage: Path, good: list[Loaded], pending: list) -> list[dict]:
         plan, fw = self.plan, self.framework
-        first = good[0].x   # one aligned array: TensorFlow takes it without a copy (xcam_tf's host_tensor)
-        batch = np.stack([item.x for item in good], out=aligned_empty((len(good), *first.shape), first.dtype))
+        batch = np.stack([item.x for item in good])
         layer, labels, classes = plan.layer, plan.labels, plan.classes
         target = parse_target(plan.target) if plan.target else None
         cap = fw.capture(self.model, batch, layer, targets=target, classes=classes, gradients=self.needs_grad,
