@@ -40,3 +40,21 @@ def test_npy_maps_read_back_from_many_threads_at_once(tmp_path):
         back = list(pool.map(lambda i: files.read_npy(tmp_path / f"{i}.npy"), range(64)))
     for a, b in zip(arrays, back):
         np.testing.assert_array_equal(b, a)
+
+
+def test_png_pictures_keep_their_pixels_and_grids_deflate_better_than_opencvs_default(tmp_path):
+    import cv2
+
+    from xcam.app.outputs.files import write_png
+    from xcam.viz import feature_grid_gray, overlay
+    rng = np.random.default_rng(0)
+    acts = cv2.resize(rng.random((7, 7 * 64)).astype(np.float32), (14 * 64, 14)).reshape(14, 64, 14)
+    grid = feature_grid_gray(np.ascontiguousarray(acts.transpose(1, 0, 2)))       # 64 smooth 14x14 channels
+    photo = cv2.GaussianBlur((rng.random((120, 160, 3)) * 255).astype(np.uint8), (9, 9), 3)
+    pictures = {"grid.png": (grid, False), "overlay.png": (overlay(photo, rng.random((120, 160)), alpha=0.5), True)}
+    for name, (pic, is_photo) in pictures.items():
+        write_png(tmp_path / name, pic, photo=is_photo)
+        back = cv2.imread(str(tmp_path / name), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(back if back.ndim == 2 else cv2.cvtColor(back, cv2.COLOR_BGR2RGB), pic)
+    run_length = len(cv2.imencode(".png", grid)[1])                             # OpenCV's own default strategy
+    assert (tmp_path / "grid.png").stat().st_size < run_length

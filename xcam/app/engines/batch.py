@@ -248,11 +248,11 @@ def _write_features(path, activations) -> None:
 
 
 def _write_overlay(path, image, heat, alpha, colormap) -> None:
-    files.write_png(path, overlay(image, heat, alpha=alpha, colormap=colormap))
+    files.write_png(path, overlay(image, heat, alpha=alpha, colormap=colormap), photo=True)
 
 
 def _write_clip(folder: Path, stem: str, frames, heat, alpha, colormap) -> None:
-    files.write_png(folder / f"{stem}_strip.png", clip_strip(frames, heat, 8, alpha, colormap))
+    files.write_png(folder / f"{stem}_strip.png", clip_strip(frames, heat, 8, alpha, colormap), photo=True)
     files.write_video(folder / f"{stem}.mp4", clip_frames(frames, heat, alpha, colormap))
 
 

@@ -171,7 +171,8 @@ def run(args, framework, model, labels=None) -> int:
                     if not args.no_overlays:
                         heat = cv2.resize(maps[j], (w, h), interpolation=cv2.INTER_LINEAR)
                         files.write_png(folder / f"{stem}.png",
-                                        _draw(image, heat, row[:4] / np.array([sx, sy, sx, sy]), 0.5, "jet"))
+                                        _draw(image, heat, row[:4] / np.array([sx, sy, sx, sy]), 0.5, "jet"),
+                                        photo=True)
                         record["overlay"] = f"{key}/{stem}.png"
                     entry["maps"][method][f"box{j}"] = record
             entries.append(entry)

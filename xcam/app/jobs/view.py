@@ -273,7 +273,7 @@ def respond(viewer: Viewer, key: str, layer: str, methods, classes, alpha: float
     for ((m, label), heat), (_, pic) in zip(out["maps"].items(), out["tiles"][1:]):  # tile 0: the image
         stem = f"{m}_{safe_name(label)}"
         files.write_npy(folder / f"{stem}.npy", heat)
-        files.write_png(folder / f"{stem}.png", pic)
+        files.write_png(folder / f"{stem}.png", pic, photo=True)
         paths += [str(folder / f"{stem}.npy"), str(folder / f"{stem}.png")]
     return {**out, "paths": paths, "seconds": time.perf_counter() - start}
 
