@@ -103,3 +103,17 @@ def test_layer_recorder_never_takes_a_freed_output_for_a_copy():
     rec.saw("identity", (1, 2, 3, 3), kept)      # the same object: a copy of "norm"
     same = {r.name: r.same_as for r in rec.records({n: "X" for n in rec.order}, {"drop", "identity"})}
     assert same == {"drop": None, "conv": None, "norm": None, "identity": "norm"}
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.25, 0.75, 37 / 256, 0.0, 1.0, 0.4, 1 / 3])
+def test_overlay_is_the_rounded_float32_mix_for_every_pair_of_bytes(alpha):
+    # every (image byte a, colour byte b): the gray colormap turns heat b / 255 into b; out = floor((1 - alpha) a
+    # + alpha b + 0.5) in float32 (halves round up), whichever way overlay computes it (dyadic alphas: OpenCV)
+    a = np.repeat(np.arange(256, dtype=np.uint8), 256).reshape(256, 256)
+    b = np.tile(np.arange(256, dtype=np.uint8), 256).reshape(256, 256)
+    img = np.stack([a, a, a], axis=2)
+    mixed = a.astype(np.float32) * np.float32(1.0 - alpha) + np.float32(alpha) * b.astype(np.float32) + 0.5
+    out = xcam.overlay(img, b.astype(np.float32) / 255.0, alpha=alpha, colormap="gray")
+    np.testing.assert_array_equal(out, np.repeat(mixed.astype(np.uint8)[:, :, None], 3, axis=2))
+    if alpha == 0.5:
+        assert out[1, 0, 0] == 1 and out[3, 0, 0] == 2 and out[2, 1, 0] == 2   # (1+0)/2, (3+0)/2, (2+1)/2 up

@@ -46,13 +46,13 @@ def write_bytes(path, data: bytes) -> None:
 
 def write_png(path, rgb: np.ndarray, photo: bool = False) -> None:
     """An RGB uint8 picture (H, W, 3) as a PNG, written atomically; a gray one (H, W) as an 8-bit grayscale
-    PNG (a third of the bytes to deflate). zlib's strategy by picture (OpenCV's default is run-length, measured
-    slower and larger on every picture xcam draws): the default strategy for grids and drawn pictures (the demo's
-    feature grid: 8.4 -> 4.2 ms, 126 -> 50 KB; a signal plot 4.1 -> 3.6 ms, 24 -> 15 KB), filtered for a ``photo``
-    (an overlay on a photograph: 4.9 -> 4.3 ms at 451 x 300, 35.7 -> 27.4 ms at 1024 x 768, the size within 1%).
-    The pixels are the same whichever is used."""
+    PNG (a third of the bytes to deflate). zlib's strategy by picture (OpenCV's default is run-length): the
+    default strategy for grids and drawn pictures (the demo's feature grid: 8.4 -> 4.2 ms, 126 -> 50 KB; a signal
+    plot 4.1 -> 3.6 ms, 24 -> 15 KB), Huffman coding alone for a ``photo`` (an overlay on a photograph: 4.9 ->
+    4.3 ms at 451 x 300, 35.7 -> 27.4 ms at 1024 x 768, the size within 1%; the default strategy is slower there,
+    and Huffman alone is slow and large on drawn pictures). The pixels are the same whichever is used."""
     pic = np.ascontiguousarray(rgb)
-    strategy = cv2.IMWRITE_PNG_STRATEGY_FILTERED if photo else cv2.IMWRITE_PNG_STRATEGY_DEFAULT
+    strategy = cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY if photo else cv2.IMWRITE_PNG_STRATEGY_DEFAULT
     ok, buf = cv2.imencode(".png", pic if pic.ndim == 2 else cv2.cvtColor(pic, cv2.COLOR_RGB2BGR),
                            [cv2.IMWRITE_PNG_STRATEGY, strategy])
     if not ok:
