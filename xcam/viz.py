@@ -118,8 +118,9 @@ def _scaled(activations, per_row: int):
 def _tiled(cells: np.ndarray, per_row: int, tile: int | None, pad: int, white) -> np.ndarray:
     """(c, h, w) cell values (any dtype) as the grid of nearest-neighbour tiles, ``pad`` white between.
     OpenCV's nearest-neighbour choice of source pixel (read off a resized index image) is separable, a source
-    row per tile row and a source column per tile column: the tiles are one gather, written through one strided
-    view of the grid (a tile and its pad per cell)."""
+    row per tile row and a source column per tile column: the cells are laid out as one small mosaic with a
+    white row and column after it, and the grid is two gathers of it, its columns then its rows (pads and
+    missing last-row tiles read the white ones). 1,280 cells of 7x7 into 32x32 tiles: 2.5 -> 0.8 ms."""
     c, h, w = cells.shape
     side = tile or max(32, h)
     tw = max(1, round(side * w / max(h, w)))
@@ -129,9 +130,15 @@ def _tiled(cells: np.ndarray, per_row: int, tile: int | None, pad: int, white) -
     where = cv2.resize(np.arange(h * w, dtype=np.float32).reshape(h, w), (tw, th),
                        interpolation=cv2.INTER_NEAREST).astype(np.int64)
     src_rows, src_cols = where[:, 0] // w, where[0] % w
-    tiles = np.full((rows * cols, th, tw), white, dtype=cells.dtype)  # a missing last-row tile stays white
-    tiles[:c] = cells[:, :, src_cols][:, src_rows]
-    grid = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad), white, dtype=cells.dtype)
-    view = grid[pad:pad + rows * (th + pad), pad:pad + cols * (tw + pad)].reshape(rows, th + pad, cols, tw + pad)
-    view[:, :th, :, :tw] = tiles.reshape(rows, cols, th, tw).transpose(0, 2, 1, 3)
-    return grid
+    mosaic = np.full((rows * cols, h, w), white, dtype=cells.dtype)  # a missing last-row tile stays white
+    mosaic[:c] = cells
+    mosaic = mosaic.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+    mosaic = np.pad(mosaic, ((0, 1), (0, 1)), constant_values=white)
+
+    def picks(count: int, size: int, cell: int, src: np.ndarray) -> np.ndarray:
+        """Mosaic index of each grid row (or column): pad, then per tile its ``size`` sources and a pad."""
+        idx = np.full(count * (size + pad) + pad, count * cell, np.int64)            # the white row / column
+        idx[pad:].reshape(count, size + pad)[:, :size] = np.arange(count)[:, None] * cell + src[None, :]
+        return idx
+
+    return mosaic[:, picks(cols, tw, w, src_cols)][picks(rows, th, h, src_rows)]
