@@ -117,3 +117,24 @@ def test_overlay_is_the_rounded_float32_mix_for_every_pair_of_bytes(alpha):
     np.testing.assert_array_equal(out, np.repeat(mixed.astype(np.uint8)[:, :, None], 3, axis=2))
     if alpha == 0.5:
         assert out[1, 0, 0] == 1 and out[3, 0, 0] == 2 and out[2, 1, 0] == 2   # (1+0)/2, (3+0)/2, (2+1)/2 up
+
+
+@pytest.mark.parametrize("shape, per_row, tile, pad", [((37, 7, 7), 16, None, 1), ((5, 3, 4), 2, 11, 2),
+                                                        ((6, 40, 20), 4, None, 0), ((3, 1, 1), 8, 5, 3)])
+def test_gray_feature_grid_is_each_tile_resized_by_opencv_in_its_place(shape, per_row, tile, pad):
+    from xcam.viz import feature_grid_gray
+    acts = np.random.default_rng(len(shape) + per_row).standard_normal(shape).astype(np.float32)
+    grid = feature_grid_gray(acts, per_row=per_row, tile=tile, pad=pad)
+    c, h, w = shape
+    side = tile or max(32, h)
+    tw, th = max(1, round(side * w / max(h, w))), max(1, round(side * h / max(h, w)))
+    cols = min(per_row, c)
+    rows = -(-c // cols)
+    expected = np.full((rows * (th + pad) + pad, cols * (tw + pad) + pad), 255, np.uint8)
+    for k in range(c):                                     # one channel at a time: min-max, levels, resize
+        a = acts[k]
+        span = a.max() - a.min()
+        levels = np.clip(((a - a.min()) / span if span > 0 else 0 * a) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        y, x = pad + (k // cols) * (th + pad), pad + (k % cols) * (tw + pad)
+        expected[y:y + th, x:x + tw] = cv2.resize(levels, (tw, th), interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_array_equal(grid, expected)
