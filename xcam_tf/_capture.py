@@ -328,12 +328,7 @@ def layer_records(model, input_shape: tuple) -> list[LayerRecord]:
     recorder = LayerRecorder()
     paths = list(walk(model))
     rank = len(input_shape) - 1
-    facts = []   # model_facts, read at the first layout asked for and kept for every other layer
-
-    def layout(layer, shape):
-        if not facts:
-            facts.append(model_facts(model))
-        return layout_of(model, layer, shape, rank, spatial=tuple(input_shape[:-1]), facts=facts[0])
+    facts = model_facts(model)   # read once for every layer's layout
 
     def wrap(path, layer):
         original = layer.call
@@ -346,7 +341,9 @@ def layer_records(model, input_shape: tuple) -> list[LayerRecord]:
                 except XcamError:
                     pass
             if tf.is_tensor(out):
-                recorder.saw(path, tuple(out.shape), out, lambda shape: layout(layer, shape))
+                recorder.saw(path, tuple(out.shape), out,
+                             lambda shape: layout_of(model, layer, shape, rank, spatial=tuple(input_shape[:-1]),
+                                                     facts=facts))
             else:
                 recorder.saw(path, None)
             return out
